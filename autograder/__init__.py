@@ -1,0 +1,1 @@
+"""autograder: self-check, release, classroom grading and mutation testing for the course."""

@@ -1,0 +1,1 @@
+"""kvlib: the reference library of the KV-cache course."""
