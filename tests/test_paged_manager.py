@@ -1,0 +1,264 @@
+"""Block allocator, block tables, fork + copy-on-write, prefix caching and the known bugs of small engines."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvlib.paged import BlockAllocator, BlockManager, HashPrefixCache, OutOfBlocks, RadixPrefixCache
+from kvlib.paged.tracking import TokenKV as FakeKV
+
+pytestmark = pytest.mark.ch06
+
+KINDS = [None, "hash", "radix"]
+CACHED = ["hash", "radix"]
+
+
+# --- allocator --------------------------------------------------------------------------------
+def test_allocator_all_or_nothing_and_counters():
+    a = BlockAllocator(4, 16)
+    ids = a.allocate(3)
+    assert sorted(ids) == [0, 1, 2] and a.num_used == 3 and a.num_free == 1
+    before = (list(a.free_ids), [b.ref_count for b in a.blocks])
+    with pytest.raises(OutOfBlocks, match="needed 2 block"):
+        a.allocate(2)
+    assert (list(a.free_ids), [b.ref_count for b in a.blocks]) == before
+    assert a.incref(ids[0]) == 2
+    assert a.decref(ids[0]) == 1
+    assert a.decref(ids[0]) == 0
+    assert a.num_idle == 1  # ref 0, not yet released
+    a.release(ids[0])
+    assert a.num_free == 2 and a.num_idle == 0
+    a.check_invariants()
+
+
+def test_allocator_rejects_misuse():
+    with pytest.raises(ValueError, match="num_blocks"):
+        BlockAllocator(0, 16)
+    a = BlockAllocator(2, 4)
+    with pytest.raises(IndexError):
+        a.ref_count(5)
+    (b,) = a.allocate(1)
+    a.decref(b)
+    with pytest.raises(AssertionError, match="double free"):
+        a.decref(b)
+    a.release(b)
+    with pytest.raises(AssertionError, match="free block"):
+        a.incref(b)
+
+
+# --- block tables -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_append_takes_a_block_at_each_boundary_and_slots_follow_the_table(kind):
+    mgr = BlockManager(16, 4, kind)
+    seq = mgr.allocate(0, [1, 2, 3])
+    assert len(seq.block_ids) == 1
+    mgr.append(0, 4)
+    assert len(seq.block_ids) == 1
+    mgr.append(0, 5)
+    assert len(seq.block_ids) == 2
+    table = mgr.block_table(0)
+    assert mgr.slot_mapping(0) == [table[p // 4] * 4 + p % 4 for p in range(5)]
+    with pytest.raises(IndexError):
+        mgr.slot(0, 5)
+    mgr.check_invariants()
+    mgr.free(0)
+    assert mgr.num_used_blocks == 0 and mgr.num_available_blocks == 16
+    mgr.check_invariants()
+
+
+def test_bad_input_messages():
+    mgr = BlockManager(4, 4)
+    with pytest.raises(ValueError, match="at least one prompt token"):
+        mgr.allocate(0, [])
+    mgr.allocate(0, [1])
+    with pytest.raises(ValueError, match="already exists"):
+        mgr.allocate(0, [1])
+    with pytest.raises(KeyError, match="unknown sequence"):
+        mgr.append(7, 1)
+    with pytest.raises(ValueError, match="prefix cache must be"):
+        BlockManager(4, 4, "lru")
+
+
+# --- fork + copy on write ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_fork_shares_and_copy_on_write_reports_the_copy(kind):
+    mgr = BlockManager(16, 4, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5, 6])  # blocks: [full][2 of 4]
+    child = mgr.fork(0, 1)
+    assert child.block_ids == mgr.block_table(0)
+    assert all(mgr.allocator.ref_count(b) == 2 for b in child.block_ids)
+    last = mgr.block_table(0)[-1]
+    copies = kv.append(1, 70)  # child writes into the shared partial block: copy first
+    assert len(copies) == 1 and copies[0][0] == last and copies[0][1] != last
+    assert mgr.block_table(1)[-1] == copies[0][1]
+    assert mgr.block_table(1)[0] == mgr.block_table(0)[0]  # the full block stays shared
+    assert kv.append(0, 80) == []  # the parent is now the sole owner of its last block
+    kv.check()
+    mgr.check_invariants()
+    assert [mgr.allocator.ref_count(b) for b in mgr.block_table(0)] == [2, 1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fork_of_a_full_last_block_needs_no_copy(kind):
+    mgr = BlockManager(16, 4, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4])
+    mgr.fork(0, 1)
+    assert kv.append(0, 5) == [] and kv.append(1, 6) == []
+    assert mgr.block_table(0)[0] == mgr.block_table(1)[0]
+    kv.check()
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_out_of_blocks_changes_nothing(kind):
+    mgr = BlockManager(3, 4, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5, 6])  # 2 blocks
+    mgr.fork(0, 1)
+    kv.append(1, 9)  # copy-on-write takes the 3rd block
+    before = mgr.snapshot()
+    with pytest.raises(OutOfBlocks):
+        mgr.allocate(2, [5] * 9)  # needs 3 blocks, 0 free
+    assert mgr.snapshot() == before
+    kv.append(0, 7)  # parent is now sole owner of its partial block
+    kv.append(0, 8)
+    before = mgr.snapshot()
+    with pytest.raises(OutOfBlocks):
+        mgr.append(0, 10)  # last block full, no free block
+    assert mgr.snapshot() == before
+    mgr.fork(1, 3)
+    before = mgr.snapshot()
+    with pytest.raises(OutOfBlocks):
+        mgr.append(3, 11)  # copy-on-write needs a block too
+    assert mgr.snapshot() == before
+    mgr.check_invariants()
+
+
+# --- prefix caching ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", CACHED)
+def test_prefix_hit_reuses_full_blocks_only(kind):
+    mgr = BlockManager(32, 4, kind)
+    kv = FakeKV(mgr)
+    assert kv.admit(0, list(range(10))) == 0
+    hit = kv.admit(1, list(range(9)) + [99, 100])
+    assert hit == 8  # two full blocks; block 2 differs (8, 99, ... vs 8, 9)
+    assert mgr.block_table(1)[:2] == mgr.block_table(0)[:2]
+    assert mgr.block_table(1)[2] != mgr.block_table(0)[2]
+    kv.check()
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_cached_blocks_survive_free_until_evicted_lru(kind):
+    mgr = BlockManager(6, 2, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5])  # blocks A(1,2) B(3,4) + partial
+    kv.admit(1, [7, 8, 9, 10, 11])  # blocks C(7,8) D(9,10) + partial
+    mgr.free(0)
+    mgr.free(1)
+    assert mgr.num_cached_blocks == 4 and mgr.num_free_blocks == 2 and mgr.num_used_blocks == 0
+    # reuse of the older prefix refreshes it, so the newer-but-unused one is evicted first
+    assert kv.admit(2, [1, 2, 3, 4, 6]) == 4
+    mgr.free(2)
+    kv.admit(3, [20, 21, 22, 23, 24, 25, 26, 27])  # needs 4 blocks: 2 free + evict 2
+    assert mgr.cache.match([1, 2, 3, 4]) == mgr.cache.match([1, 2, 3, 4])
+    assert len(mgr.cache.match([1, 2, 3, 4])) == 2, "least recently used prefix should have been evicted"
+    assert mgr.cache.match([7, 8, 9, 10]) == []
+    kv.check()
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_eviction_never_orphans_descendants(kind):
+    mgr = BlockManager(8, 2, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5, 6, 7])  # chain of 3 full blocks + a partial one
+    table = mgr.block_table(0)
+    mgr.free(0)
+    evicted = mgr.reclaim(1)
+    cache = mgr.cache
+    assert evicted == [table[2]], "the chain's tail must go first"
+    assert cache.match([1, 2, 3, 4, 5, 6]) == table[:2]  # the head is still reachable
+    cache.check_invariants()
+    mgr.reclaim(2)
+    assert cache.num_cached == 0
+    mgr.check_invariants()
+
+
+def test_hash_collisions_never_give_false_hits():
+    cache = HashPrefixCache(2, hash_fn=lambda parent, tokens: 0)  # every key collides
+    mgr = BlockManager(16, 2, cache)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5])
+    assert kv.admit(1, [1, 2, 9, 9, 5]) == 2
+    assert kv.admit(2, [3, 4, 1, 2, 5]) == 0  # same blocks, other order: different prefixes
+    assert kv.admit(3, [1, 2, 3, 4, 5]) == 4
+    kv.check()
+    mgr.check_invariants()
+
+
+def test_radix_splits_runs_and_extends_leaves():
+    cache = RadixPrefixCache(2)
+    mgr = BlockManager(32, 2, cache)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5, 6, 7, 8, 0])
+    (run,) = cache.root.children.values()
+    assert len(run.block_ids) == 4  # one path-compressed node
+    kv.admit(1, [1, 2, 3, 4, 9, 9, 0])  # branches after two blocks: the run splits
+    (head,) = cache.root.children.values()
+    assert len(head.block_ids) == 2 and len(head.children) == 2
+    kv.append(1, 5)  # completes block (0, 5): it extends the new leaf's run
+    leaf = cache._node_of[mgr.block_table(1)[3]]
+    assert leaf.block_ids == mgr.block_table(1)[2:4]
+    kv.check()
+    mgr.check_invariants()
+
+
+# --- the known bugs of small engines ----------------------------------------------------------
+@pytest.mark.parametrize("kind", CACHED)
+def test_regression_stale_hash_entry_after_block_reuse(kind):
+    """A block evicted and reused for other tokens must not stay findable under its old prefix."""
+    mgr = BlockManager(3, 2, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5])
+    old = mgr.block_table(0)
+    mgr.free(0)
+    kv.admit(1, [8, 9, 8, 9, 8, 9])  # takes every block: the cached ones are reused
+    assert set(mgr.block_table(1)) == set(old)
+    assert mgr.cache.match([1, 2, 3, 4]) == [], "stale entry: old prefix maps to a reused block"
+    mgr.free(1)
+    assert kv.admit(2, [1, 2, 3, 4, 5]) == 0
+    kv.check()
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_regression_same_step_admission_shares_the_prefix(kind):
+    """Two sequences admitted back to back (before any forward pass) share the prompt's blocks."""
+    mgr = BlockManager(16, 4, kind)
+    prompt = list(range(100, 113))
+    a = mgr.allocate(0, prompt + [1])
+    b = mgr.allocate(1, prompt + [2])
+    assert b.block_ids[:3] == a.block_ids[:3] and b.num_cached_tokens == 12
+    assert mgr.num_used_blocks == 3 + 2
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+@pytest.mark.parametrize("length", [8, 9, 1, 4])
+def test_regression_full_prefix_hit_recomputes_the_last_token(kind, length):
+    """A prompt found entirely in the cache must still compute >= 1 token (its logits)."""
+    mgr = BlockManager(16, 4, kind)
+    kv = FakeKV(mgr)
+    prompt = list(range(length))
+    kv.admit(0, prompt)
+    hit = kv.admit(1, prompt)
+    assert hit < length, "a full hit left zero tokens to compute"
+    assert hit == (length - 1) // 4 * 4
+    # the recomputed last token is written into a private block, never into a shared one
+    last = mgr.block_table(1)[(length - 1) // 4]
+    assert mgr.allocator.ref_count(last) == 1
+    kv.check()
+    mgr.check_invariants()
