@@ -1,0 +1,266 @@
+"""Grouped-query attention (GQA) and multi-query attention (MQA): fewer key/value heads, smaller cache.
+
+Multi-head attention (MHA) gives every one of the `H` query heads its own key and value head,
+so a decoder caches `2 * n_layers * H * head_dim` numbers per token. Shazeer's multi-query
+attention (MQA, 2019) shares ONE key/value head between all query heads; Ainslie et al.'s
+grouped-query attention (GQA, 2023) sits in between: `KV` key/value heads, each shared by a
+group of `G = H / KV` consecutive query heads. Query head `h` reads key/value head `h // G`.
+
+    MHA: KV == H        GQA: 1 < KV < H        MQA: KV == 1
+
+The cache only ever holds the `KV` heads; the sharing happens inside attention, either by
+materialising the repeats (`kvlib.attention.repeat_kv`, simple) or, as here, by viewing the
+queries as `[B, KV, G, T, D]` so every group attends to its own key/value head without copying
+it (what fast kernels do). The KV cache shrinks by exactly `H / KV`.
+
+This module holds:
+
+- `grouped_attention`: causal attention with `KV <= H` key/value heads, no repeated copies;
+- `gqa_attention_step`: one attention step that appends to a KV-heads-only cache (chapter 03,
+  exercise 2);
+- `KVHeadsCache`: a `KVCache` that refuses to store anything but the `KV` heads;
+- `mean_pool_heads` / `convert_mha_to_gqa`: the GQA paper's conversion of a trained MHA
+  checkpoint, mean-pooling the key and value projection heads of each group (exercise 3);
+- `kv_bytes_per_token` / `config_kv_bytes_per_token` / `kv_saving_factor`: what a token costs in
+  the cache (exercise 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from kvlib.attention import causal_attention, repeat_kv
+from kvlib.cache.dense import NaiveKVCache
+from kvlib.memory import ModelShape, kv_cache_bytes
+from kvlib.model import TinyDecoder
+
+__all__ = [
+    "KVHeadsCache",
+    "config_kv_bytes_per_token",
+    "convert_mha_to_gqa",
+    "gqa_attention_step",
+    "grouped_attention",
+    "kv_bytes_per_token",
+    "kv_saving_factor",
+    "mean_pool_heads",
+    "repeat_kv",
+    "repeated_attention",
+]
+
+
+def _check_heads(n_heads: int, n_kv_heads: int) -> int:
+    """Return the group size `n_heads // n_kv_heads`, or raise if the heads do not split evenly."""
+    if n_kv_heads < 1 or n_heads < 1:
+        raise ValueError(f"head counts must be positive, got n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+    if n_heads % n_kv_heads:
+        raise ValueError(
+            f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}): each key/value head "
+            "serves a whole group of query heads"
+        )
+    return n_heads // n_kv_heads
+
+
+def repeated_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = None) -> Tensor:
+    """GQA the simple way: copy every key/value head to its group (`repeat_kv`), then plain attention.
+
+    Same inputs, output and maths as `grouped_attention`; materialises [B, H, Tk, D] keys/values
+    per call (what the Llama reference code does), so it reads `H / KV` times more memory.
+    """
+    if q.dim() != 4 or k.dim() != 4:
+        raise ValueError(
+            f"expected q [B, H, Tq, D] and k, v [B, KV, Tk, D], got {tuple(q.shape)}, {tuple(k.shape)}"
+        )
+    g = _check_heads(q.shape[1], k.shape[1])
+    return causal_attention(q, repeat_kv(k, g), repeat_kv(v, g), q_start=q_start)
+
+
+def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = None) -> Tensor:
+    """Causal attention where `H` query heads share `KV` key/value heads, without copying them.
+
+    q: [B, H, Tq, D] queries at absolute positions `q_start .. q_start + Tq - 1`
+       (default `Tk - Tq`: the queries are the last `Tq` positions of the keys).
+    k, v: [B, KV, Tk, D] with `H % KV == 0`. Query head `h` uses key/value head `h // (H // KV)`.
+    Returns [B, H, Tq, D], equal to `causal_attention(q, repeat_kv(k, G), repeat_kv(v, G))`.
+
+    The grouping is a view: `q` becomes [B, KV, G, Tq, D] and `k` [B, KV, 1, Tk, D], so the
+    matmul broadcasts one key/value head over its `G` query heads.
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            f"expected q [B, H, Tq, D] and k, v [B, KV, Tk, D], got {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(v.shape)}"
+        )
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    b, h, tq, d = q.shape
+    _, kv, tk, dk = k.shape
+    if dk != d or k.shape[0] != b:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} disagree on batch or head_dim")
+    g = _check_heads(h, kv)
+    start = tk - tq if q_start is None else q_start
+    if start < 0 or start + tq > tk:
+        raise ValueError(f"queries at positions {start}..{start + tq - 1} need keys up to there, have {tk}")
+    qg = q.float().reshape(b, kv, g, tq, d)  # (B, KV, G, Tq, D): heads h = kv * G + g
+    scores = qg @ k.float().unsqueeze(2).transpose(-1, -2) / math.sqrt(d)  # (B, KV, G, Tq, Tk)
+    q_pos = torch.arange(start, start + tq, device=q.device).unsqueeze(1)  # (Tq, 1)
+    k_pos = torch.arange(tk, device=q.device).unsqueeze(0)  # (1, Tk)
+    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)  # (B, KV, G, Tq, Tk), float32 like causal_attention
+    out = probs @ v.float().unsqueeze(2)  # (B, KV, G, Tq, D)
+    return out.reshape(b, h, tq, d).to(q.dtype)  # (B, H, Tq, D)
+
+
+def gqa_attention_step(
+    q: Tensor, k_new: Tensor, v_new: Tensor, past: tuple[Tensor, Tensor] | None = None
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One attention step with a cache that stores only the key/value heads.
+
+    q: [B, H, T, D] queries for the T new tokens; k_new, v_new: [B, KV, T, D] their keys/values;
+    past: `(k_past, v_past)`, each [B, KV, P, D], or None for the first step (P = 0).
+    The new tokens sit at positions P .. P + T - 1 and attend causally to all P + T keys.
+    Returns `(out [B, H, T, D], (k_all, v_all))` with k_all, v_all [B, KV, P + T, D]: the cache
+    grows by T tokens of KV heads only, `H / KV` times less than an MHA cache.
+    """
+    if k_new.shape != v_new.shape or k_new.dim() != 4:
+        raise ValueError(
+            f"k_new and v_new must both be [B, KV, T, D], got {tuple(k_new.shape)}, {tuple(v_new.shape)}"
+        )
+    if past is None:
+        k_all, v_all = k_new, v_new
+    else:
+        k_past, v_past = past
+        if k_past.shape[:2] != k_new.shape[:2] or k_past.shape[-1] != k_new.shape[-1]:
+            raise ValueError(
+                f"cached keys {tuple(k_past.shape)} do not match new keys {tuple(k_new.shape)} in batch, "
+                "heads or head_dim"
+            )
+        k_all = torch.cat([k_past, k_new], dim=-2)  # (B, KV, P + T, D)
+        v_all = torch.cat([v_past, v_new], dim=-2)
+    out = grouped_attention(q, k_all, v_all, q_start=k_all.shape[-2] - q.shape[-2])
+    return out, (k_all, v_all)
+
+
+class KVHeadsCache(NaiveKVCache):
+    """The naive growing cache (chapter 01) that only accepts `n_kv_heads` key/value heads.
+
+    A GQA model must cache keys/values BEFORE they are repeated for the query heads; storing
+    the repeated tensors would throw away the whole saving. `update` therefore rejects any
+    tensor whose head axis (dim 1) is not `n_kv_heads`; `nbytes()` then shows the saving.
+    """
+
+    def __init__(self, num_layers: int, n_kv_heads: int) -> None:
+        super().__init__(num_layers)
+        if n_kv_heads < 1:
+            raise ValueError(f"n_kv_heads must be >= 1, got {n_kv_heads}")
+        self.n_kv_heads = n_kv_heads
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append k, v [B, n_kv_heads, T, D] for `layer`; return all cached [B, n_kv_heads, P + T, D]."""
+        if k.dim() == 4 and k.shape[1] != self.n_kv_heads:
+            raise ValueError(
+                f"this cache stores {self.n_kv_heads} key/value heads, got {k.shape[1]}: cache k/v before "
+                "repeat_kv, not after"
+            )
+        return super().update(layer, k, v)
+
+
+# --------------------------------------------------------------------------------------------
+# MHA -> GQA conversion (Ainslie et al. 2023, section 2.1: "mean pooling" of the KV heads)
+# --------------------------------------------------------------------------------------------
+
+
+def mean_pool_heads(weight: Tensor, n_heads: int, n_kv_heads: int) -> Tensor:
+    """Mean-pool the output rows of a key or value projection from `n_heads` to `n_kv_heads` heads.
+
+    weight: [n_heads * head_dim, in_features], the `nn.Linear` weight whose rows `h*D .. h*D+D-1`
+    produce head `h`. Group `j` is the consecutive heads `j*G .. j*G+G-1` (G = n_heads/n_kv_heads),
+    the same heads that will read key/value head `j` after conversion, and
+        W'_j = (1/G) * sum_{h in group j} W_h.
+    Returns [n_kv_heads * head_dim, in_features]. Because the projection is linear (and RoPE acts
+    on every head in the same way), the pooled head's keys are the mean of the group's keys.
+    """
+    if weight.dim() != 2:
+        raise ValueError(
+            f"expected a 2-D projection weight [n_heads * head_dim, in], got {tuple(weight.shape)}"
+        )
+    g = _check_heads(n_heads, n_kv_heads)
+    out_features, in_features = weight.shape
+    if out_features % n_heads:
+        raise ValueError(f"weight rows ({out_features}) are not a multiple of n_heads ({n_heads})")
+    d = out_features // n_heads
+    grouped = weight.reshape(n_kv_heads, g, d, in_features)  # (KV, G, D, in)
+    return grouped.mean(dim=1).reshape(n_kv_heads * d, in_features)  # (KV * D, in)
+
+
+def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
+    """Return a copy of an MHA TinyDecoder whose attention has `n_kv_heads` key/value heads.
+
+    In every layer `self_attn.k_proj` and `self_attn.v_proj` are mean-pooled per group
+    (`mean_pool_heads`); queries, output projections, MLPs, norms and embeddings are copied
+    unchanged. The input model is not modified. With `n_kv_heads == n_heads` the copy computes
+    exactly the same logits; with fewer KV heads it is an approximation that the GQA paper then
+    "uptrains" for ~5% of the pre-training steps (we do not: chapter 03 measures the raw cost).
+    """
+    cfg = model.config
+    _check_heads(cfg.n_heads, n_kv_heads)
+    if cfg.n_kv_heads != cfg.n_heads:
+        raise ValueError(
+            f"expected an MHA model (n_kv_heads == n_heads), got {cfg.n_kv_heads} of {cfg.n_heads}"
+        )
+    new = TinyDecoder(dataclasses.replace(cfg, n_kv_heads=n_kv_heads))
+    state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+    for i in range(cfg.n_layers):
+        for proj in ("k_proj", "v_proj"):
+            key = f"layers.{i}.self_attn.{proj}.weight"
+            state[key] = mean_pool_heads(state[key], cfg.n_heads, n_kv_heads)  # (KV * D, C)
+    new.load_state_dict(state)
+    param = next(model.parameters())
+    return new.to(device=param.device, dtype=param.dtype).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# What a token costs
+# --------------------------------------------------------------------------------------------
+
+
+def kv_bytes_per_token(
+    n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype | str = torch.float16
+) -> int:
+    """Cache bytes one token adds: `2 (K and V) * n_layers * n_kv_heads * head_dim * bytes_per_element`.
+
+    The query heads do not appear: only key/value heads are cached. This is
+    `kvlib.memory.kv_cache_bytes` at `seq_len = batch = 1`.
+    """
+    return kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len=1, batch=1, dtype=dtype)
+
+
+def _config_dims(config: Any) -> tuple[int, int, int, int]:
+    """(layers, query heads, KV heads, head_dim) of a `ModelShape` or a TinyDecoder `ModelConfig`."""
+    if isinstance(config, ModelShape):
+        return config.num_layers, config.num_heads, config.num_kv_heads, config.head_dim
+    if all(hasattr(config, f) for f in ("n_layers", "n_heads", "n_kv_heads", "head_dim")):
+        return config.n_layers, config.n_heads, config.n_kv_heads, config.head_dim
+    raise TypeError(
+        f"expected a kvlib.memory.ModelShape or kvlib.model.ModelConfig, got {type(config).__name__}"
+    )
+
+
+def config_kv_bytes_per_token(config: Any, dtype: torch.dtype | str = torch.float16) -> int:
+    """`kv_bytes_per_token` of a model: a `MODEL_CONFIGS` entry or a TinyDecoder `ModelConfig`."""
+    n_layers, _, n_kv_heads, head_dim = _config_dims(config)
+    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim, dtype)
+
+
+def kv_saving_factor(config: Any) -> float:
+    """How many times smaller the KV cache is than that of the MHA version of the same model.
+
+    MHA caches `n_heads` key/value heads per layer, GQA `n_kv_heads`; layers, head_dim and dtype
+    cancel, so the factor is exactly `n_heads / n_kv_heads` (8 for Llama-2-70B, 4 for Llama-3-8B).
+    """
+    _, n_heads, n_kv_heads, _ = _config_dims(config)
+    return n_heads / n_kv_heads
