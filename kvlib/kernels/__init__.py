@@ -1,0 +1,46 @@
+"""Paged attention (chapter 07): a PyTorch gather reference and a Triton decode kernel.
+
+Triton compiles kernels for CUDA; without CUDA it can run them in its CPU interpreter, but only if
+``TRITON_INTERPRET=1`` is in the environment when the ``@triton.jit`` decorators run. So this
+package sets it *before* importing the module that defines the kernels, when CUDA is absent and
+the user has not chosen explicitly (an existing ``TRITON_INTERPRET`` value is respected). Import
+kernels through ``kvlib.kernels``, not by defining ``@triton.jit`` functions before this import.
+
+``MODE`` says which path is active: ``"cuda"`` or ``"interpreter"``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from kvlib.kernels.paged_attention import (  # noqa: E402  (must follow the environment choice)
+    choose_num_splits,
+    interpreter_active,
+    paged_attention_decode,
+)
+from kvlib.kernels.reference import (  # noqa: E402
+    build_paged_cache,
+    contiguous_as_paged,
+    gather_kv,
+    paged_attention_reference,
+    validate_paged_inputs,
+)
+
+MODE = "interpreter" if interpreter_active() else "cuda"
+
+__all__ = [
+    "MODE",
+    "build_paged_cache",
+    "choose_num_splits",
+    "contiguous_as_paged",
+    "gather_kv",
+    "interpreter_active",
+    "paged_attention_decode",
+    "paged_attention_reference",
+    "validate_paged_inputs",
+]

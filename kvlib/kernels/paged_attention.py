@@ -1,0 +1,320 @@
+"""Triton paged-attention decode kernel (one query token per sequence), with a split-K variant.
+
+Import this module through :mod:`kvlib.kernels`, which selects Triton's CPU interpreter when CUDA is
+absent *before* the kernels below are decorated.
+
+The kernel
+----------
+One program handles one (sequence ``b``, KV head ``h``) pair and all ``G = q_heads / kv_heads``
+query heads that share that KV head (GQA), so each K/V byte is read from memory once per group,
+not once per query head. It walks the sequence in tiles of ``BLOCK_N`` tokens; for token ``t`` the
+physical address comes from the block table, ``block_table[b, t // B] * B + t % B``, so tiles may
+span several pages and pages may sit anywhere in the pool. Scores are folded in with the online
+softmax (Milakov & Gimelshein; FlashAttention): keeping a running max ``m``, normaliser ``l`` and
+unnormalised output ``acc`` per query head, a tile with scores ``s`` updates
+
+    m' = max(m, max_t s_t),  l' = l * 2^(m - m') + sum_t 2^(s_t - m'),
+    acc' = acc * 2^(m - m') + sum_t 2^(s_t - m') v_t,
+
+(scores are pre-multiplied by ``scale * log2(e)`` so ``exp2`` is used), and ``out = acc / l``.
+
+Split-K (flash-decoding)
+------------------------
+With few sequences (small batch x kv_heads) there are too few programs to fill the GPU. The split
+variant also divides each sequence into ``num_splits`` chunks, each program writing a normalised
+partial output ``o_s`` and its log-sum-exp ``lse_s = m_s + log2 l_s``; a second kernel combines them:
+``out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M)`` with ``M = max_s lse_s``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kvlib.kernels.reference import validate_paged_inputs
+
+__all__ = ["paged_attention_decode", "interpreter_active", "choose_num_splits"]
+
+LOG2E = 1.4426950408889634
+
+
+def interpreter_active() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+@triton.jit
+def _paged_decode_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    bt_ptr,
+    lens_ptr,
+    out_ptr,
+    lse_ptr,
+    scale_log2,
+    chunk,
+    stride_qb,
+    stride_qh,
+    stride_kb,
+    stride_kt,
+    stride_kh,
+    stride_vb,
+    stride_vt,
+    stride_vh,
+    stride_btb,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    stride_lb,
+    stride_lh,
+    GROUP: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PAGE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+    SPLIT: tl.constexpr,
+):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+
+    seq_len = tl.load(lens_ptr + b)
+    start = split * chunk
+    end = tl.minimum(seq_len, start + chunk)
+
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_d = tl.arange(0, BLOCK_D)
+    g_mask = offs_g < GROUP
+    d_mask = offs_d < HEAD_DIM
+    heads = kvh * GROUP + offs_g  # the query heads served by this KV head
+
+    q = tl.load(
+        q_ptr + b * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+        mask=g_mask[:, None] & d_mask[None, :],
+        other=0.0,
+    )  # (BLOCK_G, BLOCK_D)
+    if UPCAST:
+        q = q.to(tl.float32)
+
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+
+    for n0 in range(start, end, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < end
+        # logical token -> (physical block, offset in block); masked lanes read block 0 harmlessly
+        phys = tl.load(bt_ptr + b * stride_btb + offs_n // PAGE, mask=n_mask, other=0).to(tl.int64)
+        within = (offs_n % PAGE).to(tl.int64)
+        kv_mask = n_mask[:, None] & d_mask[None, :]
+        k = tl.load(
+            k_ptr
+            + phys[:, None] * stride_kb
+            + within[:, None] * stride_kt
+            + kvh * stride_kh
+            + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_D)
+        v = tl.load(
+            v_ptr
+            + phys[:, None] * stride_vb
+            + within[:, None] * stride_vt
+            + kvh * stride_vh
+            + offs_d[None, :],
+            mask=kv_mask,
+            other=0.0,
+        )  # (BLOCK_N, BLOCK_D)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")  # (BLOCK_G, BLOCK_N)
+        else:
+            s = tl.dot(q, tl.trans(k))
+        s = tl.where(n_mask[None, :], s * scale_log2, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)  # 0 on the first tile (m_i = -inf)
+        p = tl.exp2(s - m_new[:, None])  # (BLOCK_G, BLOCK_N)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if IEEE:
+            pv = tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        else:
+            pv = tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + pv  # (BLOCK_G, BLOCK_D)
+        m_i = m_new
+
+    nonempty = l_i > 0  # False only for a split that starts past the sequence's end
+    out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
+    out_mask = g_mask[:, None] & d_mask[None, :]
+    o_ptrs = out_ptr + b * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :]
+    if SPLIT:
+        tl.store(o_ptrs, out, mask=out_mask)
+        lse = tl.where(nonempty, m_i + tl.log2(tl.where(nonempty, l_i, 1.0)), float("-inf"))
+        tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split, lse, mask=g_mask)
+    else:
+        tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit
+def _combine_splits_kernel(
+    part_ptr,
+    lse_ptr,
+    out_ptr,
+    num_splits,
+    stride_pb,
+    stride_ph,
+    stride_ps,
+    stride_lb,
+    stride_lh,
+    stride_ob,
+    stride_oh,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_mask = offs_s < num_splits
+    d_mask = offs_d < HEAD_DIM
+    lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + offs_s, mask=s_mask, other=float("-inf"))
+    m = tl.max(lse, 0)  # finite: split 0 always holds >= 1 token
+    w = tl.exp2(lse - m)  # (BLOCK_S,), 0 for empty or padded splits
+    part = tl.load(
+        part_ptr + b * stride_pb + h * stride_ph + offs_s[:, None] * stride_ps + offs_d[None, :],
+        mask=s_mask[:, None] & d_mask[None, :],
+        other=0.0,
+    )  # (BLOCK_S, BLOCK_D)
+    out = tl.sum(part * w[:, None], 0) / tl.sum(w, 0)
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=d_mask)
+
+
+def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch.device) -> int:
+    """Heuristic split count: enough programs for ~2 waves on the GPU, chunks >= 512 tokens.
+
+    Always 1 in the interpreter (no parallel hardware to fill)."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    programs = batch * kv_heads
+    if programs >= 2 * sms:
+        return 1
+    return max(1, min(-(-2 * sms // programs), -(-max_seq_len // 512), 64))
+
+
+def paged_attention_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float | None = None,
+    num_splits: int | str = 1,
+    max_seq_len: int | None = None,
+    block_n: int | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """Decode attention over a paged KV cache with the Triton kernel.
+
+    Args:
+        q: ``(batch, q_heads, head_dim)``.
+        k_cache, v_cache: ``(num_blocks, block_size, kv_heads, head_dim)``, same dtype as ``q``
+            (fp32/fp16 everywhere; bf16 on CUDA, and in the interpreter via an fp32 upcast).
+        block_table: int32 ``(batch, max_blocks)``; seq_lens: int32 ``(batch,)``, each >= 1.
+        scale: softmax scale (default ``1/sqrt(head_dim)``).
+        num_splits: split-K chunks per sequence (flash-decoding); ``"auto"`` picks by occupancy.
+        max_seq_len: upper bound on ``seq_lens`` (avoids a device sync when splitting).
+        block_n: tokens per tile (power of two >= 16; default 64 on CUDA, 32 in the interpreter).
+        check: validate value ranges (block ids, lengths); costs a device sync, so benchmarks
+            turn it off after checking once.
+
+    Returns:
+        ``(batch, q_heads, head_dim)`` in ``q.dtype``.
+    """
+    interp = interpreter_active()
+    if q.device.type != "cuda" and not interp:
+        raise RuntimeError(
+            "the Triton paged-attention kernel needs CUDA tensors, or Triton's CPU interpreter "
+            "(TRITON_INTERPRET=1, which kvlib.kernels sets by itself when CUDA is absent unless you "
+            "set TRITON_INTERPRET=0 explicitly)"
+        )
+    if check:
+        batch, q_heads, kv_heads, head_dim, page = validate_paged_inputs(
+            q, k_cache, v_cache, block_table, seq_lens
+        )
+    else:
+        batch, q_heads, head_dim = q.shape
+        _, page, kv_heads, _ = k_cache.shape
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {q.dtype}")
+    q, k_cache, v_cache = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k_cache, v_cache))
+    block_table = block_table.contiguous()
+    group = q_heads // kv_heads
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+
+    block_g = max(16, triton.next_power_of_2(group))  # tl.dot needs >= 16 rows
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    if block_n is None:
+        block_n = 32 if interp else 64
+    if block_n < 16 or block_n & (block_n - 1):
+        raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
+    # tl.dot on bf16 is wrong in the interpreter: compute in fp32 there
+    upcast = interp and q.dtype == torch.bfloat16
+    ieee = q.dtype == torch.float32 or upcast
+    launch = {}
+    if not interp:
+        launch = {"num_warps": num_warps or 4, "num_stages": num_stages or 2}
+
+    if num_splits == "auto":
+        max_len = max_seq_len if max_seq_len is not None else int(seq_lens.max())
+        num_splits = choose_num_splits(batch, kv_heads, max_len, q.device)
+    if not isinstance(num_splits, int) or num_splits < 1:
+        raise ValueError(f"num_splits must be a positive int or 'auto', got {num_splits!r}")
+
+    out = torch.empty_like(q)
+    common = dict(
+        GROUP=group, BLOCK_G=block_g, HEAD_DIM=head_dim, BLOCK_D=block_d, PAGE=page,
+        BLOCK_N=block_n, UPCAST=upcast, IEEE=ieee,
+    )  # fmt: skip
+    kv_strides = (*k_cache.stride()[:3], *v_cache.stride()[:3])
+    if num_splits == 1:
+        _paged_decode_kernel[(batch, kv_heads, 1)](
+            q, k_cache, v_cache, block_table, seq_lens, out, out,  # lse_ptr unused
+            scale * LOG2E, 1 << 30,
+            q.stride(0), q.stride(1), *kv_strides, block_table.stride(0),
+            out.stride(0), out.stride(1), 0, 0, 0,
+            SPLIT=False, **common, **launch,
+        )  # fmt: skip
+        return out
+
+    max_len = max_seq_len if max_seq_len is not None else int(seq_lens.max())
+    chunk = triton.cdiv(triton.cdiv(max_len, num_splits), block_n) * block_n
+    part = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
+    lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
+    _paged_decode_kernel[(batch, kv_heads, num_splits)](
+        q, k_cache, v_cache, block_table, seq_lens, part, lse,
+        scale * LOG2E, chunk,
+        q.stride(0), q.stride(1), *kv_strides, block_table.stride(0),
+        part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
+        SPLIT=True, **common, **launch,
+    )  # fmt: skip
+    _combine_splits_kernel[(batch, q_heads)](
+        part, lse, out, num_splits,
+        part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
+        out.stride(0), out.stride(1),
+        HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_S=max(2, triton.next_power_of_2(num_splits)),
+        **({"num_warps": 4} if not interp else {}),
+    )  # fmt: skip
+    return out
