@@ -1,0 +1,178 @@
+"""Greedy generation with and without a KV cache, and the timings chapter 01 plots.
+
+Without a cache every new token re-runs the model over the whole sequence: step t costs O(t)
+projections and O(t^2) attention scores, so n tokens cost O(n^2) projections overall. With a
+cache the prompt is processed once ("prefill", all T prompt tokens in one call, filling the
+cache) and each further token is one call on a single token ("decode"): it computes q, k, v
+for that token only, appends k, v to the cache and attends to everything cached, so step t
+costs O(t) attention and O(1) projections.
+
+Positions matter: the token generated at step s (0-based, after a prompt of T tokens) sits at
+position T + s. The decode call that *feeds* that token therefore passes `positions=[T + s]`;
+an off-by-one here silently rotates the keys by the wrong RoPE angle.
+
+Any model with `forward(input_ids [B, T], positions=None, cache=None) -> logits [B, T, V]`
+works (kvlib's TinyDecoder); `cache` is any object with the kvlib cache contract.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+def _check_prompt(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
+    if not isinstance(prompt_ids, torch.Tensor) or prompt_ids.dim() != 2 or prompt_ids.dtype != torch.long:
+        got = (
+            f"{tuple(prompt_ids.shape)} {prompt_ids.dtype}"
+            if isinstance(prompt_ids, torch.Tensor)
+            else prompt_ids
+        )
+        raise ValueError(f"prompt_ids must be a LongTensor of shape [batch, T] with T >= 1, got {got}")
+    if prompt_ids.shape[1] < 1:
+        raise ValueError("prompt_ids must contain at least one token")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+
+
+def _positions(start: int, length: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(start, start + length, device=device)  # [T]
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    cache: Any,
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Greedy generation with a KV cache: one prefill call, then one decode call per extra token.
+
+    prompt_ids: [B, T] token ids. `cache` must be empty. Returns the ids [B, T + max_new_tokens]
+    (prompt followed by the new tokens) and, with `return_logits=True`, also the next-token
+    logits of every step [B, max_new_tokens, V]. Makes exactly max_new_tokens model calls:
+    call 0 is the prefill over positions 0..T-1, call s >= 1 feeds the token chosen at step s-1
+    at position T + s - 1.
+    """
+    _check_prompt(prompt_ids, max_new_tokens)
+    if cache.seq_len != 0:
+        raise ValueError(
+            f"generate needs an empty cache, this one holds {cache.seq_len} tokens; call reset()"
+        )
+    batch, prompt_len = prompt_ids.shape
+    ids, step_logits = prompt_ids, []
+    next_input, position = prompt_ids, 0
+    for _ in range(max_new_tokens):
+        logits = model(
+            next_input, positions=_positions(position, next_input.shape[1], ids.device), cache=cache
+        )
+        position += next_input.shape[1]
+        last = logits[:, -1, :]  # [B, V] the next-token distribution
+        token = last.argmax(dim=-1, keepdim=True)  # [B, 1], greedy
+        step_logits.append(last)
+        ids = torch.cat([ids, token], dim=1)  # [B, T + s + 1]
+        next_input = token
+    if return_logits:
+        vocab = step_logits[0].shape[-1] if step_logits else 0
+        stacked = (
+            torch.stack(step_logits, dim=1)
+            if step_logits
+            else prompt_ids.new_zeros((batch, 0, vocab)).float()
+        )
+        return ids, stacked  # [B, T + N], [B, N, V]
+    return ids
+
+
+@torch.no_grad()
+def generate_uncached(
+    model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, return_logits: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Greedy generation that re-runs the model over the whole sequence at every step (no cache).
+
+    Same return values as `generate`. This is the O(n^2) baseline the cache must reproduce.
+    """
+    _check_prompt(prompt_ids, max_new_tokens)
+    ids, step_logits = prompt_ids, []
+    for _ in range(max_new_tokens):
+        logits = model(ids, positions=_positions(0, ids.shape[1], ids.device), cache=None)
+        last = logits[:, -1, :]  # [B, V]
+        step_logits.append(last)
+        ids = torch.cat([ids, last.argmax(dim=-1, keepdim=True)], dim=1)
+    if return_logits:
+        return ids, torch.stack(step_logits, dim=1)  # [B, T + N], [B, N, V]
+    return ids
+
+
+@dataclass
+class GenerationTimings:
+    """Wall-clock split of one cached generation: the prefill call and each decode call."""
+
+    prompt_len: int
+    prefill_s: float
+    decode_s: list[float] = field(default_factory=list)
+
+    @property
+    def total_s(self) -> float:
+        return self.prefill_s + sum(self.decode_s)
+
+    @property
+    def mean_decode_s(self) -> float:
+        return sum(self.decode_s) / len(self.decode_s) if self.decode_s else float("nan")
+
+
+@torch.no_grad()
+def timed_generate(
+    model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, cache: Any
+) -> tuple[torch.Tensor, GenerationTimings]:
+    """`generate` with a stopwatch around the prefill call and each decode call."""
+    _check_prompt(prompt_ids, max_new_tokens)
+    if max_new_tokens < 1:
+        raise ValueError("timed_generate needs max_new_tokens >= 1 (the prefill produces the first token)")
+    prompt_len = prompt_ids.shape[1]
+    start = time.perf_counter()
+    logits = model(prompt_ids, positions=_positions(0, prompt_len, prompt_ids.device), cache=cache)
+    token = logits[:, -1].argmax(dim=-1, keepdim=True)
+    timings = GenerationTimings(prompt_len, time.perf_counter() - start)
+    ids = torch.cat([prompt_ids, token], dim=1)
+    for step in range(1, max_new_tokens):
+        start = time.perf_counter()
+        logits = model(token, positions=_positions(prompt_len + step - 1, 1, ids.device), cache=cache)
+        token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        timings.decode_s.append(time.perf_counter() - start)
+        ids = torch.cat([ids, token], dim=1)
+    return ids, timings
+
+
+@torch.no_grad()
+def time_next_token(
+    model: Any, context_ids: torch.Tensor, make_cache: Any = None, repeats: int = 3, steps: int = 4
+) -> float:
+    """Seconds per extra token after `context_ids` [B, n]: mean over `steps`, best of `repeats`.
+
+    With `make_cache` (a zero-argument factory) the context is prefilled once, untimed, and then
+    `steps` decode calls on one token each are timed: the cost of a cached step at length ~n.
+    Without it every timed step is a full forward over the n + s tokens so far, the uncached cost.
+    """
+    _check_prompt(context_ids, steps)
+    n = context_ids.shape[1]
+    token = context_ids[:, -1:]
+    best = float("inf")
+    for _ in range(repeats):
+        if make_cache is not None:
+            cache = make_cache()
+            model(context_ids, positions=_positions(0, n, context_ids.device), cache=cache)
+            start = time.perf_counter()
+            for s in range(steps):
+                model(token, positions=_positions(n + s, 1, context_ids.device), cache=cache)
+        else:
+            ids = context_ids
+            start = time.perf_counter()
+            for _ in range(steps):
+                model(ids, positions=_positions(0, ids.shape[1], ids.device), cache=None)
+                ids = torch.cat([ids, token], dim=1)
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best

@@ -1,0 +1,335 @@
+"""How much memory a KV cache takes: the formula, real model shapes, and measurements.
+
+Every decoder layer stores one key and one value vector per KV head for every token it has
+seen. With L layers, H_kv KV heads of width d, a batch of B sequences of T tokens and b bytes
+per element, the cache holds
+
+    bytes = 2 * L * H_kv * d * T * B * b
+
+The leading 2 is keys plus values. `H_kv * d` is the width of the *key projection*, which equals
+the model width only for multi-head attention: grouped-query models (Llama-2-70B, Llama-3,
+Mistral) keep fewer KV heads than query heads, and some models (Gemma-7B) have
+`heads * head_dim != hidden_size`. Memory grows linearly in T and B; it is the attention
+*compute* of generation without a cache that grows quadratically.
+
+This module holds the formula (`kv_cache_bytes`), the one table of real model shapes used by
+the chapters (`MODEL_CONFIGS`), and measurements: `cache_nbytes` counts the bytes a cache
+object really holds, `measure_allocations` counts tensor allocations and peak live bytes of a
+piece of code (torch profiler on CPU, allocator statistics on CUDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+GiB = 1024**3
+MiB = 1024**2
+
+# Bytes per element for the dtype names the course uses. int4/int2 are packed formats
+# (chapter 04); they have no torch dtype, hence the fractions.
+_BYTES_BY_NAME: dict[str, Fraction] = {
+    "fp32": Fraction(4),
+    "float32": Fraction(4),
+    "float": Fraction(4),
+    "fp16": Fraction(2),
+    "float16": Fraction(2),
+    "half": Fraction(2),
+    "bf16": Fraction(2),
+    "bfloat16": Fraction(2),
+    "fp8": Fraction(1),
+    "float8": Fraction(1),
+    "float8_e4m3fn": Fraction(1),
+    "float8_e5m2": Fraction(1),
+    "int8": Fraction(1),
+    "uint8": Fraction(1),
+    "int4": Fraction(1, 2),
+    "int2": Fraction(1, 4),
+    "fp64": Fraction(8),
+    "float64": Fraction(8),
+    "double": Fraction(8),
+}
+
+
+def _bytes_fraction(dtype: torch.dtype | str) -> Fraction:
+    if isinstance(dtype, torch.dtype):
+        return Fraction(torch.empty((), dtype=dtype).element_size())
+    if isinstance(dtype, str):
+        key = dtype.strip().lower().removeprefix("torch.")
+        if key in _BYTES_BY_NAME:
+            return _BYTES_BY_NAME[key]
+        known = ", ".join(sorted(_BYTES_BY_NAME))
+        raise ValueError(f"unknown dtype name {dtype!r}; expected a torch.dtype or one of: {known}")
+    raise TypeError(f"dtype must be a torch.dtype or a string such as 'fp16', got {type(dtype).__name__}")
+
+
+def bytes_per_element(dtype: torch.dtype | str) -> float:
+    """Bytes one element of `dtype` occupies: 4 for fp32, 2 for fp16/bf16, 1 for int8, 0.5 for int4."""
+    return float(_bytes_fraction(dtype))
+
+
+def kv_cache_bytes(
+    num_layers: int,
+    num_kv_heads: int,
+    head_dim: int,
+    seq_len: int,
+    batch: int = 1,
+    dtype: torch.dtype | str = torch.float16,
+) -> int:
+    """Bytes of keys and values for `batch` sequences of `seq_len` tokens.
+
+    bytes = 2 (K and V) * num_layers * num_kv_heads * head_dim * seq_len * batch * bytes_per_element.
+    Packed sub-byte formats (int4, int2) are rounded up to whole bytes.
+    """
+    for name, value in (
+        ("num_layers", num_layers),
+        ("num_kv_heads", num_kv_heads),
+        ("head_dim", head_dim),
+        ("seq_len", seq_len),
+        ("batch", batch),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    elements = 2 * num_layers * num_kv_heads * head_dim * seq_len * batch
+    total = elements * _bytes_fraction(dtype)
+    return int(-(-total.numerator // total.denominator))  # ceil without float rounding
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The attention shape of a published model: what the KV-cache formula needs, plus context."""
+
+    name: str
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    max_seq_len: int
+    params_b: float  # parameters, billions (for context only)
+    source: str  # where the numbers come from
+
+    @property
+    def kv_width(self) -> int:
+        """Width of one token's keys in one layer: num_kv_heads * head_dim (not hidden_size under GQA)."""
+        return self.num_kv_heads * self.head_dim
+
+    def kv_bytes(self, seq_len: int, batch: int = 1, dtype: torch.dtype | str = torch.float16) -> int:
+        """KV-cache bytes for this model (see `kv_cache_bytes`)."""
+        return kv_cache_bytes(self.num_layers, self.num_kv_heads, self.head_dim, seq_len, batch, dtype)
+
+    def kv_bytes_per_token(self, dtype: torch.dtype | str = torch.float16) -> int:
+        """Bytes one token adds to the cache (all layers, keys and values)."""
+        return self.kv_bytes(1, 1, dtype)
+
+
+def _shape(
+    name: str, layers: int, heads: int, kv: int, hd: int, hidden: int, ctx: int, params: float, source: str
+) -> ModelShape:
+    return ModelShape(name, layers, heads, kv, hd, hidden, ctx, params, source)
+
+
+# The ONE table of real configurations, reused by chapters 02, 03 and 09. Numbers are from each
+# model's paper and its published Hugging Face `config.json` (num_hidden_layers,
+# num_attention_heads, num_key_value_heads, hidden_size, max_position_embeddings).
+MODEL_CONFIGS: dict[str, ModelShape] = {
+    # Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2 small).
+    "GPT-2 124M": _shape(
+        "GPT-2 124M", 12, 12, 12, 64, 768, 1024, 0.124, "GPT-2 paper; openai-community/gpt2"
+    ),
+    # Same paper, largest model (1.5B): 48 layers, d_model 1600, 25 heads of 64.
+    "GPT-2 XL 1.5B": _shape("GPT-2 XL 1.5B", 48, 25, 25, 64, 1600, 1024, 1.5, "GPT-2 paper; gpt2-xl"),
+    # Touvron et al. 2023, "Llama 2: Open Foundation and Fine-Tuned Chat Models", Table 1; GQA only in 70B.
+    "Llama-2-7B": _shape(
+        "Llama-2-7B", 32, 32, 32, 128, 4096, 4096, 6.7, "Llama 2 paper; meta-llama/Llama-2-7b-hf"
+    ),
+    "Llama-2-13B": _shape(
+        "Llama-2-13B", 40, 40, 40, 128, 5120, 4096, 13.0, "Llama 2 paper; meta-llama/Llama-2-13b-hf"
+    ),
+    "Llama-2-70B": _shape(
+        "Llama-2-70B",
+        80,
+        64,
+        8,
+        128,
+        8192,
+        4096,
+        69.0,
+        "Llama 2 paper (GQA, 8 KV heads); meta-llama/Llama-2-70b-hf",
+    ),
+    # Llama Team 2024, "The Llama 3 Herd of Models", Table 3: all sizes use 8 KV heads.
+    "Llama-3-8B": _shape(
+        "Llama-3-8B", 32, 32, 8, 128, 4096, 8192, 8.0, "Llama 3 paper; meta-llama/Meta-Llama-3-8B"
+    ),
+    "Llama-3-70B": _shape(
+        "Llama-3-70B", 80, 64, 8, 128, 8192, 8192, 70.6, "Llama 3 paper; meta-llama/Meta-Llama-3-70B"
+    ),
+    "Llama-3.1-405B": _shape(
+        "Llama-3.1-405B", 126, 128, 8, 128, 16384, 131072, 405.0, "Llama 3 paper; meta-llama/Llama-3.1-405B"
+    ),
+    # Jiang et al. 2023, "Mistral 7B", Table 1 (8 KV heads; sliding window 4096 ignored here).
+    "Mistral-7B": _shape(
+        "Mistral-7B", 32, 32, 8, 128, 4096, 8192, 7.2, "Mistral 7B paper; mistralai/Mistral-7B-v0.1"
+    ),
+    # Jiang et al. 2024, "Mixtral of Experts": same attention as Mistral-7B.
+    "Mixtral-8x7B": _shape(
+        "Mixtral-8x7B", 32, 32, 8, 128, 4096, 32768, 46.7, "Mixtral paper; mistralai/Mixtral-8x7B-v0.1"
+    ),
+    # Gemma Team 2024, "Gemma: Open Models Based on Gemini Research", Table 1: 16 heads of 256 > d_model 3072.
+    "Gemma-7B": _shape("Gemma-7B", 28, 16, 16, 256, 3072, 8192, 8.5, "Gemma paper; google/gemma-7b"),
+    # Yang et al. 2024, "Qwen2 Technical Report", Table 1: 28 query heads, 4 KV heads.
+    "Qwen2-7B": _shape("Qwen2-7B", 28, 28, 4, 128, 3584, 32768, 7.6, "Qwen2 report; Qwen/Qwen2-7B"),
+}
+
+
+def model_shape(name: str) -> ModelShape:
+    """Look up a model in `MODEL_CONFIGS`, with a helpful error listing the known names."""
+    try:
+        return MODEL_CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}") from None
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable binary size: 2147483648 -> '2.00 GiB'."""
+    for unit, size in (("TiB", 1024**4), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring what a cache really holds
+# --------------------------------------------------------------------------------------------
+
+
+def iter_tensors(obj: Any, _seen: set[int] | None = None, _depth: int = 0) -> Iterator[torch.Tensor]:
+    """Yield every tensor reachable from `obj` through lists, tuples, dicts and object attributes."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen or _depth > 12:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (str, bytes, int, float, bool, type(None), torch.dtype, torch.device, type)):
+        return
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from iter_tensors(value, seen, _depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for value in obj:
+            yield from iter_tensors(value, seen, _depth + 1)
+    elif isinstance(obj, torch.nn.Module):
+        return  # a cache may point at its model; model weights are not cache memory
+    else:
+        attrs = dict(getattr(obj, "__dict__", {}))
+        for slot in getattr(type(obj), "__slots__", ()):
+            if hasattr(obj, slot):
+                attrs[slot] = getattr(obj, slot)
+        for value in attrs.values():
+            yield from iter_tensors(value, seen, _depth + 1)
+
+
+def cache_nbytes(cache: Any) -> int:
+    """Bytes of tensor storage a cache object holds, each storage counted once.
+
+    Works on any container of tensors: kvlib caches, a transformers `DynamicCache` (its
+    `layers[i].keys/.values`), lists of (k, v) pairs. Views that share a storage (a static
+    cache returns slices of one preallocated buffer) count the underlying buffer once, because
+    that buffer is what occupies memory.
+    """
+    storages: dict[tuple[str, int], int] = {}
+    for tensor in iter_tensors(cache):
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr())
+        storages[key] = max(storages.get(key, 0), storage.nbytes())
+    return sum(storages.values())
+
+
+@dataclass
+class AllocationStats:
+    """What a piece of code allocated: number of allocations, total bytes, and peak live bytes above start."""
+
+    num_allocs: int
+    allocated_bytes: int
+    peak_bytes: int
+    device: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.num_allocs} allocations, {format_bytes(self.allocated_bytes)} allocated, "
+            f"peak {format_bytes(self.peak_bytes)} above start ({self.device})"
+        )
+
+
+def measure_allocations(
+    fn: Callable[[], Any], device: str | torch.device = "cpu"
+) -> tuple[Any, AllocationStats]:
+    """Run `fn()` and count the tensor memory it allocates; returns (fn's result, stats).
+
+    On CPU this uses the torch profiler with `profile_memory=True`: every op that allocates
+    reports its bytes and every free appears as a `[memory]` event, so replaying the events in
+    order gives the live-byte curve and its peak. On CUDA it reads the caching allocator's
+    statistics (`allocation.all.allocated`, `allocated_bytes.all.allocated`) and
+    `torch.cuda.max_memory_allocated` relative to `torch.cuda.memory_allocated` at the start.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _measure_cuda(fn, device)
+    if device.type != "cpu":
+        raise ValueError(f"measure_allocations supports 'cpu' and 'cuda', got {device}")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    live = peak = count = total = 0
+    for event in prof.events():
+        delta = int(event.self_cpu_memory_usage)
+        if event.name == "[memory]":
+            live += delta  # frees (negative), attributed to no op
+        elif delta != 0:
+            if delta > 0:
+                count += 1
+                total += delta
+            live += delta
+        peak = max(peak, live)
+    return result, AllocationStats(count, total, peak, "cpu")
+
+
+def _measure_cuda(fn: Callable[[], Any], device: torch.device) -> tuple[Any, AllocationStats]:
+    torch.cuda.synchronize(device)
+    start = torch.cuda.memory_allocated(device)
+    stats0 = torch.cuda.memory_stats(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    stats1 = torch.cuda.memory_stats(device)
+    count = stats1.get("allocation.all.allocated", 0) - stats0.get("allocation.all.allocated", 0)
+    total = stats1.get("allocated_bytes.all.allocated", 0) - stats0.get("allocated_bytes.all.allocated", 0)
+    peak = torch.cuda.max_memory_allocated(device) - start
+    return result, AllocationStats(int(count), int(total), int(peak), str(device))
+
+
+def cuda_memory_delta(fn: Callable[[], Any], device: str | torch.device = "cuda") -> dict[str, int] | None:
+    """`torch.cuda.memory_allocated` and `max_memory_allocated` deltas of `fn()`; None without CUDA.
+
+    Returns {"allocated": bytes still held after fn, "peak": max bytes above the start during fn}.
+    """
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device(device)
+    torch.cuda.synchronize(device)
+    start = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    out = {
+        "allocated": torch.cuda.memory_allocated(device) - start,
+        "peak": torch.cuda.max_memory_allocated(device) - start,
+    }
+    del result
+    return out
