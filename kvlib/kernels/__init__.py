@@ -26,9 +26,11 @@ from kvlib.kernels.paged_attention import (  # noqa: E402  (must follow the envi
 from kvlib.kernels.reference import (  # noqa: E402
     build_paged_cache,
     contiguous_as_paged,
+    copy_blocks,
     gather_kv,
     paged_attention_reference,
     validate_paged_inputs,
+    write_kv,
 )
 
 MODE = "interpreter" if interpreter_active() else "cuda"
@@ -38,9 +40,11 @@ __all__ = [
     "build_paged_cache",
     "choose_num_splits",
     "contiguous_as_paged",
+    "copy_blocks",
     "gather_kv",
     "interpreter_active",
     "paged_attention_decode",
     "paged_attention_reference",
     "validate_paged_inputs",
+    "write_kv",
 ]

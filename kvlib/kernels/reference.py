@@ -30,6 +30,8 @@ __all__ = [
     "paged_attention_reference",
     "build_paged_cache",
     "contiguous_as_paged",
+    "write_kv",
+    "copy_blocks",
 ]
 
 
@@ -185,3 +187,32 @@ def contiguous_as_paged(
     batch = k.shape[0]
     table = torch.arange(batch, dtype=torch.int32, device=k.device).unsqueeze(1)  # (batch, 1)
     return k, v, table
+
+
+def write_kv(
+    k_cache: torch.Tensor, v_cache: torch.Tensor, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> None:
+    """Store new tokens' keys/values at flat slots (``block_id * block_size + offset``), in place.
+
+    ``slots``: int ``(T,)`` as given by ``BlockManager.slot``; ``k``, ``v``: ``(T, kv_heads, head_dim)``.
+    This is the write half of paged attention (vLLM calls it ``reshape_and_cache``)."""
+    num_blocks, block_size, kv_heads, head_dim = k_cache.shape
+    if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != (kv_heads, head_dim):
+        raise ValueError(f"k, v must be (T, {kv_heads}, {head_dim}); got {tuple(k.shape)}, {tuple(v.shape)}")
+    if slots.shape != (k.shape[0],):
+        raise ValueError(f"slots must be (T={k.shape[0]},), got {tuple(slots.shape)}")
+    if slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= num_blocks * block_size):
+        raise ValueError(f"slots must lie in [0, {num_blocks * block_size})")
+    idx = slots.long().to(k_cache.device)
+    k_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = k.to(k_cache.dtype)  # flat slot view
+    v_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = v.to(v_cache.dtype)
+
+
+def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
+    """Perform copy-on-write copies ``(src_block, dst_block)`` reported by ``BlockManager.append``."""
+    if not copies:
+        return
+    src = torch.tensor([s for s, _ in copies], dtype=torch.long, device=k_cache.device)
+    dst = torch.tensor([d for _, d in copies], dtype=torch.long, device=k_cache.device)
+    k_cache[dst] = k_cache[src]
+    v_cache[dst] = v_cache[src]
