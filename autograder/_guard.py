@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 _MODULES = {"torch": torch, "torch.nn.functional": F, "builtins": builtins}
 _SNAPSHOT = {
-    modname: {name: getattr(mod, name) for name in dir(mod) if not name.startswith("__") or name == "__import__"}
+    modname: {
+        name: getattr(mod, name) for name in dir(mod) if not name.startswith("__") or name == "__import__"
+    }
     for modname, mod in _MODULES.items()
 }
 _TENSOR_SNAPSHOT = {name: getattr(torch.Tensor, name) for name in dir(torch.Tensor)}

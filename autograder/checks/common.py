@@ -38,7 +38,10 @@ def assert_shape(tensor: Any, shape: tuple[int, ...], what: str, hint: str = "")
     """Fail unless `tensor` is a tensor of exactly `shape`."""
     expect(isinstance(tensor, torch.Tensor), f"{what} must be a torch.Tensor, got {type(tensor).__name__}")
     got = tuple(tensor.shape)
-    expect(got == tuple(shape), f"{what} must have shape {tuple(shape)}, got {got}" + (f"; {hint}" if hint else ""))
+    expect(
+        got == tuple(shape),
+        f"{what} must have shape {tuple(shape)}, got {got}" + (f"; {hint}" if hint else ""),
+    )
 
 
 def assert_close(

@@ -1,0 +1,47 @@
+# Two commands for users (see README): `make lab` and `make test`. Both create .venv on first use.
+# TORCH_SPEC picks the PyTorch build: the default pin gives the CPU wheel on a CPU-only machine
+# here and the CUDA build on a Linux GPU machine; e.g. `make setup TORCH_SPEC="torch==2.14.1"`.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.kvcourse-installed
+ARGS ?=
+NB ?= course/00_setup.ipynb
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test release check mutants lint clean-venv
+
+setup: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes (the stamp is newer otherwise): a second
+# `make test` installs nothing.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[course,dev]"
+	$(PY) -m autograder.labsettings
+	touch $(STAMP)
+
+lab: setup
+	$(PY) -m jupyter lab --ServerApp.root_dir=course $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+release: setup
+	$(PY) -m autograder release
+
+check: setup
+	$(PY) -m autograder check $(NB)
+
+mutants: setup
+	$(PY) -m autograder mutants
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

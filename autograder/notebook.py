@@ -1,0 +1,159 @@
+"""Reading course notebooks: nbgrader metadata, exercises, and the cells a grading run executes.
+
+Vocabulary: an *exercise* is a solution cell (`grade_id` X, nbgrader `solution`) followed by its
+locked test cell (`grade_id` X_test, nbgrader `grade` with points). Every other code cell is a
+*fixed* cell: the grader always runs the instructor's version of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+DEFAULT_BUDGET_S = 120
+
+
+class NotebookError(Exception):
+    """A notebook file that cannot be graded (unreadable, malformed, or not one of ours)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    solution_id: str
+    test_id: str
+    points: float
+
+
+def read(path: Path) -> NotebookNode:
+    """Read a notebook, with an error that names the file when it is not valid .ipynb JSON."""
+    path = Path(path)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such notebook") from None
+    except (json.JSONDecodeError, nbformat.reader.NotJSONError, UnicodeDecodeError) as exc:
+        raise NotebookError(f"{path}: not a valid .ipynb file (is it truncated?): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for broken files
+        raise NotebookError(f"{path}: cannot be read as a notebook: {exc}") from None
+    if not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path}: has no list of cells")
+    return nb
+
+
+def nbgrader_meta(cell: NotebookNode) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return nbgrader_meta(cell).get("grade_id")
+
+
+def is_solution(cell: NotebookNode) -> bool:
+    return cell.cell_type == "code" and bool(nbgrader_meta(cell).get("solution"))
+
+
+def is_test(cell: NotebookNode) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def exercises(nb: NotebookNode) -> list[Exercise]:
+    """The exercises of an instructor notebook, in order, with the points of their test cells."""
+    found = []
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if not is_solution(cell):
+            continue
+        sid = grade_id(cell)
+        test = next((c for c in cells[i + 1 :] if c.cell_type == "code"), None)
+        if test is None or not is_test(test) or grade_id(test) != f"{sid}_test":
+            raise NotebookError(f"solution cell {sid!r} must be followed by its test cell {sid + '_test'!r}")
+        found.append(Exercise(sid, grade_id(test), float(nbgrader_meta(test).get("points", 0))))
+    return found
+
+
+def budget_seconds(nb: NotebookNode) -> float:
+    return float(nb.metadata.get("kvlib", {}).get("budget_s", DEFAULT_BUDGET_S))
+
+
+def with_fixed_cell_ids(nb: NotebookNode) -> NotebookNode:
+    """Give every untagged code cell a locked, read-only nbgrader identity (in place, returned).
+
+    nbgrader only restores cells it can identify, so setup cells get a stable `grade_id` derived
+    from their source: the release carries it to learners, and the grader uses it to run the
+    instructor's version even if a learner edited or deleted the cell.
+    """
+    seen: dict[str, int] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or grade_id(cell):
+            continue
+        digest = hashlib.sha1(cell.source.encode()).hexdigest()[:8]
+        seen[digest] = seen.get(digest, 0) + 1
+        suffix = "" if seen[digest] == 1 else f"_{seen[digest]}"
+        cell.metadata["nbgrader"] = {
+            "grade": False,
+            "solution": False,
+            "locked": True,
+            "grade_id": f"fixed_{digest}{suffix}",
+            "schema_version": 3,
+        }
+    return nb
+
+
+def names_used(source: str) -> set[str]:
+    """Every identifier and string literal in `source` (for rules like 'do not call kvlib')."""
+    found: set[str] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type in (tokenize.NAME, tokenize.STRING):
+                found.add(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        found.update(source.split())
+    return found
+
+
+def mentions_reference_library(source: str) -> bool:
+    """True when a solution cell imports or names kvlib (learners must write their own code)."""
+    return any("kvlib" in name for name in names_used(source))
+
+
+def grading_cells(instructor: NotebookNode, learner: NotebookNode) -> list[tuple[str, NotebookNode]]:
+    """The code cells to execute, tagged 'fixed', 'solution', 'test' or 'extra'.
+
+    Instructor order and instructor sources for every fixed and test cell (edited or deleted
+    test cells are restored, as nbgrader does); the learner's source for each solution cell
+    (the released stub if they deleted it); the learner's own untagged cells kept, each after
+    the last tagged cell that precedes it in their notebook.
+    """
+    learner_solutions = {grade_id(c): c for c in learner.cells if is_solution(c) and grade_id(c)}
+    known_ids = {grade_id(c) for c in instructor.cells if grade_id(c)}
+    extras_after: dict[str | None, list[NotebookNode]] = {}
+    anchor = None
+    for cell in learner.cells:
+        gid = grade_id(cell)
+        if gid in known_ids:
+            anchor = gid
+        elif cell.cell_type == "code" and not gid and cell.source.strip():
+            extras_after.setdefault(anchor, []).append(cell)
+
+    plan: list[tuple[str, NotebookNode]] = [("extra", c) for c in extras_after.get(None, [])]
+    for cell in instructor.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = grade_id(cell)
+        if is_solution(cell):
+            stub = nbformat.v4.new_code_cell("raise NotImplementedError()", metadata=cell.metadata)
+            plan.append(("solution", learner_solutions.get(gid, stub)))
+        elif is_test(cell):
+            plan.append(("test", cell))
+        else:
+            plan.append(("fixed", cell))
+        plan.extend(("extra", c) for c in extras_after.get(gid, []))
+    return plan

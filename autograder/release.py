@@ -1,0 +1,77 @@
+"""Build an nbgrader course directory from solutions/ and generate the learner notebooks.
+
+nbgrader wants `source/<assignment>/<notebook>.ipynb`; our instructor notebooks live flat in
+`solutions/`. Each notebook becomes its own assignment named after its stem
+(`01_naive_cache/01_naive_cache.ipynb`), which is also the layout of classroom submissions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from . import notebook as nbk
+from .kernel import write_kernelspec
+from .paths import solutions_dir
+
+CONFIG_TEMPLATE = Path(__file__).with_name("nbgrader_config.py")
+
+
+def make_course_dir(root: Path, solutions: Path | None = None) -> list[str]:
+    """Lay out an nbgrader course in `root`; return the assignment names."""
+    solutions = solutions or solutions_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFIG_TEMPLATE, root / "nbgrader_config.py")
+    write_kernelspec(root / "jupyter")
+    names = []
+    for path in sorted(solutions.glob("*.ipynb")):
+        nb = nbk.with_fixed_cell_ids(nbk.read(path))
+        target = root / "source" / path.stem / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        names.append(path.stem)
+    return names
+
+
+def nbgrader_env(root: Path) -> dict[str, str]:
+    """Environment for nbgrader subprocesses: our kernelspec first on JUPYTER_PATH, offline hub."""
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"), env.get("JUPYTER_PATH")]))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run one nbgrader command in the course directory; raise with its output if it fails."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    proc = subprocess.run(cmd, cwd=root, env=nbgrader_env(root), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
+    """Regenerate the learner notebooks into `out_dir` (deterministic: same input, same bytes)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="kvcourse-release-") as tmp:
+        root = Path(tmp)
+        names = make_course_dir(root, solutions)
+        for name in names:
+            nbgrader(root, "generate_assignment", name, "--force", "--no-db")
+            generated = nbformat.read(root / "release" / name / f"{name}.ipynb", as_version=4)
+            target = out_dir / f"{name}.ipynb"
+            nbformat.write(generated, target)
+            written.append(target)
+    expected = {p.name for p in written}
+    for stale in out_dir.glob("*.ipynb"):
+        if stale.name not in expected:
+            stale.unlink()
+    return written

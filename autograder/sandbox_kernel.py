@@ -1,0 +1,27 @@
+"""An IPython kernel with a memory cap, used for every grading run.
+
+Launched as `python -m autograder.sandbox_kernel -f CONNECTION_FILE`. Before the kernel starts,
+the address space is capped (RLIMIT_AS) at `KVCOURSE_GRADER_MEMORY_MB` (default 6144 MiB), so a
+learner's memory bomb raises MemoryError in that kernel instead of exhausting the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+DEFAULT_MEMORY_MB = 6144
+
+
+def cap_memory() -> int:
+    """Apply the address-space cap from the environment; return it in bytes."""
+    limit = int(os.environ.get("KVCOURSE_GRADER_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+if __name__ == "__main__":
+    cap_memory()
+    from ipykernel.kernelapp import IPKernelApp
+
+    IPKernelApp.launch_instance()
