@@ -8,6 +8,7 @@ grouped, missing or misplaced causal mask, sum instead of mean, ...) and names t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -234,3 +235,293 @@ def grouped_attention_step_hidden(fn: Callable[..., Any]) -> None:
     _step_case(fn, h=4, kv=4, steps=[2, 3, 1], seed=4, what="MHA (H=4, KV=4)")
     _step_case(fn, h=8, kv=4, steps=[1, 1, 1], seed=5, what="GQA (H=8, KV=4), token by token")
     print("grouped_attention_step: hidden tests passed")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 3: MHA -> GQA conversion by mean-pooling the key/value projection heads
+# --------------------------------------------------------------------------------------------
+
+
+def _tiny_mha(n_heads: int, head_dim: int, seed: int) -> Any:
+    from kvlib.model import ModelConfig, TinyDecoder
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=48, dim=n_heads * head_dim, n_layers=2, n_heads=n_heads, n_kv_heads=n_heads,
+        ffn_dim=40, max_seq_len=32,
+    )  # fmt: skip
+    return TinyDecoder(cfg).eval()
+
+
+def _pool_variants(w: Tensor, h: int, kv: int) -> dict[str, Tensor]:
+    g, (rows, c) = h // kv, w.shape
+    d = rows // h
+    grouped = w.reshape(kv, g, d, c)  # (KV, G, D, C): the right grouping
+    strided = w.reshape(g, kv, d, c).mean(0)  # heads j, j + KV, ... averaged
+    return {
+        "the groups are strided (heads j, j + KV, j + 2 KV, ...); group j must be the consecutive heads "
+        "j*G .. j*G+G-1, the ones that share key/value head j (h // G)": strided.reshape(kv * d, c),
+        "the heads of a group are summed, not averaged (divide by the group size G)": grouped.sum(1).reshape(
+            kv * d, c
+        ),
+        "you kept the first head of each group instead of the group's mean (the GQA paper pools)": (
+            grouped[:, 0].reshape(kv * d, c)
+        ),
+        "you averaged neighbouring rows within heads instead of whole heads: reshape the weight to "
+        "[KV, G, head_dim, in] and average over G": w.reshape(kv * d, g, c).mean(1),
+    }
+
+
+def _convert_case(fn: Callable[..., Any], n_heads: int, head_dim: int, kv: int, seed: int) -> None:
+    from kvlib.cache.gqa import convert_mha_to_gqa
+
+    model = _tiny_mha(n_heads, head_dim, seed)
+    before = {k: t.clone() for k, t in model.state_dict().items()}
+    cfg_before = dataclasses.replace(model.config)
+    label = f"{n_heads} heads -> {kv} KV heads"
+    try:
+        new = call(fn, model, kv, what="convert_to_gqa")
+    except CheckFailed as exc:
+        if "size mismatch" in str(exc):
+            raise CheckFailed(
+                f"{exc}\n({label}) The GQA model expects k_proj/v_proj weights of "
+                "[n_kv_heads * head_dim, dim] and every other weight (q_proj included) unchanged."
+            ) from None
+        raise
+    expect(
+        model.config == cfg_before and all(torch.equal(t, before[k]) for k, t in model.state_dict().items()),
+        f"convert_to_gqa modified the input model ({label}): build a new model (e.g. with a new config from "
+        "dataclasses.replace) and leave the MHA model untouched, the notebook converts it several times",
+    )
+    expect(isinstance(new, torch.nn.Module), f"convert_to_gqa must return a model, got {type(new).__name__}")
+    expect(new is not model, f"convert_to_gqa returned the input model itself ({label}); return a new model")
+    cfg = getattr(new, "config", None)
+    expect(
+        getattr(cfg, "n_kv_heads", None) == kv,
+        f"the returned model's config.n_kv_heads must be {kv} ({label}), "
+        f"got {getattr(cfg, 'n_kv_heads', None)}",
+    )
+    ref = convert_mha_to_gqa(model, kv)
+    for i, (mine, theirs) in enumerate(zip(new.layers, ref.layers)):
+        for proj in ("k_proj", "v_proj"):
+            what = f"layer {i} {proj}.weight ({label})"
+            w = getattr(mine.self_attn, proj).weight
+            w_ref = getattr(theirs.self_attn, proj).weight
+            old = before[f"layers.{i}.self_attn.{proj}.weight"]
+            if tuple(w.shape) == tuple(old.shape) and kv != n_heads:
+                raise CheckFailed(
+                    f"{what} still has all {n_heads} heads, shape {tuple(w.shape)}: pool the "
+                    f"{'value' if proj == 'v_proj' else 'key'} projection too, to {kv} heads"
+                )
+            assert_shape(w, tuple(w_ref.shape), what, "[n_kv_heads * head_dim, dim]")
+            if not torch.allclose(w.double(), w_ref.double(), atol=1e-6):
+                mistake = diagnose(w, _pool_variants(old, n_heads, kv), atol=1e-6)
+                raise CheckFailed(f"{what} is wrong" + (f": {mistake}" if mistake else ""))
+        for proj in ("q_proj", "o_proj"):
+            w, w_ref = getattr(mine.self_attn, proj).weight, getattr(theirs.self_attn, proj).weight
+            expect(
+                tuple(w.shape) == tuple(w_ref.shape) and torch.allclose(w, w_ref),
+                f"layer {i} {proj}.weight changed ({label}): only the key and value projections are pooled; "
+                "GQA keeps every query head",
+            )
+    ids = torch.randint(0, 48, (2, 7), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        logits = call(new, ids, what="the converted model")
+        assert_close(logits, ref(ids), f"logits of the converted model ({label})",
+                     "every weight other than k_proj/v_proj must be copied unchanged", atol=1e-4)  # fmt: skip
+
+
+def convert_to_gqa_visible(fn: Callable[..., Any]) -> None:
+    """4 heads -> 2 KV heads on a tiny random model: config, pooled shapes, logits."""
+    _convert_case(fn, n_heads=4, head_dim=8, kv=2, seed=0)
+    print("convert_to_gqa: visible tests passed")
+
+
+def convert_to_gqa_hidden(fn: Callable[..., Any]) -> None:
+    """Groups of 2, 3 and 6 (MQA), and KV == H (identity), against kvlib's conversion."""
+    _convert_case(fn, n_heads=4, head_dim=8, kv=2, seed=1)
+    _convert_case(fn, n_heads=6, head_dim=4, kv=2, seed=2)
+    _convert_case(fn, n_heads=6, head_dim=4, kv=1, seed=3)
+    _convert_case(fn, n_heads=4, head_dim=4, kv=4, seed=4)
+    print("convert_to_gqa: hidden tests passed")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 4: KV bytes per token of real models, and the saving factor of GQA
+# --------------------------------------------------------------------------------------------
+
+
+def _shapes() -> list[Any]:
+    """The published configurations plus synthetic ones that separate the classic mistakes."""
+    from kvlib.memory import MODEL_CONFIGS, ModelShape
+
+    extra = [
+        ModelShape("synthetic GQA, head_dim != hidden/heads", 3, 12, 4, 40, 256, 1024, 0.1, "check"),
+        ModelShape("synthetic MQA", 5, 8, 1, 32, 256, 1024, 0.1, "check"),
+    ]
+    return list(MODEL_CONFIGS.values()) + extra
+
+
+def kv_bytes_per_token_visible(fn: Callable[..., Any]) -> None:
+    """Llama-2-7B in fp16: 512 KiB per token."""
+    from kvlib.memory import MODEL_CONFIGS
+
+    got = call(fn, MODEL_CONFIGS["Llama-2-7B"], 2, what="kv_bytes_per_token")
+    expect(
+        isinstance(got, (int, float)) and got == 524288,
+        f"Llama-2-7B in fp16 caches 2 * 32 * 32 * 128 * 2 = 524288 bytes per token, got {got!r}",
+    )
+    print("kv_bytes_per_token: visible tests passed")
+
+
+def _same(a: Any, b: float) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isclose(a, b, rel_tol=1e-9)
+
+
+def _first_wrong(
+    got: list[Any], right: list[float], variants: dict[str, list[float]]
+) -> tuple[int, str | None]:
+    """Index of the first wrong answer, and the mistake whose answers match ALL of `got` (if any)."""
+    first = next(i for i, (g, r) in enumerate(zip(got, right)) if not _same(g, r))
+    mistake = next((m for m, vals in variants.items() if all(_same(g, v) for g, v in zip(got, vals))), None)
+    return first, mistake
+
+
+def kv_bytes_per_token_hidden(fn: Callable[..., Any]) -> None:
+    """Every configuration of the table (GQA, MQA, head_dim != hidden/heads) at 2, 4 and 1 bytes."""
+    shapes = _shapes()
+    for bpe, dtype in ((2, "fp16"), (4, "fp32"), (1, "int8")):
+        got = [call(fn, s, bpe, what="kv_bytes_per_token") for s in shapes]
+        right = [s.kv_bytes_per_token(dtype=dtype) for s in shapes]
+        if all(_same(g, r) for g, r in zip(got, right)):
+            continue
+        variants = {
+            "you used the number of query heads; only the KV heads are cached (num_kv_heads)": [
+                2 * s.num_layers * s.num_heads * s.head_dim * bpe for s in shapes
+            ],
+            "you used hidden_size as the width of the cached keys; under GQA it is num_kv_heads * head_dim": [
+                2 * s.num_layers * s.hidden_size * bpe for s in shapes
+            ],
+            "the factor 2 is missing: keys AND values are cached": [
+                s.num_layers * s.num_kv_heads * s.head_dim * bpe for s in shapes
+            ],
+            "you forgot the layers: every layer caches its own keys and values": [
+                2 * s.num_kv_heads * s.head_dim * bpe for s in shapes
+            ],
+            "you counted bits, not bytes": [
+                2 * s.num_layers * s.num_kv_heads * s.head_dim * bpe * 8 for s in shapes
+            ],
+        }
+        i, mistake = _first_wrong(got, right, variants)
+        raise CheckFailed(
+            f"kv_bytes_per_token is wrong for {shapes[i].name} at {bpe} byte(s) per element: "
+            f"expected {right[i]}, got {got[i]!r}" + (f"; {mistake}" if mistake else "")
+        )
+    print("kv_bytes_per_token: hidden tests passed")
+
+
+def saving_factor_visible(fn: Callable[..., Any]) -> None:
+    """Llama-2-70B keeps 8 KV heads for 64 query heads."""
+    from kvlib.memory import MODEL_CONFIGS
+
+    got = call(fn, MODEL_CONFIGS["Llama-2-70B"], what="gqa_saving_factor")
+    expect(isinstance(got, (int, float)), f"gqa_saving_factor must return a number, got {type(got).__name__}")
+    expect(
+        math.isclose(got, 8.0),
+        f"Llama-2-70B's cache is 8 times smaller than with 64 KV heads, got {got!r}",
+    )
+    print("gqa_saving_factor: visible tests passed")
+
+
+def saving_factor_hidden(fn: Callable[..., Any]) -> None:
+    """Every configuration (MHA gives 1), including head_dim != hidden / heads and MQA."""
+    from kvlib.cache.gqa import kv_saving_factor
+
+    shapes = _shapes()
+    got = [call(fn, s, what="gqa_saving_factor") for s in shapes]
+    right = [kv_saving_factor(s) for s in shapes]
+    if all(_same(g, r) for g, r in zip(got, right)):
+        print("gqa_saving_factor: hidden tests passed")
+        return
+    variants = {
+        "the ratio is upside down: MHA bytes divided by this model's bytes is >= 1": [
+            s.num_kv_heads / s.num_heads for s in shapes
+        ],
+        "that is the fraction of memory saved (1 - KV/H), not the factor by which the cache shrinks": [
+            1 - s.num_kv_heads / s.num_heads for s in shapes
+        ],
+        "that is the number of heads saved (H - KV), not a factor": [
+            s.num_heads - s.num_kv_heads for s in shapes
+        ],
+        "you compared with MQA (1 KV head); the baseline is MHA with one KV head per query head": [
+            s.num_kv_heads for s in shapes
+        ],
+        "the MHA twin caches num_heads * head_dim per layer and token, which is not always hidden_size": [
+            s.hidden_size / (s.num_kv_heads * s.head_dim) for s in shapes
+        ],
+    }
+    i, mistake = _first_wrong(got, right, variants)
+    s = shapes[i]
+    raise CheckFailed(
+        f"gqa_saving_factor is wrong for {s.name} ({s.num_heads} query heads, {s.num_kv_heads} KV heads): "
+        f"expected {right[i]:g}, got {got[i]!r}" + (f"; {mistake}" if mistake else "")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bonus: multi-head latent attention, keys and values from the cached latent
+# --------------------------------------------------------------------------------------------
+
+
+def _latent_case(fn: Callable[..., Any], b: int, t: int, d_c: int, h: int, d: int, seed: int) -> None:
+    from kvlib.cache.mla import expand_latent
+
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(b, t, d_c, generator=g)
+    w_uk, w_uv = torch.randn(h * d, d_c, generator=g), torch.randn(h * d, d_c, generator=g)
+    label = f"c_kv {(b, t, d_c)}, {h} heads of {d}"
+    try:
+        result = call(fn, c.clone(), w_uk.clone(), w_uv.clone(), h, what="expand_latent")
+    except CheckFailed as exc:
+        if "cannot be multiplied" in str(exc) or "size mismatch" in str(exc):
+            raise CheckFailed(
+                f"{exc} ({label}); w_uk and w_uv are nn.Linear weights [H*D, d_c]: multiply by their "
+                "transpose, c_kv @ w_uk.T"
+            ) from None
+        raise
+    expect(isinstance(result, tuple) and len(result) == 2, "expand_latent must return (k, v)")
+    k, v = result
+    k_ref, v_ref = expand_latent(c, w_uk, w_uv, h)
+    assert_shape(k, tuple(k_ref.shape), f"keys ({label})", "[B, H, T, D]")
+    assert_shape(v, tuple(v_ref.shape), f"values ({label})", "[B, H, T, D]")
+    for mine, ref, w, other, name in ((k, k_ref, w_uk, w_uv, "keys"), (v, v_ref, w_uv, w_uk, "values")):
+        if torch.allclose(mine, ref, atol=1e-4, rtol=1e-4):
+            continue
+        flat = c @ w.T  # (B, T, H*D)
+        variants = {
+            "the heads are scrambled: (c_kv @ w.T) is [B, T, H*D]; view it as [B, T, H, D] and transpose to "
+            "[B, H, T, D] (a direct reshape to [B, H, T, D] mixes tokens and heads)": flat.reshape(
+                b, h, t, d
+            ),
+            "the head axis is split in the wrong order: rows h*D .. h*D+D-1 belong to head h, view as "
+            "[B, T, H, D], not [B, T, D, H]": flat.view(b, t, d, h).permute(0, 3, 1, 2),
+            f"the {name} use the other up-projection (keys come from w_uk, values from w_uv)": (c @ other.T)
+            .view(b, t, h, d)
+            .transpose(1, 2),
+        }
+        mistake = diagnose(mine, variants, atol=1e-4)
+        raise CheckFailed(f"{name} are wrong ({label})" + (f": {mistake}" if mistake else ""))
+
+
+def expand_latent_visible(fn: Callable[..., Any]) -> None:
+    """One small case: shapes and values of k and v."""
+    _latent_case(fn, b=1, t=3, d_c=4, h=2, d=3, seed=0)
+    print("expand_latent: visible tests passed")
+
+
+def expand_latent_hidden(fn: Callable[..., Any]) -> None:
+    """Random latents and weights of several shapes, against kvlib.cache.mla.expand_latent."""
+    _latent_case(fn, b=2, t=5, d_c=6, h=4, d=3, seed=1)
+    _latent_case(fn, b=1, t=1, d_c=8, h=2, d=5, seed=2)
+    _latent_case(fn, b=3, t=4, d_c=5, h=3, d=7, seed=3)
+    print("expand_latent: hidden tests passed")

@@ -1,0 +1,7 @@
+# MISTAKE: counts bits instead of bytes
+# EXPECT: bits
+import torch
+
+
+def kv_bytes_per_token(shape: ModelShape, bytes_per_element: float = 2) -> int:
+    return 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * bytes_per_element * 8
