@@ -43,6 +43,8 @@ def nbgrader_env(root: Path) -> dict[str, str]:
     """Environment for nbgrader subprocesses: our kernelspec first on JUPYTER_PATH, offline hub."""
     env = dict(os.environ)
     env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"), env.get("JUPYTER_PATH")]))
+    # nbgrader shells out to `alembic`, which lives next to this interpreter in the venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("MPLBACKEND", "Agg")
     return env
