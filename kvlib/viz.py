@@ -1,0 +1,234 @@
+"""Plots and widgets for the notebooks (chapters 01, 02 and 09).
+
+Plot functions take measured numbers (never compute them) and return the matplotlib Figure, so
+a notebook cell both shows the figure and can save or test it. `MemoryCalculator` is the
+ipywidgets KV-cache calculator: sliders for the formula's inputs, a live size and a bar against
+a GPU memory budget. Its current result is readable from Python (`.bytes`, `.text`), which is
+how tests (and a browser test that moves a slider) check that the kernel sees the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from kvlib.memory import MODEL_CONFIGS, GiB, format_bytes, kv_cache_bytes
+
+
+def _axes(ax: Any, figsize: tuple[float, float] = (6.0, 3.6)) -> tuple[Any, Any]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def plot_time_per_token(
+    lengths: Sequence[int], cached_s: Sequence[float], uncached_s: Sequence[float], ax: Any = None
+) -> Any:
+    """Milliseconds per generated token versus context length, with and without a KV cache."""
+    if not (len(lengths) == len(cached_s) == len(uncached_s)) or not lengths:
+        raise ValueError("lengths, cached_s and uncached_s must be non-empty and of equal length")
+    fig, ax = _axes(ax)
+    ax.plot(lengths, [1e3 * s for s in uncached_s], "o-", color="tab:red", label="no cache (recompute all)")
+    ax.plot(lengths, [1e3 * s for s in cached_s], "o-", color="tab:blue", label="KV cache (one new token)")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("time per new token (ms)")
+    ax.set_title("Cost of one more token")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_prefill_decode(prefill_s: float, decode_s: Sequence[float], ax: Any = None) -> Any:
+    """Time of the prefill call and of every decode call of one generation (a bar per call)."""
+    if not decode_s:
+        raise ValueError("decode_s must hold at least one decode step")
+    fig, ax = _axes(ax)
+    ax.bar([0], [1e3 * prefill_s], color="tab:orange", label="prefill (whole prompt)")
+    ax.bar(
+        range(1, len(decode_s) + 1), [1e3 * s for s in decode_s], color="tab:blue", label="decode (1 token)"
+    )
+    ax.set_xlabel("model call")
+    ax.set_ylabel("ms")
+    ax.set_title("Prefill once, then one decode call per token")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_bytes(
+    xs: Sequence[float],
+    series: dict[str, Sequence[float]],
+    xlabel: str,
+    title: str,
+    ax: Any = None,
+    unit: str = "MiB",
+) -> Any:
+    """Bytes versus a variable (sequence length, batch) for several named series (e.g. measured, formula)."""
+    scale = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": GiB}[unit]
+    fig, ax = _axes(ax)
+    markers = ["o", "x", "s", "^", "d"]
+    for i, (name, ys) in enumerate(series.items()):
+        if len(ys) != len(xs):
+            raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x values")
+        ax.plot(
+            xs,
+            [y / scale for y in ys],
+            marker=markers[i % len(markers)],
+            linestyle="-" if i == 0 else "--",
+            label=name,
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"KV cache ({unit})")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_model_table(seq_len: int = 4096, dtype: str = "fp16", ax: Any = None) -> Any:
+    """Horizontal bars: KV bytes per sequence of `seq_len` tokens for every model in MODEL_CONFIGS."""
+    names = list(MODEL_CONFIGS)
+    sizes = [MODEL_CONFIGS[n].kv_bytes(seq_len, 1, dtype) / GiB for n in names]
+    fig, ax = _axes(ax, (6.5, 0.35 * len(names) + 1.2))
+    ax.barh(
+        names,
+        sizes,
+        color=[
+            "tab:green" if MODEL_CONFIGS[n].num_kv_heads < MODEL_CONFIGS[n].num_heads else "tab:gray"
+            for n in names
+        ],
+    )
+    for y, s in enumerate(sizes):
+        ax.text(s, y, f" {s:.2f}", va="center", fontsize=8)
+    ax.set_xlabel(f"GiB per {seq_len}-token sequence ({dtype}); green: grouped-query attention")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+DTYPES = ["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
+GPU_BUDGETS_GIB = {"RTX 4090 (24 GiB)": 24, "A100 40GB": 40, "A100/H100 80GB": 80, "H200 (141 GB)": 141}
+
+
+class MemoryCalculator:
+    """Interactive KV-cache calculator (ipywidgets): size = 2 * L * H_kv * d * T * B * bytes.
+
+    `display(calc.widget)` in a notebook. Sliders: layers, KV heads, head dim, sequence length,
+    batch; dropdowns: dtype, GPU budget, and a preset that loads a model from MODEL_CONFIGS.
+    Readable state: `calc.bytes` (int), `calc.text` (the label's text), `calc.fraction` (share of
+    the budget). `calc.set(seq_len=8192, ...)` moves the widgets from code.
+    """
+
+    def __init__(
+        self,
+        preset: str = "Llama-2-7B",
+        seq_len: int = 4096,
+        batch: int = 1,
+        dtype: str = "fp16",
+        budget: str = "A100/H100 80GB",
+    ) -> None:
+        import ipywidgets as w
+
+        if preset not in MODEL_CONFIGS:
+            raise KeyError(f"unknown preset {preset!r}; choose one of {list(MODEL_CONFIGS)}")
+        shape = MODEL_CONFIGS[preset]
+        style = {"description_width": "110px"}
+        layout = w.Layout(width="460px")
+        self.preset = w.Dropdown(options=list(MODEL_CONFIGS), value=preset, description="model", style=style)
+        self.layers = w.IntSlider(shape.num_layers, 1, 160, description="layers", style=style, layout=layout)
+        self.kv_heads = w.IntSlider(
+            shape.num_kv_heads, 1, 128, description="KV heads", style=style, layout=layout
+        )
+        self.head_dim = w.IntSlider(
+            shape.head_dim, 16, 512, step=16, description="head dim", style=style, layout=layout
+        )
+        self.seq_len = w.IntSlider(
+            seq_len, 0, 131072, step=256, description="sequence length", style=style, layout=layout
+        )
+        self.batch = w.IntSlider(batch, 1, 256, description="batch", style=style, layout=layout)
+        self.dtype = w.Dropdown(options=DTYPES, value=dtype, description="dtype", style=style)
+        self.budget = w.Dropdown(options=list(GPU_BUDGETS_GIB), value=budget, description="GPU", style=style)
+        self.label = w.Label()
+        self.bar = w.HTML()
+        self.bytes = 0
+        self.fraction = 0.0
+        self.text = ""
+        for control in (
+            self.layers,
+            self.kv_heads,
+            self.head_dim,
+            self.seq_len,
+            self.batch,
+            self.dtype,
+            self.budget,
+        ):
+            control.observe(self._update, names="value")
+        self.preset.observe(self._load_preset, names="value")
+        self.widget = w.VBox(
+            [
+                self.preset,
+                self.layers,
+                self.kv_heads,
+                self.head_dim,
+                self.seq_len,
+                self.batch,
+                self.dtype,
+                self.budget,
+                self.label,
+                self.bar,
+            ]
+        )
+        self._update()
+
+    def _load_preset(self, change: Any = None) -> None:
+        shape = MODEL_CONFIGS[self.preset.value]
+        self.layers.value, self.kv_heads.value = shape.num_layers, shape.num_kv_heads
+        self.head_dim.value = shape.head_dim  # each assignment triggers _update
+
+    def _update(self, change: Any = None) -> None:
+        self.bytes = kv_cache_bytes(
+            self.layers.value,
+            self.kv_heads.value,
+            self.head_dim.value,
+            self.seq_len.value,
+            self.batch.value,
+            self.dtype.value,
+        )
+        budget = GPU_BUDGETS_GIB[self.budget.value] * GiB
+        self.fraction = self.bytes / budget
+        per_token = kv_cache_bytes(
+            self.layers.value, self.kv_heads.value, self.head_dim.value, 1, 1, self.dtype.value
+        )
+        self.text = (
+            f"KV cache: {format_bytes(self.bytes)} ({self.bytes:,} bytes), "
+            f"{format_bytes(per_token)} per token; {100 * self.fraction:.1f}% of {self.budget.value}"
+        )
+        self.label.value = self.text
+        width = min(100.0, 100 * self.fraction)
+        color = "#2a9d8f" if self.fraction <= 1 else "#e63946"
+        over = "" if self.fraction <= 1 else f" does not fit: {self.fraction:.1f}x the GPU memory"
+        self.bar.value = (
+            f'<div style="width:440px;border:1px solid #999;height:16px">'
+            f'<div style="width:{width:.1f}%;background:{color};height:16px"></div></div>'
+            f"<small>{100 * self.fraction:.1f}% of {self.budget.value}{over}</small>"
+        )
+
+    def set(self, **values: Any) -> MemoryCalculator:
+        """Move widgets from code, e.g. `calc.set(seq_len=8192, batch=4)`; returns self."""
+        for name, value in values.items():
+            control = getattr(self, name, None)
+            if control is None or not hasattr(control, "value"):
+                raise KeyError(
+                    f"unknown control {name!r}; use preset, layers, kv_heads, head_dim, seq_len, "
+                    "batch, dtype or budget"
+                )
+            control.value = value
+        return self
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -1,0 +1,148 @@
+"""kvlib.memory: the KV-size formula, the model table, and measuring what a cache holds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from kvlib.cache.dense import NaiveKVCache
+from kvlib.cache.static import StaticKVCache
+from kvlib.memory import (
+    MODEL_CONFIGS,
+    GiB,
+    bytes_per_element,
+    cache_nbytes,
+    cuda_memory_delta,
+    format_bytes,
+    kv_cache_bytes,
+    measure_allocations,
+    model_shape,
+)
+
+pytestmark = pytest.mark.ch02
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def test_llama2_7b_at_4096_tokens_fp16_is_two_gib():
+    assert kv_cache_bytes(32, 32, 128, 4096, 1, torch.float16) == 2 * GiB
+    assert MODEL_CONFIGS["Llama-2-7B"].kv_bytes(4096) == 2 * GiB
+
+
+def test_gqa_model_uses_kv_heads_not_model_width():
+    l70 = MODEL_CONFIGS["Llama-2-70B"]
+    assert l70.kv_width == 1024 and l70.hidden_size == 8192
+    assert l70.kv_bytes(4096) == 80 * 1024 * 4096 * 2 * 2  # 1.25 GiB
+    assert l70.kv_bytes(4096) * 8 == kv_cache_bytes(80, 64, 128, 4096, 1, "fp16")
+
+
+@pytest.mark.parametrize(
+    "dtype,size",
+    [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2), (torch.int8, 1), ("fp32", 4), ("bf16", 2),
+     ("float16", 2), ("torch.float16", 2), ("int8", 1), ("int4", 0.5), ("FP16", 2)],
+)  # fmt: skip
+def test_bytes_per_element(dtype, size):
+    assert bytes_per_element(dtype) == size
+
+
+def test_formula_is_linear_in_every_factor():
+    base = kv_cache_bytes(3, 5, 7, 11, 13, "fp32")
+    assert base == 2 * 3 * 5 * 7 * 11 * 13 * 4
+    assert kv_cache_bytes(3, 5, 7, 22, 13, "fp32") == 2 * base
+    assert kv_cache_bytes(3, 5, 7, 11, 26, "fp32") == 2 * base
+    assert kv_cache_bytes(3, 5, 7, 11, 13, "fp16") * 2 == base
+    assert kv_cache_bytes(1, 1, 1, 3, 1, "int4") == 3  # 6 half-bytes, exact
+
+
+def test_formula_rejects_bad_input():
+    with pytest.raises(ValueError, match="seq_len"):
+        kv_cache_bytes(1, 1, 1, -1, 1, "fp16")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        kv_cache_bytes(1, 1, 1, 1, 1, "fp12")
+    with pytest.raises(TypeError):
+        kv_cache_bytes(1, 1, 1, 1, 1, 16)
+
+
+def test_model_table_is_consistent():
+    for name, m in MODEL_CONFIGS.items():
+        assert m.name == name and m.source
+        assert m.num_heads % m.num_kv_heads == 0, name
+        if name != "Gemma-7B":  # Gemma-7B: 16 heads of 256 = 4096 > hidden 3072
+            assert m.num_heads * m.head_dim == m.hidden_size, name
+    assert model_shape("Mistral-7B").num_kv_heads == 8
+    with pytest.raises(KeyError, match="known"):
+        model_shape("Llama-9")
+
+
+def test_format_bytes():
+    assert format_bytes(2 * GiB) == "2.00 GiB"
+    assert format_bytes(512) == "512 B"
+
+
+def test_cache_nbytes_matches_formula_for_naive_and_static_caches():
+    naive = NaiveKVCache(3)
+    for n in (5, 1, 1):
+        for layer in range(3):
+            naive.update(layer, torch.randn(2, 4, n, 8), torch.randn(2, 4, n, 8))
+    assert cache_nbytes(naive) == kv_cache_bytes(3, 4, 8, 7, 2, torch.float32) == naive.nbytes()
+    static = StaticKVCache(2, 1, 2, 8, 32, dtype=torch.bfloat16)
+    static.update(0, torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 8))
+    assert cache_nbytes(static) == kv_cache_bytes(2, 2, 8, 32, 1, "bf16")  # the whole reserved buffer
+
+
+def test_cache_nbytes_counts_each_storage_once_and_whole_buffers():
+    k = torch.randn(1, 2, 4, 8)
+    assert cache_nbytes([(k, k), (k, k)]) == k.numel() * 4
+    buffer = torch.zeros(64)
+    assert cache_nbytes({"a": buffer[:5], "b": buffer[10:20]}) == 64 * 4
+
+
+def test_cache_nbytes_reads_a_transformers_dynamic_cache():
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer in range(2):
+        cache.update(torch.randn(1, 3, 6, 4), torch.randn(1, 3, 6, 4), layer)
+    cache.update(torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 4), 0)
+    assert cache_nbytes(cache) == (7 + 6) * 3 * 4 * 4 * 2
+
+
+def test_measure_allocations_growing_cache_allocates_more_than_static():
+    def grow():
+        cache = NaiveKVCache(1)
+        for _ in range(16):
+            cache.update(0, torch.ones(1, 2, 1, 32), torch.ones(1, 2, 1, 32))
+        return cache
+
+    def static():
+        cache = StaticKVCache(1, 1, 2, 32, 16)
+        for _ in range(16):
+            cache.update(0, torch.ones(1, 2, 1, 32), torch.ones(1, 2, 1, 32))
+        return cache
+
+    _, g = measure_allocations(grow)
+    _, s = measure_allocations(static)
+    row = 2 * 32 * 4  # bytes of one token's keys in one layer
+    # growing: step t allocates a t-token K and V (sum of 1..16 tokens, twice); static: 16 tokens, twice
+    assert g.allocated_bytes >= 2 * row * sum(range(1, 17))
+    assert s.allocated_bytes < g.allocated_bytes / 3
+    assert g.num_allocs > s.num_allocs
+    assert "allocations" in str(g)
+
+
+def test_cuda_helpers_skip_cleanly_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: covered by test_cuda_memory_delta")
+    assert cuda_memory_delta(lambda: torch.ones(4)) is None
+    with pytest.raises(ValueError):
+        measure_allocations(lambda: None, device="meta")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_memory_delta():
+    out = cuda_memory_delta(lambda: torch.ones(1024, 1024, device="cuda"))
+    assert out["allocated"] == 4 * 1024 * 1024 and out["peak"] >= out["allocated"]
+    _, stats = measure_allocations(lambda: torch.ones(256, device="cuda"), device="cuda")
+    assert stats.num_allocs >= 1 and stats.allocated_bytes >= 1024
