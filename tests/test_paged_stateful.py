@@ -38,10 +38,15 @@ BLOCK_SIZE = 4
 NUM_BLOCKS = 24
 # prompts start with one of a few shared prefixes so that the cache gets hits and partial hits
 PREFIXES = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 50, 51, 52, 53], [7, 7, 7, 7], []]
-EXAMPLES_PER_KIND = 250
+EXAMPLES_PER_KIND = 200
 STEPS_PER_EXAMPLE = 50
 
 executed: dict[str, int] = {}
+events: dict[str, int] = {}
+
+
+def _event(name: str) -> None:
+    events[name] = events.get(name, 0) + 1
 
 
 def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
@@ -61,6 +66,7 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
                 action()
             except OutOfBlocks:
                 assert self.mgr.snapshot() == before, "a failed allocation changed the state"
+                _event("out_of_blocks")
                 return False
             return True
 
@@ -71,6 +77,8 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
             seq_id = self.next_id
             if self._expect_unchanged_on_failure(lambda: self.kv.admit(seq_id, prompt)):
                 self.next_id += 1
+                if self.mgr.seqs[seq_id].num_cached_tokens:
+                    _event("cache_hit")
 
         @precondition(lambda self: self.mgr.seqs)
         @rule(data=st.data(), tokens=st.lists(st.integers(0, 3), min_size=1, max_size=6))
@@ -78,8 +86,13 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
             self._count()
             seq_id = data.draw(st.sampled_from(sorted(self.mgr.seqs)))
             for token in tokens:
-                if not self._expect_unchanged_on_failure(lambda t=token: self.kv.append(seq_id, t)):
+                copies: list = []
+                if not self._expect_unchanged_on_failure(
+                    lambda t=token, out=copies: out.extend(self.kv.append(seq_id, t))
+                ):
                     break
+                if copies:
+                    _event("copy_on_write")
 
         @precondition(lambda self: self.mgr.seqs)
         @rule(data=st.data())
@@ -95,11 +108,21 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
             self._count()
             self.mgr.free(data.draw(st.sampled_from(sorted(self.mgr.seqs))))
 
-        @rule(n=st.integers(1, 4))
-        def evict(self, n: int) -> None:
+        @precondition(lambda self: len(self.mgr.seqs) > 2)
+        @rule()
+        def free_oldest(self) -> None:
+            """A second way out (finished requests), so the pool is not full most of the time."""
             self._count()
-            available = self.mgr.cache.num_evictable if self.mgr.cache else 0
+            self.mgr.free(min(self.mgr.seqs))
+
+        @precondition(lambda self: self.mgr.cache is not None and self.mgr.cache.num_evictable > 0)
+        @rule(data=st.data())
+        def evict(self, data: st.DataObject) -> None:
+            self._count()
+            available = self.mgr.cache.num_evictable
+            n = data.draw(st.integers(1, available + 1))  # sometimes one too many: must fail cleanly
             if n <= available:
+                _event("evict")
                 evicted = self.mgr.reclaim(n)
                 assert len(evicted) == n and all(self.mgr.allocator.is_free(b) for b in evicted)
             else:
@@ -120,6 +143,7 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
 @pytest.mark.parametrize("kind", [None, "hash", "radix"])
 def test_block_manager_state_machine(kind):
     executed[str(kind)] = 0
+    events.clear()
     start = time.perf_counter()
     run_state_machine_as_test(
         make_machine(kind),
@@ -132,6 +156,10 @@ def test_block_manager_state_machine(kind):
         ),
     )
     elapsed = time.perf_counter() - start
-    print(f"\n[{kind}] {executed[str(kind)]} operations in {elapsed:.1f} s")
-    # 3 kinds x >= 5,000 = >= 15,000 operations in total (about 10,000 each in practice)
+    summary = dict(sorted(events.items()))
+    print(f"\n[{kind}] {executed[str(kind)]} operations in {elapsed:.1f} s; events {summary}")
+    # 3 kinds x >= 5,000 = >= 15,000 operations in total (about 8,000 each in practice)
     assert executed[str(kind)] >= 5000, f"only {executed[str(kind)]} operations ran"
+    # the random walks must reach the interesting states, not just succeed trivially
+    expected = {"out_of_blocks", "copy_on_write"} | ({"cache_hit", "evict"} if kind else set())
+    assert all(events.get(e, 0) >= 20 for e in expected), f"too few interesting events: {events}"
