@@ -89,7 +89,7 @@ def plot_block_size_tradeoff(results: Sequence[StreamResult], ax: Axes | None = 
     ax2.set_ylabel("internal fragmentation (tokens per sequence)")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower left", fontsize=8)
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center left", fontsize=8)
     ax.set_title("Paged: bigger blocks waste more of their last block")
     return fig
 
