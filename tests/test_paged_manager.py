@@ -261,3 +261,33 @@ def test_regression_full_prefix_hit_recomputes_the_last_token(kind, length):
     assert mgr.allocator.ref_count(last) == 1
     kv.check()
     mgr.check_invariants()
+
+
+# --- the cache interface on its own -----------------------------------------------------------
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_cache_interface_match_insert_lock_unlock_evict(cls):
+    cache = cls(2)
+    assert cache.insert([1, 2, 3, 4, 5, 6, 9], [10, 11, 12]) == 3  # the partial block (9) is ignored
+    assert cache.insert([1, 2, 3, 4, 7, 7], [10, 11, 13]) == 3  # branches after two blocks
+    assert cache.insert([1, 2, 3, 4], [10, 99]) == 1, "a prefix cached in another block stops the chain"
+    assert cache.match([1, 2, 3, 4, 5, 6, 8]) == [10, 11, 12]
+    assert cache.match([1, 2, 3, 5]) == [10]
+    assert cache.match([2, 1]) == []
+    assert cache.num_cached == 4 and cache.num_evictable == 0  # inserted blocks are in use
+    with pytest.raises(ValueError, match="only 0 are unlocked"):
+        cache.evict(1)
+    for b in (12, 13, 11, 10):
+        cache.unlock(b)
+    cache.match([1, 2, 3, 4, 7, 7])  # refresh the (7, 7) branch: (5, 6) is now least recent
+    assert cache.evict(1) == [12]
+    cache.lock(10)
+    cache.lock(11)
+    cache.lock(13)
+    assert cache.num_evictable == 0
+    cache.unlock(13)
+    assert cache.evict(1) == [13]  # a leaf whose ancestors stay locked
+    cache.check_invariants()
+    with pytest.raises(KeyError, match="not cached"):
+        cache.insert_block(12, (5, 6), 12)  # 12 was evicted: nothing may hang below it
+    with pytest.raises(ValueError, match="only full blocks"):
+        cache.insert_block(None, (1,), 50)
