@@ -66,7 +66,7 @@ def cell_timeout(nb: NotebookNode) -> float:
 def failure_message(result: CellResult) -> str:
     """What a learner is told about a failed cell: the check's message, never hidden source."""
     if result.status == "timeout":
-        return f"{result.evalue} (an infinite loop?)"
+        return f"{result.evalue}: does your code loop forever?"
     if result.status == "dead":
         return f"the kernel died ({result.evalue}): sys.exit/os._exit, a crash or the memory cap"
     if result.ename in ("CheckFailed", "AssertionError"):
