@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m autograder.labsettings
 	touch $(STAMP)
 
+# Containers often run as root, which JupyterLab refuses without --allow-root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(PY) -m jupyter lab --ServerApp.root_dir=course $(ARGS)
+	$(PY) -m jupyter lab --ServerApp.root_dir=course $(ROOT_FLAG) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
