@@ -1,8 +1,12 @@
 """An IPython kernel with a memory cap, used for every grading run.
 
 Launched as `python -m autograder.sandbox_kernel -f CONNECTION_FILE`. Before the kernel starts,
-the address space is capped (RLIMIT_AS) at `KVCOURSE_GRADER_MEMORY_MB` (default 6144 MiB), so a
-learner's memory bomb raises MemoryError in that kernel instead of exhausting the machine.
+its writable memory is capped at `KVCOURSE_GRADER_MEMORY_MB` (default 6144 MiB), so a learner's
+memory bomb raises MemoryError in that kernel instead of exhausting the machine.
+
+RLIMIT_DATA, not RLIMIT_AS: since Linux 4.7 it counts private writable mappings (heap, anonymous
+mmap, hence every tensor), but not the large PROT_NONE address-space reservations that CUDA and
+allocators make, which an address-space cap would turn into spurious failures on GPU machines.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ DEFAULT_MEMORY_MB = 6144
 def cap_memory() -> int:
     """Apply the address-space cap from the environment; return it in bytes."""
     limit = int(os.environ.get("KVCOURSE_GRADER_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     return limit
 
 
