@@ -10,8 +10,8 @@ group of `G = H / KV` consecutive query heads. Query head `h` reads key/value he
 
 The cache only ever holds the `KV` heads; the sharing happens inside attention, either by
 materialising the repeats (`kvlib.attention.repeat_kv`, simple) or, as here, by viewing the
-queries as `[B, KV, G, T, D]` so every group attends to its own key/value head without copying
-it (what fast kernels do). The KV cache shrinks by exactly `H / KV`.
+queries as `[B, KV, G * T, D]` so every group attends to its own key/value head in one matmul
+without copying it (what fast kernels do). The KV cache shrinks by exactly `H / KV`.
 
 This module holds:
 
@@ -87,8 +87,8 @@ def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = Non
     k, v: [B, KV, Tk, D] with `H % KV == 0`. Query head `h` uses key/value head `h // (H // KV)`.
     Returns [B, H, Tq, D], equal to `causal_attention(q, repeat_kv(k, G), repeat_kv(v, G))`.
 
-    The grouping is a view: `q` becomes [B, KV, G, Tq, D] and `k` [B, KV, 1, Tk, D], so the
-    matmul broadcasts one key/value head over its `G` query heads.
+    The grouping is a view: the `G` query heads of group j become `G * Tq` rows of one matmul
+    against key/value head j, so no key or value is ever copied.
     """
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
@@ -105,13 +105,17 @@ def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = Non
     start = tk - tq if q_start is None else q_start
     if start < 0 or start + tq > tk:
         raise ValueError(f"queries at positions {start}..{start + tq - 1} need keys up to there, have {tk}")
-    qg = q.float().reshape(b, kv, g, tq, d)  # (B, KV, G, Tq, D): heads h = kv * G + g
-    scores = qg @ k.float().unsqueeze(2).transpose(-1, -2) / math.sqrt(d)  # (B, KV, G, Tq, Tk)
+    # Pack each group's queries into the rows of one matmul: [B, KV, G*Tq, D] @ [B, KV, D, Tk].
+    # (Broadcasting [B, KV, G, Tq, D] against [B, KV, 1, D, Tk] would make torch.matmul expand,
+    # i.e. copy, the keys G times, which is exactly what GQA wants to avoid.)
+    qg = q.float().reshape(b, kv, g * tq, d)  # (B, KV, G*Tq, D): rows ordered (group member, position)
+    scores = qg @ k.float().transpose(-1, -2) / math.sqrt(d)  # (B, KV, G*Tq, Tk)
+    scores = scores.view(b, kv, g, tq, tk)  # (B, KV, G, Tq, Tk)
     q_pos = torch.arange(start, start + tq, device=q.device).unsqueeze(1)  # (Tq, 1)
     k_pos = torch.arange(tk, device=q.device).unsqueeze(0)  # (1, Tk)
     scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
     probs = torch.softmax(scores, dim=-1)  # (B, KV, G, Tq, Tk), float32 like causal_attention
-    out = probs @ v.float().unsqueeze(2)  # (B, KV, G, Tq, D)
+    out = probs.view(b, kv, g * tq, tk) @ v.float()  # (B, KV, G*Tq, D)
     return out.reshape(b, h, tq, d).to(q.dtype)  # (B, H, Tq, D)
 
 

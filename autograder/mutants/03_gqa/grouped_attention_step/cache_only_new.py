@@ -19,12 +19,14 @@ def grouped_attention_step(
     b, h, t, d = q.shape
     kv, total = k_all.shape[1], k_all.shape[-2]
     g = h // kv  # query heads per key/value head
-    # View the queries as groups instead of copying keys: head h = j * g + i -> group j, member i.
-    qg = q.reshape(b, kv, g, t, d)  # (B, KV, G, T, D)
-    scores = qg @ k_all[:, :, None].transpose(-2, -1) / math.sqrt(d)  # (B, KV, G, T, P+T)
+    # Stack the G query heads of group j as rows of ONE matmul against key/value head j (no copies):
+    qg = q.reshape(b, kv, g * t, d)  # (B, KV, G*T, D): head h = j*G + i -> group j, rows i*T .. i*T+T-1
+    scores = qg @ k_all.transpose(-2, -1) / math.sqrt(d)  # (B, KV, G*T, P+T)
+    scores = scores.view(b, kv, g, t, total)  # (B, KV, G, T, P+T)
     p = total - t  # tokens cached before this step
     q_pos = torch.arange(p, p + t)[:, None]  # (T, 1): absolute positions of the new tokens
     k_pos = torch.arange(total)[None, :]  # (1, P+T)
     scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
-    out = torch.softmax(scores, dim=-1) @ v_all[:, :, None]  # (B, KV, G, T, D)
+    probs = torch.softmax(scores, dim=-1).view(b, kv, g * t, total)  # (B, KV, G*T, P+T)
+    out = probs @ v_all  # (B, KV, G*T, D)
     return out.reshape(b, h, t, d), (k_new, v_new)  # (B, H, T, D)
