@@ -20,6 +20,9 @@ piece of code (torch profiler on CPU, allocator statistics on CUDA).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -284,7 +287,7 @@ def measure_allocations(
         raise ValueError(f"measure_allocations supports 'cpu' and 'cuda', got {device}")
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     live = peak = count = total = 0
     for event in prof.events():
@@ -298,6 +301,22 @@ def measure_allocations(
             live += delta
         peak = max(peak, live)
     return result, AllocationStats(count, total, peak, "cpu")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the profiler backend's start/stop lines, which it writes straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _measure_cuda(fn: Callable[[], Any], device: torch.device) -> tuple[Any, AllocationStats]:

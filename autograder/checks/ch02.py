@@ -455,7 +455,7 @@ def interview_hidden(fn: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def find_errors_visible(fn: Any) -> None:
+def _find_errors_answers(fn: Any) -> dict[str, Any]:
     got = call(fn, what="find_the_errors")
     expect(isinstance(got, dict), f"find_the_errors must return a dict, got {type(got).__name__}")
     keys = [
@@ -475,14 +475,18 @@ def find_errors_visible(fn: Any) -> None:
     expect(
         got["claim_a_mistake"] in ("a", "b", "c", "d"), "claim_a_mistake must be one of 'a', 'b', 'c', 'd'"
     )
+    return got
+
+
+def find_errors_visible(fn: Any) -> None:
+    _find_errors_answers(fn)
     print("visible tests passed")
 
 
 def find_errors_hidden(fn: Any) -> None:
     from kvlib.memory import MODEL_CONFIGS
 
-    find_errors_visible(fn)
-    got = call(fn, what="find_the_errors")
+    got = _find_errors_answers(fn)
     true_gib = MODEL_CONFIGS["Llama-2-7B"].kv_bytes(4096, 1, torch.float16) / GiB
     expect(
         got["claim_a_is_correct"] is False,
