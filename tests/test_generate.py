@@ -82,3 +82,19 @@ def test_timing_helpers_return_consistent_shapes(model):
     assert t.prefill_s > 0 and len(t.decode_s) == 3 and t.total_s >= t.prefill_s
     assert time_next_token(model, prompt, lambda: NaiveKVCache(2), repeats=1, steps=2) > 0
     assert time_next_token(model, prompt, None, repeats=1, steps=2) > 0
+
+
+def test_cache_speed_benchmark_runs(capsys):
+    from kvlib.bench import load
+
+    bench = load("cache-speed")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(
+        ["--model", "random", "--lengths", "8,16", "--repeats", "1", "--steps", "1", "--update-steps", "8"]
+    )
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert "speed-up" in out and "static (preallocated)" in out and "growing (torch.cat)" in out

@@ -1,0 +1,96 @@
+"""Time per generated token with and without a KV cache, and growing vs static cache updates.
+
+Two tables (chapters 01 and 02):
+
+1. seconds per new token at several context lengths, cached (one-token decode step) and uncached
+   (a full forward pass over the context), on the shipped model or a random model of its shape;
+2. the cost of N decode steps of cache updates alone for a growing (torch.cat) and a static
+   (preallocated) cache: allocations, bytes allocated, peak live bytes and time.
+
+Example: ``python -m kvlib.bench cache-speed --lengths 64,256,512 --repeats 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="shakespeare-mha", help="shipped checkpoint name, or 'random'")
+    parser.add_argument("--lengths", default="16,64,128,256,512", help="context lengths, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many repeats per point")
+    parser.add_argument("--steps", type=int, default=4, help="timed tokens per repeat")
+    parser.add_argument(
+        "--update-steps", type=int, default=1024, help="decode steps for the cache-update table"
+    )
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _model(name: str, device: str):
+    import torch
+
+    from kvlib.model import ModelConfig, TinyDecoder, load_model
+
+    if name == "random":
+        torch.manual_seed(0)
+        return TinyDecoder(ModelConfig(max_seq_len=4096)).eval().to(device)
+    return load_model(name).to(device)
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from kvlib.cache.dense import NaiveKVCache
+    from kvlib.cache.static import StaticKVCache
+    from kvlib.generate import time_next_token
+    from kvlib.memory import format_bytes, measure_allocations
+
+    model = _model(args.model, args.device)
+    cfg = model.config
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    gen = torch.Generator().manual_seed(args.seed)
+    context = torch.randint(0, cfg.vocab_size, (args.batch, max(lengths)), generator=gen).to(args.device)
+    print(
+        f"model {args.model}: {cfg.n_layers} layers, {cfg.n_kv_heads} KV heads of {cfg.head_dim}; "
+        f"device {args.device}, batch {args.batch}, torch threads {torch.get_num_threads()}"
+    )
+    make_cache = lambda: NaiveKVCache(cfg.n_layers)
+    with torch.no_grad():
+        time_next_token(model, context[:, :8], make_cache, repeats=1, steps=1)  # warm-up
+        print(f"\n{'context':>8} {'cached ms/tok':>14} {'uncached ms/tok':>16} {'speed-up':>9}")
+        for n in lengths:
+            cached = time_next_token(model, context[:, :n], make_cache, args.repeats, args.steps)
+            uncached = time_next_token(model, context[:, :n], None, args.repeats, args.steps)
+            print(f"{n:8d} {1e3 * cached:14.3f} {1e3 * uncached:16.3f} {uncached / cached:8.1f}x")
+
+    steps = args.update_steps
+    new = torch.randn(args.batch, cfg.n_kv_heads, 1, cfg.head_dim, device=args.device)
+
+    def fill(cache):
+        for _ in range(steps):
+            for layer in range(cfg.n_layers):
+                cache.update(layer, new, new)
+        return cache
+
+    makers = {
+        "growing (torch.cat)": lambda: NaiveKVCache(cfg.n_layers),
+        "static (preallocated)": lambda: StaticKVCache(
+            cfg.n_layers, args.batch, cfg.n_kv_heads, cfg.head_dim, steps, device=args.device
+        ),
+    }
+    print(f"\n{steps} decode steps of cache updates ({cfg.n_layers} layers):")
+    for name, make in makers.items():
+        _, stats = measure_allocations(lambda make=make: fill(make()), device=args.device)
+        start = time.perf_counter()
+        fill(make())
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        print(
+            f"  {name:22s} {stats.num_allocs:7d} allocations, {format_bytes(stats.allocated_bytes):>10s} "
+            f"allocated, peak {format_bytes(stats.peak_bytes):>10s}, {1e6 * elapsed / steps:8.1f} us/step"
+        )
+    return 0
