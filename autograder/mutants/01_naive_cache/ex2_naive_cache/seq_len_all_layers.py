@@ -1,5 +1,5 @@
 # MISTAKE: seq_len adds up the tokens of every layer
-# EXPECT: every layer
+# EXPECT: every layer added together
 class NaiveKVCache:
     """A per-layer key/value cache that grows by concatenation.
 
