@@ -362,18 +362,6 @@ def _shapes() -> list[Any]:
     return list(MODEL_CONFIGS.values()) + extra
 
 
-def kv_bytes_per_token_visible(fn: Callable[..., Any]) -> None:
-    """Llama-2-7B in fp16: 512 KiB per token."""
-    from kvlib.memory import MODEL_CONFIGS
-
-    got = call(fn, MODEL_CONFIGS["Llama-2-7B"], 2, what="kv_bytes_per_token")
-    expect(
-        isinstance(got, (int, float)) and got == 524288,
-        f"Llama-2-7B in fp16 caches 2 * 32 * 32 * 128 * 2 = 524288 bytes per token, got {got!r}",
-    )
-    print("kv_bytes_per_token: visible tests passed")
-
-
 def _same(a: Any, b: float) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isclose(a, b, rel_tol=1e-9)
 
@@ -387,10 +375,9 @@ def _first_wrong(
     return first, mistake
 
 
-def kv_bytes_per_token_hidden(fn: Callable[..., Any]) -> None:
-    """Every configuration of the table (GQA, MQA, head_dim != hidden/heads) at 2, 4 and 1 bytes."""
-    shapes = _shapes()
-    for bpe, dtype in ((2, "fp16"), (4, "fp32"), (1, "int8")):
+def _check_bytes(fn: Callable[..., Any], shapes: list[Any], per_element: tuple[int, ...]) -> None:
+    for bpe in per_element:
+        dtype = {2: "fp16", 4: "fp32", 1: "int8"}[bpe]
         got = [call(fn, s, bpe, what="kv_bytes_per_token") for s in shapes]
         right = [s.kv_bytes_per_token(dtype=dtype) for s in shapes]
         if all(_same(g, r) for g, r in zip(got, right)):
@@ -417,31 +404,33 @@ def kv_bytes_per_token_hidden(fn: Callable[..., Any]) -> None:
             f"kv_bytes_per_token is wrong for {shapes[i].name} at {bpe} byte(s) per element: "
             f"expected {right[i]}, got {got[i]!r}" + (f"; {mistake}" if mistake else "")
         )
+
+
+def _visible_shapes() -> list[Any]:
+    from kvlib.memory import MODEL_CONFIGS
+
+    return [MODEL_CONFIGS[n] for n in ("Llama-2-7B", "Llama-2-70B", "Gemma-7B")]
+
+
+def kv_bytes_per_token_visible(fn: Callable[..., Any]) -> None:
+    """Llama-2-7B (MHA), Llama-2-70B (GQA) and Gemma-7B (head_dim * heads != hidden) in fp16."""
+    _check_bytes(fn, _visible_shapes(), (2,))
+    print("kv_bytes_per_token: visible tests passed")
+
+
+def kv_bytes_per_token_hidden(fn: Callable[..., Any]) -> None:
+    """Every configuration of the table (GQA, MQA, head_dim != hidden/heads) at 2, 4 and 1 bytes."""
+    _check_bytes(fn, _shapes(), (2, 4, 1))
     print("kv_bytes_per_token: hidden tests passed")
 
 
-def saving_factor_visible(fn: Callable[..., Any]) -> None:
-    """Llama-2-70B keeps 8 KV heads for 64 query heads."""
-    from kvlib.memory import MODEL_CONFIGS
-
-    got = call(fn, MODEL_CONFIGS["Llama-2-70B"], what="gqa_saving_factor")
-    expect(isinstance(got, (int, float)), f"gqa_saving_factor must return a number, got {type(got).__name__}")
-    expect(
-        math.isclose(got, 8.0),
-        f"Llama-2-70B's cache is 8 times smaller than with 64 KV heads, got {got!r}",
-    )
-    print("gqa_saving_factor: visible tests passed")
-
-
-def saving_factor_hidden(fn: Callable[..., Any]) -> None:
-    """Every configuration (MHA gives 1), including head_dim != hidden / heads and MQA."""
+def _check_saving(fn: Callable[..., Any], shapes: list[Any]) -> None:
+    """Raise with a diagnosis unless `fn` gives H / KV for every shape."""
     from kvlib.cache.gqa import kv_saving_factor
 
-    shapes = _shapes()
     got = [call(fn, s, what="gqa_saving_factor") for s in shapes]
     right = [kv_saving_factor(s) for s in shapes]
     if all(_same(g, r) for g, r in zip(got, right)):
-        print("gqa_saving_factor: hidden tests passed")
         return
     variants = {
         "the ratio is upside down: MHA bytes divided by this model's bytes is >= 1": [
@@ -466,6 +455,18 @@ def saving_factor_hidden(fn: Callable[..., Any]) -> None:
         f"gqa_saving_factor is wrong for {s.name} ({s.num_heads} query heads, {s.num_kv_heads} KV heads): "
         f"expected {right[i]:g}, got {got[i]!r}" + (f"; {mistake}" if mistake else "")
     )
+
+
+def saving_factor_visible(fn: Callable[..., Any]) -> None:
+    """Llama-2-70B keeps 8 KV heads for 64 query heads; MHA models give 1."""
+    _check_saving(fn, _visible_shapes())
+    print("gqa_saving_factor: visible tests passed")
+
+
+def saving_factor_hidden(fn: Callable[..., Any]) -> None:
+    """Every configuration (MHA gives 1), including head_dim != hidden / heads and MQA."""
+    _check_saving(fn, _shapes())
+    print("gqa_saving_factor: hidden tests passed")
 
 
 # --------------------------------------------------------------------------------------------
