@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kvcourse-installed
 ARGS ?=
 NB ?= course/00_setup.ipynb
+LAB_ROOT ?= course
 PYTEST_ARGS ?=
 
 .PHONY: setup lab test release check mutants lint clean-venv
@@ -29,7 +30,7 @@ $(STAMP): pyproject.toml
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: setup
-	$(PY) -m jupyter lab --ServerApp.root_dir=course $(ROOT_FLAG) $(ARGS)
+	$(PY) -m jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(ROOT_FLAG) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

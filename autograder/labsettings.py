@@ -1,7 +1,8 @@
 """Write JupyterLab settings overrides into the active environment (run by `make setup`).
 
 JupyterLab's news and update notifications ask the internet and cover part of the page;
-learners and our browser test do not need them.
+learners and our browser test do not need them. Notebooks are rendered whole (no windowing):
+our notebooks are short, and find-in-page and the browser test then see every cell.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
 }
 
 

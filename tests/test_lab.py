@@ -34,11 +34,12 @@ def running_lab(root: Path | None = None):
     """Start `make lab` headless on a free loopback port; yield its base URL; stop it."""
     port = free_port()
     args = f"--no-browser --port={port} --ip=127.0.0.1 --IdentityProvider.token={TOKEN}"
+    command = ["make", "--no-print-directory", "lab", f"ARGS={args}"]
     if root is not None:
-        args += f" --ServerApp.root_dir={root}"
+        command.append(f"LAB_ROOT={root}")
     env = dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"ARGS={args}"],
+        command,
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -59,11 +60,12 @@ def running_lab(root: Path | None = None):
             pytest.fail("JupyterLab did not answer within 90 s")
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_make_lab_serves_jupyterlab():
