@@ -79,6 +79,11 @@ def test_positions_are_explicit_and_matter():
     model = _model()
     ids = _ids(B=1, T=8)
     with torch.no_grad():
+        # At init (std 0.02) attention is almost uniform, so positions barely move the logits; sharpen
+        # q and k (scores of order 1, as in a trained model) so the test measures RoPE, not init noise.
+        for layer in model.layers:
+            layer.self_attn.q_proj.weight.mul_(15)
+            layer.self_attn.k_proj.weight.mul_(15)
         base = model(ids)
         torch.testing.assert_close(model(ids, positions=torch.arange(8)), base)
         torch.testing.assert_close(model(ids, positions=torch.arange(8)[None]), base)  # [B, T] form
