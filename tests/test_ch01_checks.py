@@ -81,3 +81,18 @@ def test_every_mutant_is_caught_with_a_message_naming_it(grade_id, name, prefix)
             getattr(fresh("ch01"), f"{prefix}_hidden")(namespace[name])
         expected = header[1].split(":", 1)[1].strip().lower()
         assert expected in str(caught.value).lower(), f"{path.name}: {caught.value}"
+
+
+def test_compare_checks_accept_a_solution_that_uses_model_methods():
+    """The checks wrap the model to break its cached path; a correct solution that calls
+    model.eval() or reads model.parameters() must still reach the real model."""
+    reference = solution_namespace("ex4_compare")["compare_cached_uncached"]
+
+    def compare_with_model_methods(model, prompt_ids, max_new_tokens, cache):
+        model.eval()
+        prompt_ids = prompt_ids.to(next(model.parameters()).device)
+        return reference(model, prompt_ids, max_new_tokens, cache)
+
+    checks = fresh("ch01")
+    checks.compare_visible(compare_with_model_methods)
+    checks.compare_hidden(compare_with_model_methods)

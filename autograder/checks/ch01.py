@@ -96,6 +96,11 @@ def _attention_case(
         ("masked scores were set to 0 (or multiplied by the mask) instead of -inf, so masked keys still "
          "get weight after softmax", {"fill": 0.0}),
     ]  # fmt: skip
+    if q_start == 0 and Tq < Tk:  # reproduces "end_aligned" too, but the cause is more specific
+        mistakes.insert(0, (
+            "q_start=0 was treated like None (`if not q_start` is also true for 0): test `q_start is None`",
+            {"mask": "end_aligned"},
+        ))
     variants = {message: _attention_variant(q, k, v, start, **kw) for message, kw in mistakes}
     found = diagnose(got, variants, atol=1e-4)
     if found:
@@ -122,6 +127,7 @@ def causal_attention_hidden(fn: Any) -> None:
         (1, 2, 4, 10, 8, None),  # default q_start = Tk - Tq
         (1, 1, 1, 1, 4, 0),  # a single token
         (2, 4, 6, 12, 32, 2),  # block near the start of a long buffer
+        (1, 2, 3, 8, 4, 0),  # q_start=0 but fewer queries than keys: 0 is not None
     ]
     for seed, case in enumerate(cases):
         _attention_case(fn, *case, seed=100 + seed)
@@ -449,6 +455,9 @@ class _BuggyCachedModel:
         return logits
 
     forward = __call__
+
+    def __getattr__(self, name: str) -> Any:  # model.eval(), model.parameters() ... reach the model
+        return getattr(self.model, name)
 
 
 def _reference_agreement(model: Any, prompt: torch.Tensor, N: int) -> tuple[float, bool]:

@@ -464,7 +464,7 @@ def _find_errors_answers(fn: Any) -> dict[str, Any]:
         "claim_a_mistake",
         "claim_b_is_correct",
         "claim_b_memory_exponent",
-        "claim_b_uncached_attention_exponent",
+        "claim_b_attention_scores_exponent",
     ]
     missing = [k for k in keys if k not in got]
     expect(not missing, f"find_the_errors is missing the keys {missing}")
@@ -513,10 +513,15 @@ def find_errors_hidden(fn: Any) -> None:
         f"claim_b_memory_exponent: KV memory grows like seq_len**1 (linear), you answered {mem:g}; "
         "a quadratic term is attention compute, not cache memory",
     )
-    comp = _as_number(got["claim_b_uncached_attention_exponent"], "claim_b_uncached_attention_exponent")
+    comp = _as_number(got["claim_b_attention_scores_exponent"], "claim_b_attention_scores_exponent")
+    expect(
+        comp != 3,
+        "claim_b_attention_scores_exponent: n**3 is the total over a whole uncached generation of n "
+        "tokens (n forward passes); the question asks for one forward pass over n tokens",
+    )
     expect(
         comp == 2,
-        f"claim_b_uncached_attention_exponent: one forward pass over n tokens computes n x n "
+        f"claim_b_attention_scores_exponent: one forward pass over n tokens computes n x n "
         f"attention scores, so it grows like n**2; you answered {comp:g}",
     )
     print("hidden tests passed")

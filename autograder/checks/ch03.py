@@ -146,9 +146,9 @@ def _step_case(fn: Callable[..., Any], h: int, kv: int, steps: list[int], seed: 
         label = f"{what}, step of {t} token(s) after {pos} cached"
         result = call(fn, q.clone(), k_new.clone(), v_new.clone(), past, what="grouped_attention_step")
         expect(
-            isinstance(result, tuple)
+            isinstance(result, (tuple, list))
             and len(result) == 2
-            and isinstance(result[1], tuple)
+            and isinstance(result[1], (tuple, list))
             and len(result[1]) == 2,
             "grouped_attention_step must return (out, (k_all, v_all))",
         )
@@ -490,7 +490,7 @@ def _latent_case(fn: Callable[..., Any], b: int, t: int, d_c: int, h: int, d: in
                 "transpose, c_kv @ w_uk.T"
             ) from None
         raise
-    expect(isinstance(result, tuple) and len(result) == 2, "expand_latent must return (k, v)")
+    expect(isinstance(result, (tuple, list)) and len(result) == 2, "expand_latent must return (k, v)")
     k, v = result
     k_ref, v_ref = expand_latent(c, w_uk, w_uv, h)
     assert_shape(k, tuple(k_ref.shape), f"keys ({label})", "[B, H, T, D]")

@@ -5,7 +5,7 @@ def find_the_errors() -> dict:
 
     "claim_a_is_correct" (bool), "claim_a_true_gib" (float, GiB), "claim_a_mistake" ("a".."d"),
     "claim_b_is_correct" (bool), "claim_b_memory_exponent" (k in: KV bytes grow like seq_len**k),
-    "claim_b_uncached_attention_exponent" (k in: attention scores of one forward pass over n tokens
+    "claim_b_attention_scores_exponent" (k in: attention scores of one forward pass over n tokens
     grow like n**k).
     """
     return {
@@ -14,5 +14,5 @@ def find_the_errors() -> dict:
         "claim_a_mistake": "a",
         "claim_b_is_correct": False,
         "claim_b_memory_exponent": 2,
-        "claim_b_uncached_attention_exponent": 2,
+        "claim_b_attention_scores_exponent": 2,
     }
