@@ -71,7 +71,8 @@ def _attention_case(
     expect(
         not bool(torch.isnan(got).any()),
         f"{what} returned NaN: a query row is fully masked; "
-        "query i must always see its own key at position q_start + i (mask j > q_start + i, not j >= ...)",
+        "query i must always see its own key at position q_start + i, the diagonal of the mask "
+        "(mask j > q_start + i, not j >= ...)",
     )
     if matches(got, want, atol=1e-4):
         return

@@ -8,6 +8,7 @@ names the mistake (1/2: keys or values forgotten; 8: query heads instead of KV h
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -72,9 +73,10 @@ def _kv_case(fn: Any, L: int, H: int, D: int, T: int, B: int, dtype: Any) -> Non
         (want / GiB, "the result must be in bytes, not GiB"),
         (want / 1e9, "the result must be in bytes, not GB"),
     ]
-    for value, message in wrong:
-        if math.isclose(got, value, rel_tol=1e-9):
-            raise CheckFailed(f"{what} returned {got:.6g}, expected {want}: {message}")
+    # Several mistakes can give the same number on one input (num_layers == num_kv_heads): name them all.
+    matching = [message for value, message in wrong if math.isclose(got, value, rel_tol=1e-9)]
+    if matching:
+        raise CheckFailed(f"{what} returned {got:.6g}, expected {want}: {'; or '.join(matching)}")
     raise CheckFailed(
         f"{what} returned {got:.6g}, expected {want} = 2 * layers * kv_heads * head_dim * seq_len * "
         "batch * bytes_per_element"
@@ -204,7 +206,7 @@ def _cache_bytes_case(fn: Any, description: str, cache: Any, facts: dict[str, An
         )
     if got * 2 == want:
         hints.append("only half the bytes: did you count only the keys (or only the values)?")
-    if got < 1024 and want > 4096:
+    if got == sys.getsizeof(cache) or (got < 1024 and want > 4096):
         hints.append("that is the size of the Python object (sys.getsizeof), not of its tensors' storage")
     if got == 0:
         hints.append("no tensors found: walk lists, tuples, dicts and the attributes of objects (vars(obj))")
