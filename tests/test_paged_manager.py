@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from kvlib.paged import BlockAllocator, BlockManager, HashPrefixCache, OutOfBlocks, RadixPrefixCache
@@ -291,3 +293,157 @@ def test_cache_interface_match_insert_lock_unlock_evict(cls):
         cache.insert_block(12, (5, 6), 12)  # 12 was evicted: nothing may hang below it
     with pytest.raises(ValueError, match="only full blocks"):
         cache.insert_block(None, (1,), 50)
+
+
+# --- least recently used first, at block granularity -----------------------------------------
+@pytest.mark.parametrize("kind", CACHED)
+def test_lru_is_per_block_so_both_designs_evict_the_same_block(kind):
+    """A hit on a prefix of a cached run refreshes only the blocks it matched.
+
+    [1,2 | 3,4] and [7,8 | 9,10] are cached and idle; a hit on (1, 2) alone makes (3, 4) the least
+    recently used block, so it goes first, in the hash design and the radix design alike."""
+    mgr = BlockManager(8, 2, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5])
+    first = mgr.block_table(0)
+    mgr.free(0)
+    kv.admit(1, [7, 8, 9, 10, 11])
+    second = mgr.block_table(1)
+    mgr.free(1)
+    assert kv.admit(2, [1, 2, 0]) == 2  # hit on the first block only
+    mgr.free(2)
+    assert mgr.reclaim(1) == [first[1]], "the block of (3, 4) is the least recently used one"
+    assert mgr.reclaim(1) == [second[1]], "then the block of (9, 10)"
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_match_touches_only_the_matched_blocks(cls):
+    cache = cls(2)
+    cache.insert([1, 2, 3, 4], [10, 11])
+    cache.insert([7, 8, 9, 9], [20, 21])
+    for b in (11, 10, 21, 20):  # freed tail first, as the block manager does
+        cache.unlock(b)
+    before = cache.last_access(11)
+    assert cache.match([1, 2, 5, 5], touch=False) == [10]
+    assert cache.last_access(10) < cache.last_access(20), "touch=False must not refresh anything"
+    assert cache.match([1, 2, 5, 5]) == [10]
+    assert cache.last_access(10) > cache.last_access(20) and cache.last_access(11) == before
+    assert cache.evict(2) == [11, 21]  # the unmatched tail is older than the whole other chain
+    cache.check_invariants()
+
+
+def test_radix_split_keeps_each_blocks_own_time():
+    """Splitting a run must not give its tail the head's (refreshed) time."""
+    cache = RadixPrefixCache(2)
+    cache.insert([1, 2, 3, 4, 5, 6], [10, 11, 12])
+    cache.insert([7, 8], [20])
+    for b in (12, 11, 10, 20):
+        cache.unlock(b)
+    cache.match([1, 2])  # refreshes block 10 only
+    cache.lock(10)
+    assert cache.insert_block(10, (9, 9), 30)  # branches after block 10: the run splits
+    assert len(cache.root.children[(1, 2)].block_ids) == 1
+    assert cache.evict(1) == [12], "the split tail (3,4)(5,6) is older than (7, 8)"
+    assert cache.evict(2) == [11, 20]
+    cache.check_invariants()
+
+
+def test_radix_failed_insert_leaves_the_tree_unsplit():
+    cache = RadixPrefixCache(2)
+    cache.insert([1, 2, 3, 4, 5, 6], [10, 11, 12])
+    before = cache.state()
+    with pytest.raises(ValueError, match="already cached"):
+        cache.insert_block(10, (9, 9), 12)  # 12 already holds (5, 6): refused before any split
+    assert cache.state() == before
+    cache.check_invariants()
+
+
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_insert_block_rejects_a_parent_not_in_use(cls):
+    """A child registered (locked) under an idle parent would make the parent count as evictable
+    although it cannot be evicted before its child: insert_block refuses it."""
+    cache = cls(2)
+    cache.insert([1, 2], [10])
+    cache.unlock(10)
+    before = cache.state()
+    with pytest.raises(ValueError, match="parent block 10 is not in use"):
+        cache.insert_block(10, (3, 4), 11)
+    assert cache.state() == before and cache.num_evictable == 1
+    assert cache.evict(1) == [10]
+    cache.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_failed_allocation_does_not_refresh_the_lru_order(kind):
+    mgr = BlockManager(6, 2, kind)
+    kv = FakeKV(mgr)
+    kv.admit(0, [1, 2, 3, 4, 5])
+    first = mgr.block_table(0)
+    mgr.free(0)
+    kv.admit(1, [7, 8, 9, 10, 11])
+    mgr.free(1)
+    before = mgr.snapshot()
+    prompt = [1, 2, 3, 4] + [0] * 20  # hits (1,2)(3,4) but needs 12 blocks in a pool of 6
+    assert not mgr.can_allocate(prompt)
+    with pytest.raises(OutOfBlocks):
+        mgr.allocate(2, prompt)
+    assert mgr.snapshot() == before, "a failed allocation changed the state (LRU times or clock)"
+    assert mgr.reclaim(1) == [first[1]], "the failed request's hit must not count as a use"
+    # the snapshot does see LRU times: a real touch changes it
+    before = mgr.snapshot()
+    mgr.cache.match([7, 8, 9, 10])
+    assert mgr.snapshot() != before
+
+
+def test_can_allocate_and_allocate_agree_on_an_empty_prompt():
+    mgr = BlockManager(4, 4, "hash")
+    for call in (lambda: mgr.can_allocate([]), lambda: mgr.allocate(0, [])):
+        with pytest.raises(ValueError, match="at least one prompt token"):
+            call()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hash_and_radix_make_the_same_decisions(seed):
+    """The two designs are interchangeable: on one random walk they hand out, share and evict the
+    same blocks at every step (both evict least recently used leaf blocks, deepest first on ties)."""
+    rng = random.Random(seed)
+    mgrs = [BlockManager(12, 2, kind) for kind in CACHED]
+    live: list[int] = []
+    next_id = 0
+    for _ in range(300):
+        op = rng.choice(["allocate", "allocate", "append", "fork", "free", "reclaim"])
+        draws = rng.random()  # both managers see the same random choices
+        outcomes = [_random_step(mgr, op, live, next_id, random.Random(draws)) for mgr in mgrs]
+        assert outcomes[0] == outcomes[1], f"designs disagree on {op}: {outcomes}"
+        ok, _ = outcomes[0]
+        if ok and op in ("allocate", "fork"):
+            live.append(next_id)
+            next_id += 1
+        elif ok and op == "free":
+            live.remove(outcomes[0][1][0])
+        assert mgrs[0].snapshot()[:3] == mgrs[1].snapshot()[:3]  # tables, refcounts, free list
+        for mgr in mgrs:
+            mgr.check_invariants()
+
+
+def _random_step(mgr: BlockManager, op: str, live: list[int], new_id: int, r: random.Random):
+    """One random operation; returns (succeeded, what it returned) for comparing managers."""
+    try:
+        if op == "allocate":
+            prefix = r.choice([[1, 2, 3, 4], [1, 2, 5, 6], [7, 7]])
+            prompt = prefix + [r.randrange(3) for _ in range(r.randrange(5))]
+            return True, (mgr.allocate(new_id, prompt).block_ids,)
+        if not live:
+            return False, None
+        seq = r.choice(live)
+        if op == "append":
+            return True, (mgr.append(seq, r.randrange(3)),)
+        if op == "fork":
+            return True, (mgr.fork(seq, new_id).block_ids,)
+        if op == "free":
+            mgr.free(seq)
+            return True, (seq,)
+        return True, (mgr.reclaim(min(mgr.cache.num_evictable, 1 + r.randrange(2))),)
+    except OutOfBlocks:
+        return False, None

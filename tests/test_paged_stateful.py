@@ -7,7 +7,9 @@ Checked after each operation:
   twice is always a shared one, and copy-on-write kept writes private);
 - a fake KV store written like an engine would (prefix hits read, copies done, new tokens
   written) reads back every sequence's own tokens: no stale or wrongly shared block;
-- a failed allocation (OutOfBlocks) leaves the whole state unchanged.
+- a failed allocation (OutOfBlocks) leaves the whole state unchanged, including the prefix
+  cache's per-block last-use times, its clock and the radix tree's shape (``snapshot``);
+- ``can_allocate`` predicts exactly whether ``allocate`` succeeds.
 
 The three machines (no cache, hash chain, radix tree) together run >= 10,000 operations; each test
 counts the operations it really executed and checks the total.
@@ -75,7 +77,10 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
             self._count()
             prompt = prefix + suffix or [0]
             seq_id = self.next_id
-            if self._expect_unchanged_on_failure(lambda: self.kv.admit(seq_id, prompt)):
+            predicted = self.mgr.can_allocate(prompt)
+            succeeded = self._expect_unchanged_on_failure(lambda: self.kv.admit(seq_id, prompt))
+            assert predicted == succeeded, f"can_allocate said {predicted} but allocate succeeded={succeeded}"
+            if succeeded:
                 self.next_id += 1
                 if self.mgr.seqs[seq_id].num_cached_tokens:
                     _event("cache_hit")

@@ -157,12 +157,23 @@ class BlockManager:
         except KeyError:
             raise KeyError(f"unknown sequence id {seq_id}") from None
 
+    def _plan(self, prompt: SequenceABC[int]) -> tuple[list[int], int, int]:
+        """What admitting ``prompt`` takes, with no state change: ``(hit, need, pinned)``: the cached
+        blocks it reuses, the fresh blocks it needs, and how many hit blocks are idle (locking
+        them takes them out of the evictable pool)."""
+        if len(prompt) == 0:
+            raise ValueError("a sequence needs at least one prompt token, got an empty prompt")
+        # match on prompt[:-1] so the last token is always computed (a full hit still yields logits);
+        # touch=False: the hit counts as a use only once the allocation is sure to succeed
+        hit = self.cache.match(list(prompt[:-1]), touch=False) if self.cache else []
+        pinned = sum(1 for b in hit if self.allocator.ref_count(b) == 0)
+        return hit, self.blocks_needed(len(prompt)) - len(hit), pinned
+
     # --- public operations ----------------------------------------------------------------
     def can_allocate(self, prompt: SequenceABC[int]) -> bool:
-        """Whether :meth:`allocate` would succeed now (no state change)."""
-        hit = self.cache.match(prompt[:-1], touch=False) if self.cache else []
-        pinned = sum(1 for b in hit if self.allocator.ref_count(b) == 0)
-        need = self.blocks_needed(len(prompt)) - len(hit)
+        """Whether :meth:`allocate` would succeed now (no state change). Like ``allocate``, rejects
+        an empty prompt with ValueError."""
+        _, need, pinned = self._plan(prompt)
         return need <= self.allocator.num_free + (self.cache.num_evictable if self.cache else 0) - pinned
 
     def allocate(self, seq_id: int, prompt: SequenceABC[int]) -> Sequence:
@@ -173,13 +184,10 @@ class BlockManager:
         if seq_id in self.seqs:
             raise ValueError(f"sequence id {seq_id} already exists")
         prompt = list(prompt)
-        if not prompt:
-            raise ValueError("a sequence needs at least one prompt token")
-        # match on prompt[:-1] so the last token is always computed (a full hit still yields logits)
-        hit = self.cache.match(prompt[:-1]) if self.cache else []
-        pinned = sum(1 for b in hit if self.allocator.ref_count(b) == 0)
-        need = self.blocks_needed(len(prompt)) - len(hit)
+        hit, need, pinned = self._plan(prompt)
         self._check_available(need, pinned)  # raises before any change
+        if self.cache is not None:
+            self.cache.touch(hit)  # committed: now the hit is a use (LRU)
         for block_id in hit:  # lock the hit first, so eviction below cannot touch it
             self._acquire(block_id)
         fresh = self._take_fresh(need)
@@ -259,20 +267,16 @@ class BlockManager:
         return [self.slot(seq_id, p) for p in range(len(self._get(seq_id).tokens))]
 
     def snapshot(self) -> tuple:
-        """A hashable summary of the whole state (tests use it to prove a failure changed nothing)."""
+        """A hashable summary of the whole state (tests use it to prove a failure changed nothing):
+        ``(sequences, ref counts, free list, prefix-cache state)``."""
         seqs = tuple(
             (s.seq_id, tuple(s.tokens), tuple(s.block_ids), s.num_registered, s.cache_open)
             for s in sorted(self.seqs.values(), key=lambda s: s.seq_id)
         )
         refs = tuple(b.ref_count for b in self.allocator.blocks)
-        cache = (
-            (
-                tuple(sorted(self.cache.cached_blocks().items(), key=lambda kv: kv[0])),
-                tuple(sorted(self.cache.locked_blocks())),
-            )
-            if self.cache
-            else ()
-        )
+        # the cache's state includes per-block last-use times, its clock and (radix) the tree shape,
+        # so a failure that only refreshed LRU order or split a run is caught too
+        cache = self.cache.state() if self.cache else ()
         return seqs, refs, tuple(self.allocator.free_ids), cache
 
     def check_invariants(self) -> None:

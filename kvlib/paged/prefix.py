@@ -18,9 +18,18 @@ Cached blocks are *locked* while a sequence uses them (reference count >= 1, the
 calls :meth:`PrefixCache.lock` / :meth:`PrefixCache.unlock` on the 0 <-> 1 transitions).
 Unlocked cached blocks stay reusable until :meth:`PrefixCache.evict` reclaims them, least
 recently used first and always from the leaves, so a cached block never outlives its ancestors
-(a lookup could not reach it). Both designs keep the invariant *an in-use block's ancestors are
-in use* (a sequence that holds a block holds its whole prefix), which is why every unlocked
-cached block can eventually be evicted and ``num_evictable`` equals the number of unlocked ones.
+(a lookup could not reach it).
+
+Recency is kept per *block*, in one table shared by both designs: a block is used when it is
+registered, when a lookup that the caller commits to matches it (:meth:`PrefixCache.touch`),
+and when its last owner lets it go. A lookup that matches the first ``k`` blocks of a radix run
+refreshes those ``k`` blocks only, so both designs evict the same block, the least recently used
+evictable leaf block (deepest first among equal times).
+
+Both designs keep the invariant *an in-use block's ancestors are in use* (a sequence that holds a
+block holds its whole prefix; ``insert_block`` refuses an idle parent), which is why every
+unlocked cached block can eventually be evicted and ``num_evictable`` equals the number of
+unlocked ones.
 """
 
 from __future__ import annotations
@@ -48,26 +57,59 @@ class PrefixCache(ABC):
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.block_size = block_size
         self._clock = 0  # logical time for LRU
+        self._last_access: dict[int, int] = {}  # cached block id -> time of its last use
 
-    def _tick(self) -> int:
+    # --- recency (shared by both designs) -------------------------------------------------
+    def _stamp(self, block_ids: Sequence[int]) -> None:
+        """Record one use, now, of every block in ``block_ids`` (one clock tick for all)."""
+        if not block_ids:
+            return
         self._clock += 1
-        return self._clock
+        for block_id in block_ids:
+            self._last_access[block_id] = self._clock
 
-    @abstractmethod
+    def touch(self, block_ids: Sequence[int]) -> None:
+        """Mark exactly these cached blocks as used now (a committed hit), and no others."""
+        missing = [b for b in block_ids if not self.contains(b)]
+        if missing:
+            raise KeyError(f"cannot touch blocks {missing}: they are not cached")
+        self._stamp(block_ids)
+
+    def last_access(self, block_id: int) -> int:
+        """Logical time of the last use of cached block ``block_id`` (larger is more recent)."""
+        return self._last_access[block_id]
+
+    def _lru_key(self, block_id: int, depth: int) -> tuple[int, int]:
+        """Eviction order: least recently used first; among equal times the deepest first (a chain
+        stamped by one lookup is trimmed from its tail)."""
+        return self._last_access[block_id], -depth
+
+    # --- lookup ---------------------------------------------------------------------------
     def match(self, tokens: Sequence[int], touch: bool = True) -> list[int]:
         """Block ids holding the longest cached prefix of ``tokens`` made of full blocks.
 
-        Marks the matched blocks as recently used unless ``touch`` is False. Does not lock them:
-        the caller locks the blocks it decides to use (through the block manager's reference
-        counts)."""
+        Marks the matched blocks (and only them) as recently used unless ``touch`` is False; a
+        caller that may still back out (the block manager before its capacity check) passes
+        False and calls :meth:`touch` once it commits. Does not lock them: the caller locks the
+        blocks it decides to use (through the block manager's reference counts)."""
+        ids = self._lookup(tokens)
+        if touch:
+            self._stamp(ids)
+        return ids
+
+    @abstractmethod
+    def _lookup(self, tokens: Sequence[int]) -> list[int]:
+        """The matched block ids of :meth:`match`, with no side effect."""
 
     @abstractmethod
     def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
         """Register the full block ``block_id`` holding ``tokens`` after cached block ``parent_block``
         (``None`` for the first block of a sequence). The block must be in use (it is registered
-        locked). Returns True when ``block_id`` is now the cached block for that prefix (newly or
-        already), False when the same prefix is already cached in a *different* block (the caller
-        keeps its duplicate private and stops registering that sequence's later blocks)."""
+        locked), and so must its parent: a locked child under an idle parent would make the parent
+        count as evictable although it cannot go before its child (ValueError). Returns True when
+        ``block_id`` is now the cached block for that prefix (newly or already), False when the
+        same prefix is already cached in a *different* block (the caller keeps its duplicate
+        private and stops registering that sequence's later blocks)."""
 
     @abstractmethod
     def lock(self, block_id: int) -> None:
@@ -104,6 +146,29 @@ class PrefixCache(ABC):
     def locked_blocks(self) -> set[int]:
         """Cached block ids currently locked."""
 
+    def state(self) -> tuple:
+        """A hashable summary of everything that steers later behaviour (tests compare it to prove
+        that a failed operation changed nothing): blocks and parents, locks, per-block last-use
+        times, the clock, and the design's own structure (:meth:`_structure`)."""
+        return (
+            tuple(sorted(self.cached_blocks().items())),
+            tuple(sorted(self.locked_blocks())),
+            tuple(sorted(self._last_access.items())),
+            self._clock,
+            self._structure(),
+        )
+
+    def _structure(self) -> tuple:
+        """Design-specific shape not captured by the parent map (the radix tree's runs)."""
+        return ()
+
+    def _check_parent_in_use(self, parent_block: int, in_use: bool) -> None:
+        if not in_use:
+            raise ValueError(
+                f"parent block {parent_block} is not in use: a block can only be registered below a "
+                "locked (in-use) parent, since the sequence that holds a block holds its whole prefix"
+            )
+
     def insert(self, tokens: Sequence[int], block_ids: Sequence[int]) -> int:
         """Register the full blocks of ``tokens`` stored in ``block_ids`` (in order).
 
@@ -132,6 +197,8 @@ class PrefixCache(ABC):
                 f"block {block_id} is in use but its parent {parent} is not: a sequence must hold its prefix"
             )
         assert self.num_evictable == len(cached) - len(locked)
+        assert self._last_access.keys() == cached.keys(), "last-use times out of sync with the cache"
+        assert all(t <= self._clock for t in self._last_access.values()), "a last-use time is in the future"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +213,6 @@ class _HashEntry:
     depth: int
     num_children: int = 0
     locked: bool = True
-    last_access: int = 0
 
 
 def default_block_hash(parent_key: int | None, tokens: BlockTokens) -> int:
@@ -178,8 +244,7 @@ class HashPrefixCache(PrefixCache):
                 return entry
         return None
 
-    def match(self, tokens: Sequence[int], touch: bool = True) -> list[int]:
-        now = self._tick() if touch else 0
+    def _lookup(self, tokens: Sequence[int]) -> list[int]:
         parent: _HashEntry | None = None
         ids: list[int] = []
         for blk in split_full_blocks(tokens, self.block_size):
@@ -187,8 +252,6 @@ class HashPrefixCache(PrefixCache):
             entry = self._find(key, parent, blk)
             if entry is None:
                 break
-            if touch:
-                entry.last_access = now
             ids.append(entry.block_id)
             parent = entry
         return ids
@@ -204,6 +267,7 @@ class HashPrefixCache(PrefixCache):
             if parent_block not in self._by_block:
                 raise KeyError(f"parent block {parent_block} is not cached")
             parent = self._by_block[parent_block]
+            self._check_parent_in_use(parent_block, parent.locked)
         key = self.hash_fn(parent.key if parent else None, tokens)
         existing = self._find(key, parent, tokens)
         if existing is not None:
@@ -211,7 +275,7 @@ class HashPrefixCache(PrefixCache):
         if block_id in self._by_block:
             raise ValueError(f"block {block_id} is already cached for another prefix")
         entry = _HashEntry(key, tokens, block_id, parent, parent.depth + 1 if parent else 0)
-        entry.last_access = self._tick()
+        self._stamp([block_id])
         self._table.setdefault(key, []).append(entry)
         self._by_block[block_id] = entry
         self._num_locked += 1
@@ -231,7 +295,7 @@ class HashPrefixCache(PrefixCache):
         entry = self._by_block[block_id]
         assert entry.locked, f"block {block_id} unlocked twice"
         entry.locked = False
-        entry.last_access = self._tick()
+        self._stamp([block_id])
         self._num_locked -= 1
         if entry.num_children == 0:
             self._leaves[block_id] = entry
@@ -244,10 +308,10 @@ class HashPrefixCache(PrefixCache):
             raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
         evicted: list[int] = []
         while len(evicted) < n:
-            # least recently used leaf; among equal times the deepest first (a chain's tail)
-            victim = min(self._leaves.values(), key=lambda e: (e.last_access, -e.depth))
+            victim = min(self._leaves.values(), key=lambda e: self._lru_key(e.block_id, e.depth))
             del self._leaves[victim.block_id]
             del self._by_block[victim.block_id]
+            del self._last_access[victim.block_id]
             bucket = self._table[victim.key]
             bucket.remove(victim)
             if not bucket:
@@ -293,16 +357,15 @@ class HashPrefixCache(PrefixCache):
 class RadixNode:
     """A run of full blocks. ``key[i]`` are the tokens stored in physical block ``block_ids[i]``.
 
-    ``lock_ref`` counts the in-use blocks in this node's subtree (this node included), so a node
-    is unlocked exactly when nobody uses anything below it. In-use blocks of a node always form a
-    prefix of ``block_ids`` (an in-use block's ancestors are in use)."""
+    Which blocks are in use is kept by the cache (a set of block ids), and recency per block (in
+    :class:`PrefixCache`), so a node needs neither a lock count nor a timestamp of its own: the
+    in-use blocks of a node always form a prefix of ``block_ids`` (an in-use block's ancestors are
+    in use), and its blocks may have been used at different times."""
 
     key: list[BlockTokens]
     block_ids: list[int]
     parent: RadixNode | None
     children: dict[BlockTokens, RadixNode] = field(default_factory=dict)
-    lock_ref: int = 0
-    last_access: int = 0
 
 
 class RadixPrefixCache(PrefixCache):
@@ -316,43 +379,40 @@ class RadixPrefixCache(PrefixCache):
 
     # --- tree surgery ---------------------------------------------------------------------
     def _split(self, node: RadixNode, k: int) -> RadixNode:
-        """Cut ``node`` after its first ``k`` blocks; the tail becomes its only child. Returns node."""
+        """Cut ``node`` after its first ``k`` blocks; the tail becomes its only child. Returns node.
+
+        Only the shape changes: every block keeps its own last-use time and lock state."""
         assert 0 < k < len(node.key)
         tail = RadixNode(key=node.key[k:], block_ids=node.block_ids[k:], parent=node)
         tail.children = node.children
         for child in tail.children.values():
             child.parent = tail
-        tail.last_access = node.last_access
-        tail.lock_ref = sum(c.lock_ref for c in tail.children.values()) + sum(
-            1 for b in tail.block_ids if b in self._in_use
-        )
         for b in tail.block_ids:
             self._node_of[b] = tail
         node.key, node.block_ids = node.key[:k], node.block_ids[:k]
         node.children = {tail.key[0]: tail}
         return node
 
-    def _add_lock(self, node: RadixNode | None, delta: int) -> None:
-        while node is not None and node is not self.root:
-            node.lock_ref += delta
-            assert node.lock_ref >= 0
-            node = node.parent
+    def _depth(self, node: RadixNode) -> int:
+        """Blocks above ``node``'s first block (its position in the token sequence, in blocks)."""
+        depth, up = 0, node.parent
+        while up is not None:
+            depth += len(up.block_ids)
+            up = up.parent
+        return depth
 
     # --- interface ------------------------------------------------------------------------
-    def match(self, tokens: Sequence[int], touch: bool = True) -> list[int]:
-        now = self._tick() if touch else 0
+    def _lookup(self, tokens: Sequence[int]) -> list[int]:
         blocks = split_full_blocks(tokens, self.block_size)
         node, i, ids = self.root, 0, []
         while i < len(blocks):
             child = node.children.get(blocks[i])
             if child is None:
                 break
-            k = 0
+            k = 0  # blocks of this run that match
             while k < len(child.key) and i + k < len(blocks) and child.key[k] == blocks[i + k]:
                 k += 1
             ids.extend(child.block_ids[:k])
-            if touch:
-                child.last_access = now
             i += k
             if k < len(child.key):
                 break
@@ -365,69 +425,73 @@ class RadixPrefixCache(PrefixCache):
             raise ValueError(
                 f"only full blocks are cached: got {len(tokens)} tokens, block_size {self.block_size}"
             )
-        if parent_block is None:
-            node = self.root
-        else:
+        node, split_at = self.root, 0  # attach below ``node``, after splitting it at ``split_at``
+        if parent_block is not None:
             if parent_block not in self._node_of:
                 raise KeyError(f"parent block {parent_block} is not cached")
+            self._check_parent_in_use(parent_block, parent_block in self._in_use)
             node = self._node_of[parent_block]
             idx = node.block_ids.index(parent_block)
             if idx + 1 < len(node.block_ids):  # the parent is inside a run: look at its successor
                 if node.key[idx + 1] == tokens:
                     return node.block_ids[idx + 1] == block_id
-                node = self._split(node, idx + 1)
-        child = node.children.get(tokens)
+                split_at = idx + 1
+        child = None if split_at else node.children.get(tokens)
         if child is not None:
             return child.block_ids[0] == block_id
-        if block_id in self._node_of:
+        if block_id in self._node_of:  # checked before any surgery, so a refusal changes nothing
             raise ValueError(f"block {block_id} is already cached for another prefix")
-        now = self._tick()
+        if split_at:
+            node = self._split(node, split_at)
         if node is not self.root and not node.children:
             # extend the leaf run (path compression): no branch point here
             node.key.append(tokens)
             node.block_ids.append(block_id)
-            node.last_access = now
             target = node
         else:
-            target = RadixNode(key=[tokens], block_ids=[block_id], parent=node, last_access=now)
+            target = RadixNode(key=[tokens], block_ids=[block_id], parent=node)
             node.children[tokens] = target
         self._node_of[block_id] = target
         self._in_use.add(block_id)
-        self._add_lock(target, +1)
+        self._stamp([block_id])
         return True
 
     def lock(self, block_id: int) -> None:
+        assert block_id in self._node_of, f"block {block_id} is not cached"
         assert block_id not in self._in_use, f"block {block_id} locked twice"
         self._in_use.add(block_id)
-        self._add_lock(self._node_of[block_id], +1)
 
     def unlock(self, block_id: int) -> None:
         assert block_id in self._in_use, f"block {block_id} unlocked twice"
         self._in_use.discard(block_id)
-        node = self._node_of[block_id]
-        node.last_access = self._tick()
-        self._add_lock(node, -1)
+        self._stamp([block_id])
 
     def contains(self, block_id: int) -> bool:
         return block_id in self._node_of
 
     def _evictable_leaves(self) -> list[RadixNode]:
+        """Nodes without children whose last block is idle: that block is an evictable leaf."""
         leaves = {n for n in self._node_of.values() if not n.children}
         return [n for n in leaves if n.block_ids[-1] not in self._in_use]
+
+    def _last_block_key(self, node: RadixNode) -> tuple[int, int]:
+        """LRU key of a leaf node's last block, the only block of the node that can go now."""
+        last = len(node.block_ids) - 1
+        return self._lru_key(node.block_ids[last], self._depth(node) + last)
 
     def evict(self, n: int) -> list[int]:
         if n > self.num_evictable:
             raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
         evicted: list[int] = []
         while len(evicted) < n:
-            leaf = min(self._evictable_leaves(), key=lambda nd: nd.last_access)
-            # trim the unlocked tail of the leaf, last block first
-            while leaf.block_ids and len(evicted) < n and leaf.block_ids[-1] not in self._in_use:
-                block_id = leaf.block_ids.pop()
-                leaf.key.pop()
-                del self._node_of[block_id]
-                evicted.append(block_id)
-            if not leaf.block_ids:
+            # one block at a time, the least recently used leaf block, as the hash design does
+            leaf = min(self._evictable_leaves(), key=self._last_block_key)
+            block_id = leaf.block_ids.pop()
+            leaf.key.pop()
+            del self._node_of[block_id]
+            del self._last_access[block_id]
+            evicted.append(block_id)
+            if not leaf.block_ids:  # the run is gone: unhook the node from its parent
                 parent = leaf.parent
                 assert parent is not None
                 first = next(k for k, c in parent.children.items() if c is leaf)
@@ -456,6 +520,15 @@ class RadixPrefixCache(PrefixCache):
     def locked_blocks(self) -> set[int]:
         return set(self._in_use)
 
+    def _structure(self) -> tuple:
+        """The tree as nested ``(block_ids, children)`` tuples, children in a fixed order."""
+
+        def shape(node: RadixNode) -> tuple:
+            kids = sorted(node.children.items())
+            return tuple(node.block_ids), tuple(shape(c) for _, c in kids)
+
+        return shape(self.root)
+
     def check_invariants(self) -> None:
         super().check_invariants()
         stack = [self.root]
@@ -465,10 +538,8 @@ class RadixPrefixCache(PrefixCache):
             if node is not self.root:
                 assert node.block_ids, "empty radix node left in the tree"
                 assert len(node.key) == len(node.block_ids)
-                own = sum(1 for b in node.block_ids if b in self._in_use)
-                assert node.lock_ref == own + sum(c.lock_ref for c in node.children.values()), (
-                    "lock_ref stale"
-                )
+                used = [b in self._in_use for b in node.block_ids]
+                assert used == sorted(used, reverse=True), "a node's in-use blocks must be a prefix of it"
                 for b in node.block_ids:
                     assert self._node_of[b] is node
                 seen += len(node.block_ids)
