@@ -8,7 +8,8 @@ Prints four tables (see kvlib.paged.simulate for the workloads and definitions):
 2. the shared-system-prompt workload: measured saving with the hash-chain and radix prefix
    caches vs the analytic (K-1)*floor(L/B)*B / (K*(L+Q)), checked to within one block per group;
 3. parallel sampling and beam search savings on ShareGPT-like and Alpaca-like lengths, next to
-   the ranges the vLLM paper reports.
+   the ranges the vLLM paper reports, each row marked in range / below / above (our workloads are
+   synthetic, so some rows fall outside; the table says which and whether each sweep overlaps).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
         beam_search_savings,
         chat_workload,
         compare_allocators,
+        paper_range_verdict,
         parallel_sampling_savings,
         shared_prefix_savings,
     )
@@ -75,14 +77,22 @@ def main(args: argparse.Namespace) -> int:
     print("  tokens = live tokens / reserved slots (token-state utilization); reserv. = held for the same")
     print("  requests' future tokens; int.frag = reserved, never used; ext.frag = free but unusable share of")
     print("  the budget while a request waited; frag/seq = mean unused slots per live sequence (bound B-1);")
-    print("  running = mean concurrent sequences; preempt = paged requests preempted (recomputed later).")
+    print("  running = mean concurrent sequences; preempt = paged requests preempted (readmitted later,")
+    print("  re-prefilling prompt + the tokens they had generated: vLLM's recompute).")
+    by_name = {r.name: r for r in results}
     paged16 = next((r for r in results if r.block_size == 16), None)
-    contiguous = [r for r in results if r.block_size is None]
     if paged16:
         verdict = "ok" if paged16.token_share >= 0.96 else "BELOW TARGET"
-        kept = ", ".join(_pct(r.token_share) for r in contiguous)
         print(f"  vLLM paper, in kind: paged block 16 keeps {_pct(paged16.token_share)} (>= 96%: {verdict});")
-        print(f"  contiguous (max, oracle) keeps {kept} (paper: about 20-40%)")
+    # only the max-reservation row is set against the paper's 20-40%: our oracle knows every output
+    # length exactly, which no serving system does, so it keeps far more
+    max_res = by_name.get("contiguous (max reservation)")
+    oracle = by_name.get("contiguous (oracle)")
+    if max_res:
+        print(f"  contiguous with max reservation keeps {_pct(max_res.token_share)} (paper: about 20-40%);")
+    if oracle:
+        print(f"  contiguous oracle keeps {_pct(oracle.token_share)} (exact lengths known in advance: the")
+        print("  best a contiguous reservation can do; no real system knows them).")
 
     print(
         "\nShared system prompt (prefix caching, block 16): saving = 1 - blocks with sharing / blocks without"
@@ -108,21 +118,38 @@ def main(args: argparse.Namespace) -> int:
     )
 
     print("\nParallel sampling and beam search (block 16; memory summed over generation steps)")
-    print(f"{'workload':<10}{'decoding':<22}{'saving':>9}{'CoW copies':>12}   vLLM paper range")
+    header = f"{'workload':<10}{'decoding':<22}{'saving':>9}{'CoW copies':>12}   {'vLLM paper range':<18}"
+    print(header + "vs paper")
+    sweeps: dict[str, list[float]] = {}
     for wl in ("sharegpt", "alpaca"):
         wreqs = chat_workload(
             args.sharing_requests, seed=args.seed + 1, max_len=args.max_len, **WORKLOADS[wl]
         )
-        lo, hi = PAPER_RANGES[f"parallel_{wl}"]
-        for n in (2, 4, 6):
-            s = parallel_sampling_savings(wreqs, n, seed=args.seed)
-            print(f"{wl:<10}{s.workload:<22}{_pct(s.saving):>9}{s.copies:>12}   {_pct(lo)}-{_pct(hi)}")
-        lo, hi = PAPER_RANGES[f"beam_{wl}"]
-        for k in (2, 4, 6):
-            s = beam_search_savings(wreqs[: args.beam_requests], k, seed=args.seed)
-            print(f"{wl:<10}{s.workload:<22}{_pct(s.saving):>9}{s.copies:>12}   {_pct(lo)}-{_pct(hi)}")
-    print("  parallel samples stop at their own lengths (log-normal spread 0.5 around the request's output);")
-    print("  beams run on a synthetic language model: the saving shows the mechanism, not the paper's value.")
+        for kind, widths in (("parallel", (2, 4, 6)), ("beam", (2, 4, 6))):
+            key = f"{kind}_{wl}"
+            lo, hi = PAPER_RANGES[key]
+            for w in widths:
+                if kind == "parallel":
+                    s = parallel_sampling_savings(wreqs, w, seed=args.seed)
+                else:
+                    s = beam_search_savings(wreqs[: args.beam_requests], w, seed=args.seed)
+                sweeps.setdefault(key, []).append(s.saving)
+                paper = f"{_pct(lo)}-{_pct(hi)}"
+                print(
+                    f"{wl:<10}{s.workload:<22}{_pct(s.saving):>9}{s.copies:>12}   {paper:<18}"
+                    f"{paper_range_verdict(s.saving, key)}"
+                )
+    rows = [(key, x) for key, xs in sweeps.items() for x in xs]
+    outside = sum(paper_range_verdict(x, key) != "in range" for key, x in rows)
+    # a sweep overlaps the paper's range when its lowest saving is not above it nor its highest below
+    overlap = [key for key, xs in sweeps.items() if min(xs) <= PAPER_RANGES[key][1]]
+    overlap = [key for key in overlap if max(sweeps[key]) >= PAPER_RANGES[key][0]]
+    print(f"  {outside} of {len(rows)} rows fall outside the paper's range; the sweep over n or k overlaps")
+    print(f"  it for {len(overlap)} of {len(sweeps)} series ({', '.join(overlap) or 'none'}).")
+    print("  The paper measured its engine on real traces; ours are synthetic, so we match it in kind, not")
+    print("  row by row: parallel samples stop at their own lengths (log-normal spread 0.5 around the")
+    print("  request's output), and beams run on a synthetic language model whose peakiness sets how")
+    print("  long beams share their history.")
 
     if args.plot:
         import matplotlib
