@@ -63,6 +63,29 @@ def test_contiguous_as_paged_is_a_view():
     )
 
 
+def test_contiguous_as_paged_checks_seq_lens():
+    q, k, v, seq_lens, *_ = _case()
+    with pytest.raises(ValueError, match=r"seq_lens must lie in \[1, max_len = 40\].*max 41"):
+        contiguous_as_paged(k, v, torch.tensor([41, 1, 1], dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"seq_lens must be \(batch=3,\)"):
+        contiguous_as_paged(k, v, seq_lens[:2])
+
+
+def test_paged_cache_has_a_nan_null_block_and_nan_tails():
+    """Block 0 is never handed out and unused table entries point at it; everything that holds no
+    token is NaN, so a kernel that reads an unmasked slot cannot produce a finite answer."""
+    q, k, v, seq_lens, k_cache, v_cache, table = _case()  # lengths 1, 16, 40 in blocks of 16
+    assert table.tolist()[0][1:] == [0, 0] and table.tolist()[1][1:] == [0, 0] and 0 not in table[2].tolist()
+    assert k_cache.shape[0] == 1 + 1 + 1 + 3  # null block + the blocks the sequences need
+    assert torch.isnan(k_cache[0]).all() and torch.isnan(v_cache[0]).all()
+    for b, n in enumerate(seq_lens.tolist()):
+        last = int(table[b, (n - 1) // 16])
+        filled = (n - 1) % 16 + 1
+        assert not torch.isnan(v_cache[last, :filled]).any() and torch.isnan(v_cache[last, filled:]).all()
+    with pytest.raises(ValueError, match="plus 1 null block"):
+        build_paged_cache(k, v, seq_lens, 16, num_blocks=5)
+
+
 def test_bad_inputs_are_named():
     q, k, v, seq_lens, k_cache, v_cache, table = _case()
     with pytest.raises(ValueError, match="int32"):

@@ -1,21 +1,33 @@
 """The Triton paged decode kernel against the gather reference (CPU interpreter, or CUDA if present).
 
 Interpreter limits respected here: fp32/fp16 (bf16 goes through the kernel's fp32 upcast), small
-sizes (batch <= 4, seq <= 256), no autotune/do_bench. Physical blocks are shuffled and unused pool
-slots hold large garbage values, so reading a wrong slot cannot go unnoticed; lengths include 1,
-exactly one block and one block plus one.
+sizes (batch <= 4, seq <= 256), no autotune/do_bench. Physical blocks are shuffled; the null block 0
+(where masked lanes point), unused blocks and every slot past a sequence's end hold NaN, so a read
+the kernel should have masked turns its output into NaN even where the softmax weight is 0 (a test
+below re-creates the kernel with a mask removed and checks that this harness catches it); lengths
+include 1, exactly one block and one block plus one.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from kvlib.kernels import MODE, build_paged_cache, paged_attention_decode, paged_attention_reference
+import kvlib.kernels.paged_attention as paged_attention_module
+from kvlib.kernels import (
+    MODE,
+    build_paged_cache,
+    contiguous_as_paged,
+    paged_attention_decode,
+    paged_attention_reference,
+)
 
 pytestmark = pytest.mark.ch07
 
@@ -35,6 +47,14 @@ def _case(lens, q_heads, kv_heads, head_dim, block_size, dtype, seed=0):
     return args
 
 
+def _assert_matches(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype) -> None:
+    assert torch.isfinite(out).all(), (
+        "NaN/inf in the kernel output: it read a slot it should have masked (unused slots hold NaN)"
+    )
+    assert out.float().abs().mean() > 0.02, "kernel output is (near) zero: did it write anything?"
+    torch.testing.assert_close(out.float(), ref, rtol=TOL[dtype], atol=TOL[dtype])
+
+
 CASES = [
     # (lens, q_heads, kv_heads, head_dim, block_size): edge lengths for block 16 = 1, 16, 17
     ((1, 16, 17, 5), 8, 2, 32, 16),  # GQA group 4
@@ -42,6 +62,7 @@ CASES = [
     ((64, 200), 8, 1, 32, 16),  # MQA, several tiles
     ((7, 8, 9), 6, 2, 24, 8),  # group 3 (padded to 16 rows), head_dim not a power of two
     ((256, 100, 1, 31), 4, 2, 16, 5),  # block size not a power of two, longest allowed length
+    ((1, 64, 65, 100), 4, 2, 16, 64),  # pages larger than a tile (BLOCK_N 32 in the interpreter)
 ]
 
 
@@ -54,8 +75,7 @@ def test_kernel_matches_reference(case, dtype):
     out = paged_attention_decode(q, kc, vc, table, lens)
     ref = paged_attention_reference(q.float(), kc.float(), vc.float(), table, lens)
     assert out.dtype == dtype and out.shape == q.shape
-    assert out.float().abs().mean() > 0.02, "kernel output is (near) zero: did it write anything?"
-    torch.testing.assert_close(out.float(), ref, rtol=TOL[dtype], atol=TOL[dtype])
+    _assert_matches(out, ref, dtype)
 
 
 @pytest.mark.parametrize("num_splits", [2, 3, 8])
@@ -64,22 +84,97 @@ def test_split_k_matches_reference(num_splits):
     q, kc, vc, table, lens = _case((100, 1, 17, 64), 8, 2, 32, 16, torch.float32, seed=1)
     out = paged_attention_decode(q, kc, vc, table, lens, num_splits=num_splits, block_n=16)
     ref = paged_attention_reference(q, kc, vc, table, lens)
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, ref, rtol=2e-5, atol=2e-5)
+    _assert_matches(out, ref, torch.float32)
+
+
+def test_split_k_rejects_a_max_seq_len_below_the_longest_sequence():
+    q, kc, vc, table, lens = _case((100, 1, 17), 4, 2, 16, 16, torch.float32, seed=4)
+    with pytest.raises(ValueError, match=r"max_seq_len=64 is below the longest sequence \(100 tokens\)"):
+        paged_attention_decode(q, kc, vc, table, lens, num_splits=2, max_seq_len=64, block_n=16)
+    # an upper bound larger than needed is fine: the extra chunks are empty
+    out = paged_attention_decode(q, kc, vc, table, lens, num_splits=2, max_seq_len=200, block_n=16)
+    _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
+
+
+def test_non_contiguous_seq_lens_are_read_correctly():
+    """The kernel reads ``lens_ptr + b``: a strided lengths tensor must be made contiguous first."""
+    q, kc, vc, table, lens = _case((5, 40, 17), 4, 2, 16, 16, torch.float32, seed=5)
+    # (batch,) with stride 2; read as if contiguous it gives lengths (5, 1, 40): wrong but in bounds
+    strided = torch.stack([lens, torch.ones_like(lens)], dim=1)[:, 0]
+    assert strided.stride() == (2,) and torch.equal(strided, lens)
+    out = paged_attention_decode(q, kc, vc, table, strided)
+    _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_contiguous_cache_with_pages_larger_than_a_tile(dtype):
+    """One page per sequence (``contiguous_as_paged``): a 40-token page walked in 16-token tiles,
+    the tail of each row NaN past its length."""
+    g = torch.Generator().manual_seed(6)
+    lens = torch.tensor([40, 1, 23], dtype=torch.int32)
+    k = torch.randn(3, 40, 2, 16, generator=g)
+    v = torch.randn(3, 40, 2, 16, generator=g)
+    for b, n in enumerate(lens.tolist()):
+        k[b, n:], v[b, n:] = float("nan"), float("nan")
+    q = torch.randn(3, 4, 16, generator=g)
+    kc, vc, table = contiguous_as_paged(k.to(dtype), v.to(dtype), lens)
+    args = [t.to(DEVICE) for t in (q.to(dtype), kc, vc, table, lens)]
+    out = paged_attention_decode(*args, block_n=16).cpu()
+    ref = paged_attention_reference(q, k, v, table, lens)
+    _assert_matches(out, ref, dtype)
+
+
+# --- a test of the harness: a kernel with a mask removed must fail it --------------------------
+_V_LOAD_MASK = re.compile(r"(v = tl\.load\([^)]*?)mask=kv_mask,\s*other=0\.0,")
+_K_LOAD_MASK = re.compile(r"(k = tl\.load\([^)]*?)mask=kv_mask,\s*other=0\.0,")
+MUTANTS = {
+    "v_load_unmasked": [_V_LOAD_MASK],
+    "k_and_v_loads_unmasked": [_K_LOAD_MASK, _V_LOAD_MASK],
+}
+
+
+def _mutant_kernel(tmp_path, patterns):
+    """The decode kernel re-created from its source with the given masks deleted."""
+    source = inspect.getsource(paged_attention_module._paged_decode_kernel.fn)
+    mutated = source
+    for pattern in patterns:
+        mutated, n = pattern.subn(r"\1", mutated, count=1)
+        assert n == 1, f"the kernel source no longer matches {pattern.pattern!r}: update this test"
+    path = tmp_path / "mutant_kernel.py"
+    path.write_text("import triton\nimport triton.language as tl\n\n\n" + mutated)
+    spec = importlib.util.spec_from_file_location("mutant_kernel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # decorated now: TRITON_INTERPRET was set by kvlib.kernels
+    return module._paged_decode_kernel
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_harness_catches_a_kernel_that_reads_unmasked_slots(mutant, tmp_path, monkeypatch):
+    """Without the K/V load masks, lanes past a sequence's end read the NaN tail of its last block
+    and the NaN null block; their softmax weight is 0, but 0 * NaN = NaN, so the output is NaN.
+    (With finite garbage, or real data in block 0, the same bug gave the right answer.)"""
+    mutant_kernel = _mutant_kernel(tmp_path, MUTANTS[mutant])
+    monkeypatch.setattr(paged_attention_module, "_paged_decode_kernel", mutant_kernel)
+    q, kc, vc, table, lens = _case((1, 16, 17, 5), 8, 2, 32, 16, torch.float32)
+    out = paged_attention_decode(q, kc, vc, table, lens)
+    ref = paged_attention_reference(q, kc, vc, table, lens)
+    assert torch.isnan(out).any()
+    with pytest.raises(AssertionError, match="NaN/inf in the kernel output"):
+        _assert_matches(out, ref, torch.float32)
 
 
 def test_bf16_through_the_interpreter_upcast():
     q, kc, vc, table, lens = _case((1, 16, 17), 8, 2, 32, 16, torch.bfloat16, seed=2)
     out = paged_attention_decode(q, kc, vc, table, lens)
     ref = paged_attention_reference(q.float(), kc.float(), vc.float(), table, lens)
-    assert out.dtype == torch.bfloat16 and out.float().abs().mean() > 0.02
-    torch.testing.assert_close(out.float(), ref, rtol=TOL[torch.bfloat16], atol=TOL[torch.bfloat16])
+    assert out.dtype == torch.bfloat16
+    _assert_matches(out, ref, torch.bfloat16)
 
 
 def test_scale_and_block_n_options():
     q, kc, vc, table, lens = _case((40, 3), 4, 2, 16, 16, torch.float32, seed=3)
     out = paged_attention_decode(q, kc, vc, table, lens, scale=0.3, block_n=64)
-    torch.testing.assert_close(out, paged_attention_reference(q, kc, vc, table, lens, scale=0.3))
+    _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens, scale=0.3), torch.float32)
     with pytest.raises(ValueError, match="power of two"):
         paged_attention_decode(q, kc, vc, table, lens, block_n=24)
     with pytest.raises(ValueError, match="num_splits"):

@@ -111,7 +111,8 @@ def _paged_decode_kernel(
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        # logical token -> (physical block, offset in block); masked lanes read block 0 harmlessly
+        # logical token -> (physical block, offset in block); masked lanes get block 0, which the
+        # masked K/V loads below never read (tests fill it with NaN to prove it)
         phys = tl.load(bt_ptr + b * stride_btb + offs_n // PAGE, mask=n_mask, other=0).to(tl.int64)
         within = (offs_n % PAGE).to(tl.int64)
         kv_mask = n_mask[:, None] & d_mask[None, :]
@@ -212,6 +213,18 @@ def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch
     return max(1, min(-(-2 * sms // programs), -(-max_seq_len // 512), 64))
 
 
+def _check_max_seq_len(max_seq_len: int | None, seq_lens: torch.Tensor) -> None:
+    """A ``max_seq_len`` below the longest sequence would make split-K drop that sequence's tail."""
+    if max_seq_len is None or seq_lens.numel() == 0:
+        return
+    longest = int(seq_lens.max())
+    if max_seq_len < longest:
+        raise ValueError(
+            f"max_seq_len={max_seq_len} is below the longest sequence ({longest} tokens): it must be an "
+            "upper bound on seq_lens, or split-K would silently skip the tokens past it"
+        )
+
+
 def paged_attention_decode(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -235,10 +248,12 @@ def paged_attention_decode(
         block_table: int32 ``(batch, max_blocks)``; seq_lens: int32 ``(batch,)``, each >= 1.
         scale: softmax scale (default ``1/sqrt(head_dim)``).
         num_splits: split-K chunks per sequence (flash-decoding); ``"auto"`` picks by occupancy.
-        max_seq_len: upper bound on ``seq_lens`` (avoids a device sync when splitting).
+        max_seq_len: upper bound on ``seq_lens`` (avoids a device sync when splitting). The split
+            chunks cover ``max_seq_len`` tokens, so a smaller value than ``seq_lens.max()`` would
+            drop tokens: ``check=True`` verifies it (ValueError), ``check=False`` trusts it.
         block_n: tokens per tile (power of two >= 16; default 64 on CUDA, 32 in the interpreter).
-        check: validate value ranges (block ids, lengths); costs a device sync, so benchmarks
-            turn it off after checking once.
+        check: validate value ranges (block ids, lengths, ``max_seq_len``); costs a device sync, so
+            benchmarks turn it off after checking once.
 
     Returns:
         ``(batch, q_heads, head_dim)`` in ``q.dtype``.
@@ -254,13 +269,16 @@ def paged_attention_decode(
         batch, q_heads, kv_heads, head_dim, page = validate_paged_inputs(
             q, k_cache, v_cache, block_table, seq_lens
         )
+        _check_max_seq_len(max_seq_len, seq_lens)
     else:
         batch, q_heads, head_dim = q.shape
         _, page, kv_heads, _ = k_cache.shape
     if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {q.dtype}")
     q, k_cache, v_cache = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k_cache, v_cache))
+    # the kernel indexes these with implicit unit strides (lens_ptr + b, bt_ptr + row * stride + i)
     block_table = block_table.contiguous()
+    seq_lens = seq_lens.contiguous()
     group = q_heads // kv_heads
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
 

@@ -133,20 +133,28 @@ def build_paged_cache(
     num_blocks: int | None = None,
     shuffle: bool = True,
     generator: torch.Generator | None = None,
+    fill: float = float("nan"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter contiguous per-sequence K/V into a paged cache.
+    """Scatter contiguous per-sequence K/V into a paged cache laid out to expose masking bugs.
+
+    Physical block 0 is a *null block* (as in vLLM v1): it is never handed to a sequence, and every
+    unused entry of the block table points at it. It, every block no sequence uses and every slot
+    past a sequence's end hold ``fill`` (NaN by default). A kernel that reads a slot it should
+    have masked then gets NaN in its output, even where the softmax weight of that slot is 0
+    (``0 * NaN = NaN``), whereas finite garbage, or real data in block 0 where masked lanes point,
+    would vanish and hide the bug.
 
     Args:
         k, v: ``(batch, max_len, kv_heads, head_dim)``; row ``b`` holds ``seq_lens[b]`` valid tokens.
         seq_lens: int ``(batch,)``.
         block_size: tokens per block.
-        num_blocks: pool size (default: exactly the blocks needed, plus one spare).
-        shuffle: place blocks at random physical positions (as after real allocation churn);
-            unused slots are filled with large garbage values so that reading them is caught.
+        num_blocks: pool size, the null block included (default: the blocks needed + 1).
+        shuffle: place blocks at random physical positions (as after real allocation churn).
+        fill: value of every slot that holds no token (a float; NaN unless you need finite values).
 
     Returns:
         ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, kv_heads, head_dim)``,
-        int32 block table ``(batch, max_blocks)`` (unused entries point at a garbage block).
+        int32 block table ``(batch, max_blocks)`` (unused entries = 0, the null block).
     """
     if k.dim() != 4 or k.shape != v.shape:
         raise ValueError(f"k and v must both be (batch, max_len, kv_heads, head_dim), got {tuple(k.shape)}")
@@ -155,16 +163,17 @@ def build_paged_cache(
     per_seq = [-(-n // block_size) for n in lens]
     needed = sum(per_seq)
     num_blocks = needed + 1 if num_blocks is None else num_blocks
-    if num_blocks < needed:
-        raise ValueError(f"num_blocks={num_blocks} is smaller than the {needed} blocks the sequences need")
-    order = torch.randperm(num_blocks, generator=generator) if shuffle else torch.arange(num_blocks)
+    if num_blocks < needed + 1:
+        raise ValueError(
+            f"num_blocks={num_blocks} is too small: the sequences need {needed} blocks, plus 1 null block"
+        )
+    # physical ids handed out in this order; 0 stays the null block
+    ids = torch.randperm(num_blocks - 1, generator=generator) if shuffle else torch.arange(num_blocks - 1)
+    order = 1 + ids
     shape = (num_blocks, block_size, kv_heads, head_dim)
-    garbage = 1e4 if k.dtype.is_floating_point else 0
-    k_cache = torch.full(shape, garbage, dtype=k.dtype, device=k.device)
-    v_cache = torch.full(shape, -garbage, dtype=v.dtype, device=v.device)
-    max_blocks = max(per_seq) if per_seq else 1
-    spare = int(order[-1])  # never assigned when num_blocks > needed: a garbage block
-    block_table = torch.full((batch, max_blocks), spare if num_blocks > needed else 0, dtype=torch.int32)
+    k_cache = torch.full(shape, fill, dtype=k.dtype, device=k.device)
+    v_cache = torch.full(shape, fill, dtype=v.dtype, device=v.device)
+    block_table = torch.zeros((batch, max(per_seq, default=1)), dtype=torch.int32)
     nxt = 0
     for b in range(batch):
         for i in range(per_seq[b]):
@@ -172,7 +181,7 @@ def build_paged_cache(
             nxt += 1
             block_table[b, i] = phys
             lo, hi = i * block_size, min((i + 1) * block_size, lens[b])
-            k_cache[phys, : hi - lo] = k[b, lo:hi]
+            k_cache[phys, : hi - lo] = k[b, lo:hi]  # slots hi-lo.. of the last block keep ``fill``
             v_cache[phys, : hi - lo] = v[b, lo:hi]
     return k_cache, v_cache, block_table.to(k.device)
 
@@ -183,8 +192,22 @@ def contiguous_as_paged(
     """View a contiguous cache ``(batch, max_len, kv_heads, head_dim)`` as a paged one with one block
     per sequence (``block_size = max_len``, block table ``[[0], [1], ...]``), without copying.
 
-    Lets the paged kernel run on a contiguous cache, to measure what paging itself costs."""
-    batch = k.shape[0]
+    Lets the paged kernel run on a contiguous cache, to measure what paging itself costs.
+    ``seq_lens`` (``(batch,)``, each in ``[1, max_len]``) is checked against the cache here, so a
+    length that overruns its row fails now rather than reading the next sequence's keys."""
+    if k.dim() != 4 or k.shape != v.shape:
+        raise ValueError(
+            "k and v must both be (batch, max_len, kv_heads, head_dim), "
+            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+    batch, max_len = k.shape[:2]
+    if seq_lens.shape != (batch,):
+        raise ValueError(f"seq_lens must be (batch={batch},), got shape {tuple(seq_lens.shape)}")
+    if batch and (int(seq_lens.min()) < 1 or int(seq_lens.max()) > max_len):
+        raise ValueError(
+            f"seq_lens must lie in [1, max_len = {max_len}] (one block per sequence), "
+            f"got min {int(seq_lens.min())}, max {int(seq_lens.max())}"
+        )
     table = torch.arange(batch, dtype=torch.int32, device=k.device).unsqueeze(1)  # (batch, 1)
     return k, v, table
 
