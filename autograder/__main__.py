@@ -29,6 +29,8 @@ def cmd_check(args) -> int:
             print(f"  {mark} {ex.grade_id:<28} {ex.score:g}/{ex.max_score:g}")
             if ex.message:
                 print(f"       {ex.message}")
+        for error in report.setup_errors:
+            print(f"  warning: {error} (not your code: the notebook's own setup failed here)")
     return 0 if report.score == report.max_score else 1
 
 

@@ -39,6 +39,8 @@ class NotebookReport:
     exercises: list[ExerciseResult] = field(default_factory=list)
     seconds: float = 0.0
     kernel_restarts: int = 0
+    # fixed (setup) cells that failed: not scored, but a sign of a broken environment or notebook
+    setup_errors: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -55,6 +57,7 @@ class NotebookReport:
             "max_score": self.max_score,
             "seconds": round(self.seconds, 2),
             "kernel_restarts": self.kernel_restarts,
+            "setup_errors": self.setup_errors,
             "exercises": [asdict(e) for e in self.exercises],
         }
 
@@ -139,6 +142,8 @@ def grade(
                 problems[gid] = KVLIB_MESSAGE
                 code = "raise NotImplementedError()"
             result = runner.run(code, remember=kind != "test")
+            if kind == "fixed" and not result.ok:
+                report.setup_errors.append(f"setup cell {gid!r}: {failure_message(result)}")
             if kind == "solution" and not result.ok and gid not in problems:
                 if not (result.ename == "NotImplementedError"):
                     problems[gid] = solution_problem(result, gid)

@@ -64,6 +64,16 @@ def is_test(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def is_display_only(cell: NotebookNode) -> bool:
+    """A fixed cell that only shows a measurement or a figure (metadata ``kvlib.display_only``).
+
+    No test depends on what it defines, so grading skips it: timing loops and plots are most of a
+    notebook's run time, and a self-check should not wait for them. The solutions' full-marks test
+    (with no failing setup cell) proves the marks are right.
+    """
+    return cell.cell_type == "code" and bool(cell.get("metadata", {}).get("kvlib", {}).get("display_only"))
+
+
 def exercises(nb: NotebookNode) -> list[Exercise]:
     """The exercises of an instructor notebook, in order, with the points of their test cells."""
     found = []
@@ -128,7 +138,8 @@ def grading_cells(instructor: NotebookNode, learner: NotebookNode) -> list[tuple
     """The code cells to execute, tagged 'fixed', 'solution', 'test' or 'extra'.
 
     Instructor order and instructor sources for every fixed and test cell (edited or deleted
-    test cells are restored, as nbgrader does); the learner's source for each solution cell
+    test cells are restored, as nbgrader does; display-only cells are skipped, see
+    :func:`is_display_only`); the learner's source for each solution cell
     (the released stub if they deleted it); the learner's own untagged cells kept, each after
     the last tagged cell that precedes it in their notebook.
     """
@@ -153,7 +164,7 @@ def grading_cells(instructor: NotebookNode, learner: NotebookNode) -> list[tuple
             plan.append(("solution", learner_solutions.get(gid, stub)))
         elif is_test(cell):
             plan.append(("test", cell))
-        else:
+        elif not is_display_only(cell):
             plan.append(("fixed", cell))
         plan.extend(("extra", c) for c in extras_after.get(gid, []))
     return plan

@@ -28,6 +28,8 @@ def test_solutions_score_full_marks(path):
     failures = [(e.grade_id, e.message) for e in report.exercises if e.score < e.max_score]
     assert not failures, failures
     assert report.max_score > 0
+    # grading skips display-only cells: nothing the remaining setup cells need may live in them
+    assert not report.setup_errors, report.setup_errors
 
 
 @pytest.mark.slow
@@ -223,3 +225,17 @@ def test_instructor_course_dir_has_sources_and_config(tmp_path):
     assert (tmp_path / "class" / "nbgrader_config.py").exists()
     for path in solution_notebooks():
         assert nbformat.read(tmp_path / "class" / "source" / path.stem / path.name, as_version=4).cells
+
+
+def test_grading_skips_display_only_cells_but_keeps_learner_extras_after_them():
+    timing = new_code_cell("slow_plot = 1", metadata={"kvlib": {"display_only": True}})
+    instructor = nbk.with_fixed_cell_ids(
+        new_notebook(cells=[new_code_cell("x0 = 1"), timing, _solution("a", GOOD.format(name="a")),
+                            _test("a", TEST.format(name="a"))])
+    )
+    learner = nbformat.from_dict(json.loads(json.dumps(instructor)))
+    learner.cells.insert(2, new_code_cell("mine = 2"))  # the learner's own cell after the timing
+    plan = [(kind, cell.source) for kind, cell in nbk.grading_cells(instructor, learner)]
+    assert ("fixed", "slow_plot = 1") not in plan
+    assert plan[:2] == [("fixed", "x0 = 1"), ("extra", "mine = 2")]
+    assert [kind for kind, _ in plan[2:]] == ["solution", "test"]

@@ -65,6 +65,8 @@ def test_graded_cells_are_well_formed(path):
             assert not nbk.mentions_reference_library(cell.source), f"{nbk.grade_id(cell)} mentions kvlib"
         if nbk.is_test(cell):
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{nbk.grade_id(cell)} has no hidden tests"
+        if nbk.is_display_only(cell):  # grading skips it: it must not be part of an exercise
+            assert not nbk.is_solution(cell) and not nbk.is_test(cell), cell.source[:60]
 
 
 @pytest.mark.parametrize("path", sorted(COURSE.glob("*.ipynb")), ids=lambda p: p.stem)
