@@ -306,12 +306,23 @@ def _tiny_model(seed: int = 0, n_kv_heads: int = 4) -> Any:
     return model
 
 
-class _Recorder:
-    """Wraps a model and records every call: tokens fed, positions actually used, cache length before."""
+class _ModelWrapper:
+    """Stands in for a model: the checks override the call, everything else (config, eval(),
+    parameters(), ...) reaches the wrapped model, so correct solutions that use it still work."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.config = model.config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+class _Recorder(_ModelWrapper):
+    """Wraps a model and records every call: tokens fed, positions actually used, cache length before."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
         self.calls: list[dict[str, Any]] = []
 
     def __call__(
@@ -333,9 +344,6 @@ class _Recorder:
         return self.model(input_ids, positions=positions, cache=cache)
 
     forward = __call__
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
 
 
 def _generate_case(fn: Any, model: Any, B: int, T: int, N: int, seed: int) -> None:
@@ -430,7 +438,7 @@ def generate_hidden(fn: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _BuggyCachedModel:
+class _BuggyCachedModel(_ModelWrapper):
     """A model whose *cached decode path* is broken in a controlled way (to see if a checker notices).
 
     `bump` is added to the logits of cached decode call number `at` (1-based; None: every decode
@@ -438,7 +446,7 @@ class _BuggyCachedModel:
     """
 
     def __init__(self, model: Any, bump: float, at: int | None, shift: bool) -> None:
-        self.model, self.config = model, model.config
+        super().__init__(model)
         self.bump, self.at, self.shift = bump, at, shift
         self.decode_calls = 0
 
@@ -456,9 +464,6 @@ class _BuggyCachedModel:
         return logits
 
     forward = __call__
-
-    def __getattr__(self, name: str) -> Any:  # model.eval(), model.parameters() ... reach the model
-        return getattr(self.model, name)
 
 
 def _reference_agreement(model: Any, prompt: torch.Tensor, N: int) -> tuple[float, bool]:
