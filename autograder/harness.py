@@ -9,8 +9,11 @@ code runs, or here as a fallback), and imports the chapter's checks again from d
 
 from __future__ import annotations
 
+import ast
 import importlib
+import re
 import sys
+from pathlib import Path
 from types import ModuleType
 
 
@@ -21,3 +24,81 @@ def fresh(chapter: str) -> ModuleType:
     guard = sys.modules.get("autograder._guard") or importlib.import_module("autograder._guard")
     guard.restore()
     return importlib.import_module(f"autograder.checks.{chapter}")
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process grading of one exercise, for the test suite (no kernel): the same test cell source
+# the grader runs, in a namespace holding what the notebook's setup cells import.
+# ---------------------------------------------------------------------------------------------
+
+SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", flags=re.M)
+
+
+def _cells(notebook: Path) -> list:
+    import nbformat
+
+    return [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def solution_sources(notebook: Path) -> dict[str, str]:
+    """grade_id -> the instructor's solution source, markers stripped, in notebook order."""
+    return {
+        _meta(c)["grade_id"]: SOLUTION_MARKERS.sub("", c.source)
+        for c in _cells(notebook)
+        if _meta(c).get("solution")
+    }
+
+
+def test_source(notebook: Path, grade_id: str) -> str:
+    """The instructor's test cell of exercise `grade_id` (hidden tests included)."""
+    for cell in _cells(notebook):
+        if _meta(cell).get("grade_id") == f"{grade_id}_test":
+            return cell.source
+    raise KeyError(f"{notebook.name} has no test cell {grade_id}_test")
+
+
+def _setup_definitions(source: str) -> list[str]:
+    """The imports and def/class statements of a setup cell (not its slow computations)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    return [ast.get_source_segment(source, n) or "" for n in tree.body if isinstance(n, keep)]
+
+
+def namespace_before(notebook: Path, grade_id: str) -> dict:
+    """What a learner's solution cell sees: setup imports/definitions and the earlier exercises' solutions."""
+    namespace: dict = {"__name__": "__main__"}
+    for cell in _cells(notebook):
+        meta = _meta(cell)
+        if meta.get("grade_id") == grade_id:
+            return namespace
+        if meta.get("solution"):
+            exec(
+                compile(SOLUTION_MARKERS.sub("", cell.source), f"<cell {meta['grade_id']}>", "exec"),
+                namespace,
+            )  # noqa: S102
+        elif not meta.get("grade"):
+            for statement in _setup_definitions(cell.source):
+                try:  # a definition whose defaults need a computed setup value is not needed by exercises
+                    exec(compile(statement, f"<setup before {grade_id}>", "exec"), namespace)  # noqa: S102
+                except NameError:
+                    pass
+    raise KeyError(f"{notebook.name} has no exercise {grade_id}")
+
+
+def run_exercise(notebook: Path, grade_id: str, source: str | None = None) -> dict:
+    """Define `source` (default: the instructor's solution) as the solution cell, then run the test cell.
+
+    Raises what the test cell raises (a CheckFailed from the checks); returns the namespace.
+    """
+    namespace = namespace_before(notebook, grade_id)
+    code = solution_sources(notebook)[grade_id] if source is None else source
+    exec(compile(code, f"<cell {grade_id}>", "exec"), namespace)  # noqa: S102 - solution or mutant
+    exec(compile(test_source(notebook, grade_id), f"<test {grade_id}>", "exec"), namespace)  # noqa: S102
+    return namespace

@@ -38,8 +38,9 @@ def _check_prompt(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
 
 
-def _positions(start: int, length: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(start, start + length, device=device)  # [T]
+def new_token_positions(start: int, length: int, device: torch.device | None = None) -> torch.Tensor:
+    """Absolute positions of `length` tokens appended after `start` cached ones: a 1-D torch.long [length]."""
+    return torch.arange(start, start + length, dtype=torch.long, device=device)  # [T]
 
 
 @torch.no_grad()
@@ -68,7 +69,7 @@ def generate(
     next_input, position = prompt_ids, 0
     for _ in range(max_new_tokens):
         logits = model(
-            next_input, positions=_positions(position, next_input.shape[1], ids.device), cache=cache
+            next_input, positions=new_token_positions(position, next_input.shape[1], ids.device), cache=cache
         )
         position += next_input.shape[1]
         last = logits[:, -1, :]  # [B, V] the next-token distribution
@@ -98,7 +99,7 @@ def generate_uncached(
     _check_prompt(prompt_ids, max_new_tokens)
     ids, step_logits = prompt_ids, []
     for _ in range(max_new_tokens):
-        logits = model(ids, positions=_positions(0, ids.shape[1], ids.device), cache=None)
+        logits = model(ids, positions=new_token_positions(0, ids.shape[1], ids.device), cache=None)
         last = logits[:, -1, :]  # [B, V]
         step_logits.append(last)
         ids = torch.cat([ids, last.argmax(dim=-1, keepdim=True)], dim=1)
@@ -134,13 +135,14 @@ def timed_generate(
         raise ValueError("timed_generate needs max_new_tokens >= 1 (the prefill produces the first token)")
     prompt_len = prompt_ids.shape[1]
     start = time.perf_counter()
-    logits = model(prompt_ids, positions=_positions(0, prompt_len, prompt_ids.device), cache=cache)
+    logits = model(prompt_ids, positions=new_token_positions(0, prompt_len, prompt_ids.device), cache=cache)
     token = logits[:, -1].argmax(dim=-1, keepdim=True)
     timings = GenerationTimings(prompt_len, time.perf_counter() - start)
     ids = torch.cat([prompt_ids, token], dim=1)
     for step in range(1, max_new_tokens):
         start = time.perf_counter()
-        logits = model(token, positions=_positions(prompt_len + step - 1, 1, ids.device), cache=cache)
+        position = new_token_positions(prompt_len + step - 1, 1, ids.device)
+        logits = model(token, positions=position, cache=cache)
         token = logits[:, -1].argmax(dim=-1, keepdim=True)
         timings.decode_s.append(time.perf_counter() - start)
         ids = torch.cat([ids, token], dim=1)
@@ -164,15 +166,15 @@ def time_next_token(
     for _ in range(repeats):
         if make_cache is not None:
             cache = make_cache()
-            model(context_ids, positions=_positions(0, n, context_ids.device), cache=cache)
+            model(context_ids, positions=new_token_positions(0, n, context_ids.device), cache=cache)
             start = time.perf_counter()
             for s in range(steps):
-                model(token, positions=_positions(n + s, 1, context_ids.device), cache=cache)
+                model(token, positions=new_token_positions(n + s, 1, context_ids.device), cache=cache)
         else:
             ids = context_ids
             start = time.perf_counter()
             for _ in range(steps):
-                model(ids, positions=_positions(0, ids.shape[1], ids.device), cache=None)
+                model(ids, positions=new_token_positions(0, ids.shape[1], ids.device), cache=None)
                 ids = torch.cat([ids, token], dim=1)
         best = min(best, (time.perf_counter() - start) / steps)
     return best

@@ -98,3 +98,11 @@ def test_cache_speed_benchmark_runs(capsys):
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "speed-up" in out and "static (preallocated)" in out and "growing (torch.cat)" in out
+
+
+def test_new_token_positions_follow_the_cache():
+    from kvlib.generate import new_token_positions
+
+    assert new_token_positions(5, 3).tolist() == [5, 6, 7]
+    assert new_token_positions(5, 3).dtype == torch.long
+    assert new_token_positions(2, 0).dtype == torch.long and new_token_positions(2, 0).numel() == 0

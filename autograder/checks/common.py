@@ -6,6 +6,7 @@ is what the learner sees. Helpers here never print hidden-test inputs or source.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -80,3 +81,48 @@ def diagnose(actual: torch.Tensor, wrong_variants: dict[str, torch.Tensor], atol
         if matches(actual, candidate, atol):
             return message
     return None
+
+
+def as_number(value: Any, what: str) -> float:
+    """A learner's numeric answer as a float: Python and NumPy numbers and one-element tensors count.
+
+    Anything else fails with a message naming what was returned (a string, a list, None, ...).
+    """
+    import numbers
+
+    if isinstance(value, torch.Tensor):
+        expect(value.numel() == 1, f"{what} must be a number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    expect(
+        isinstance(value, numbers.Real) and not isinstance(value, bool),
+        f"{what} must be a number (int or float), got {type(value).__name__}: {value!r:.60}",
+    )
+    value = float(value)
+    expect(math.isfinite(value), f"{what} must be a finite number, got {value}")
+    return value
+
+
+def as_int(value: Any, what: str) -> int:
+    """A learner's answer that the spec says is an int: Python or NumPy integers, nothing else.
+
+    A float (even 4096.0) or a tensor fails: the spec promised an int, and callers index with it.
+    """
+    import numbers
+
+    if isinstance(value, torch.Tensor):
+        raise CheckFailed(
+            f"{what} must be a Python int, got a tensor ({value!r:.40}): convert it with int(...) or .item()"
+        )
+    expect(
+        isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        f"{what} must be an int, got {type(value).__name__} {value!r:.60}"
+        + (": use integer arithmetic (//, int(...)), not /" if isinstance(value, float) else ""),
+    )
+    return int(value)
+
+
+def shown(value: Any) -> str:
+    """A short, plain rendering of a learner's value for a message (tensor(1.) is shown as 1.0)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return f"{value.item()!r} (a one-element tensor)"
+    return f"{value!r:.80}"

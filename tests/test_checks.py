@@ -1,0 +1,160 @@
+"""Every graded exercise of every notebook, graded in-process exactly as its test cell grades it.
+
+For each exercise: the instructor's solution passes (quickly), the released stub fails with "not
+implemented", every mutant in autograder/mutants/ fails with a message containing its EXPECT line,
+and each way of handing in kvlib's own implementation (alias, subclass, wrapper, a name imported by
+a setup cell) scores 0 with a message that says why. Chapter-specific cases live in
+tests/test_chNN_checks.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.harness import fresh, run_exercise, solution_sources, test_source
+from autograder.mutation import MIN_MUTANTS_PER_EXERCISE, parse_header
+
+pytestmark = pytest.mark.autograder
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
+MUTANTS = REPO / "autograder" / "mutants"
+
+
+def _exercises() -> list:
+    return [
+        pytest.param(nb, gid, id=f"{nb.stem}/{gid}", marks=getattr(pytest.mark, f"ch{nb.stem[:2]}"))
+        for nb in NOTEBOOKS
+        for gid in solution_sources(nb)
+    ]
+
+
+def _mutants() -> list:
+    return [
+        pytest.param(
+            nb, gid, path, id=f"{nb.stem}/{gid}/{path.stem}", marks=getattr(pytest.mark, f"ch{nb.stem[:2]}")
+        )
+        for nb in NOTEBOOKS
+        for gid in solution_sources(nb)
+        for path in sorted((MUTANTS / nb.stem / gid).glob("*.py"))
+    ]
+
+
+def _graded(notebook: Path, grade_id: str) -> tuple[str, str, str]:
+    """(chapter module, hidden check name, graded name) from the test cell's source."""
+    source = test_source(notebook, grade_id)
+    chapter = re.search(r'fresh\("(\w+)"\)', source).group(1)
+    hidden, name = re.search(r"checks\.(\w+_hidden)\((\w+)\)", source).groups()
+    return chapter, hidden, name
+
+
+def _fails_with(notebook: Path, grade_id: str, source: str) -> str:
+    with pytest.raises(AssertionError) as info:
+        run_exercise(notebook, grade_id, source)
+    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
+def test_solution_passes_visible_and_hidden_tests_quickly(notebook: Path, grade_id: str, capsys) -> None:
+    started = time.perf_counter()
+    run_exercise(notebook, grade_id)
+    assert time.perf_counter() - started < 30  # a few seconds normally; generous for a loaded 2-core machine
+    assert "hidden tests passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
+def test_released_stub_fails_with_not_implemented(notebook: Path, grade_id: str) -> None:
+    solution = solution_sources(notebook)[grade_id]
+    _, _, name = _graded(notebook, grade_id)
+    is_class = re.search(rf"^class {name}\b", solution, re.M) is not None
+    source = (
+        f"class {name}:\n    def __init__(self, *a, **k):\n        raise NotImplementedError()\n"
+        if is_class
+        else f"def {name}(*a, **k):\n    raise NotImplementedError()\n"
+    )
+    assert "not implemented" in _fails_with(notebook, grade_id, source)
+
+
+@pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
+def test_enough_mutants(notebook: Path, grade_id: str) -> None:
+    assert len(list((MUTANTS / notebook.stem / grade_id).glob("*.py"))) >= MIN_MUTANTS_PER_EXERCISE
+
+
+@pytest.mark.parametrize(("notebook", "grade_id", "path"), _mutants())
+def test_mutant_fails_with_a_message_naming_its_mistake(notebook: Path, grade_id: str, path: Path) -> None:
+    source = path.read_text()
+    mistake, expect = parse_header(source)
+    assert mistake and expect, f"{path.name} needs '# MISTAKE:' and '# EXPECT:' lines"
+    assert "kvlib" not in source, "a mutant models a learner's own mistake, not a use of kvlib"
+    message = _fails_with(notebook, grade_id, source)
+    assert expect.lower() in message.lower(), message
+
+
+def _delegation_forms(name: str, reference: str, is_class: bool) -> dict[str, str]:
+    module, _, attr = reference.rpartition(".")
+    setup = f"from {module} import {attr} as _setup_import\n"
+    forms = {
+        "alias": f"from {module} import {attr} as {name}\n",
+        "wrapper": setup
+        + (
+            f"class {name}:\n"
+            "    def __init__(self, *args, **kwargs):\n"
+            "        self._impl = _setup_import(*args, **kwargs)\n"
+            "    def __getattr__(self, attr):\n"
+            "        return getattr(self._impl, attr)\n"
+            if is_class
+            else f"def {name}(*args, **kwargs):\n    return _setup_import(*args, **kwargs)\n"
+        ),
+        "module_attribute": f"import {module} as _lib\n"
+        + (
+            f"class {name}(_lib.{attr}):\n    pass\n"
+            if is_class
+            else f"def {name}(*args, **kwargs):\n"
+            f"    helper = getattr(_lib, {attr!r})\n"
+            "    return helper(*args, **kwargs)\n"
+        ),
+    }
+    if is_class:
+        forms["subclass_overriding_init"] = (
+            setup + f"class {name}(_setup_import):\n    def __init__(self, *args, **kwargs):\n"
+            "        super().__init__(*args, **kwargs)\n"
+        )
+    return forms
+
+
+def _delegation_params() -> list:
+    params = []
+    for nb in NOTEBOOKS:
+        for gid, solution in solution_sources(nb).items():
+            chapter, hidden, name = _graded(nb, gid)
+            check = getattr(fresh(chapter), hidden)
+            references = getattr(check, "references", ())
+            if not references:  # reported by the test below, not as a collection error
+                params.append(pytest.param(nb, gid, None, id=f"{nb.stem}/{gid}/not-decorated"))
+                continue
+            is_class = re.search(rf"^class {name}\b", solution, re.M) is not None
+            for form, source in _delegation_forms(name, references[0], is_class).items():
+                params.append(
+                    pytest.param(
+                        nb, gid, source, id=f"{nb.stem}/{gid}/{form}", marks=getattr(pytest.mark, chapter)
+                    )
+                )
+    return params
+
+
+@pytest.mark.parametrize(("notebook", "grade_id", "source"), _delegation_params())
+def test_handing_in_kvlibs_own_code_scores_zero(notebook: Path, grade_id: str, source: str | None) -> None:
+    assert source is not None, "the hidden check must be decorated with @graded(...) naming kvlib's reference"
+    message = _fails_with(notebook, grade_id, source)
+    assert "delegates to kvlib" in message, message
+
+
+@pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
+def test_mentioning_kvlib_in_a_comment_is_fine(notebook: Path, grade_id: str) -> None:
+    source = "# I read kvlib's version after writing mine\n" + solution_sources(notebook)[grade_id]
+    run_exercise(notebook, grade_id, source)
