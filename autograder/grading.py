@@ -19,10 +19,6 @@ from .kernel import CellResult, GradingKernel
 # Runs before any learner code: snapshots the genuine torch/builtins functions (see _guard).
 PRELUDE = "import autograder._guard\n"
 DEFAULT_CELL_TIMEOUT_S = 60.0
-KVLIB_MESSAGE = (
-    "this solution uses kvlib, the reference library the grader compares against; "
-    "write your own code (setup cells already import what you need)"
-)
 
 
 @dataclass
@@ -137,11 +133,9 @@ def grade(
     with Replayer(cwd, memory_mb, cell_timeout(instructor)) as runner:
         for kind, cell in nbk.grading_cells(instructor, learner):
             gid = nbk.grade_id(cell) or ""
-            code = cell.source
-            if kind == "solution" and nbk.mentions_reference_library(code):
-                problems[gid] = KVLIB_MESSAGE
-                code = "raise NotImplementedError()"
-            result = runner.run(code, remember=kind != "test")
+            # Handing in kvlib's own implementation is caught by the checks themselves, from what runs
+            # (autograder.checks.delegation), so a comment or an import that mentions kvlib costs nothing.
+            result = runner.run(cell.source, remember=kind != "test")
             if kind == "fixed" and not result.ok:
                 report.setup_errors.append(f"setup cell {gid!r}: {failure_message(result)}")
             if kind == "solution" and not result.ok and gid not in problems:
@@ -150,10 +144,10 @@ def grade(
             if kind == "test":
                 exercise = points[gid]
                 problem = problems.get(exercise.solution_id)
-                if problem == KVLIB_MESSAGE or not result.ok:
-                    message = problem or failure_message(result)
-                    if problem and problem != KVLIB_MESSAGE and not result.ok:
-                        message = f"{problem}; then the tests said: {failure_message(result)}"
+                if not result.ok:
+                    message = failure_message(result)
+                    if problem:
+                        message = f"{problem}; then the tests said: {message}"
                     report.exercises.append(
                         ExerciseResult(exercise.solution_id, 0.0, exercise.points, message)
                     )

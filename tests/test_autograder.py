@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder import notebook as nbk
 from autograder.classroom import grade_submissions, make_submission, read_grades_csv
-from autograder.grading import KVLIB_MESSAGE, check_notebook, grade
+from autograder.grading import check_notebook, grade
 from autograder.mutation import MIN_MUTANTS_PER_EXERCISE, catalog, run_mutants, summarize
 from autograder.paths import mutants_dir
 
@@ -73,7 +73,10 @@ HOSTILE = {
     "sysexit": "import sys\nsys.exit(1)\n",
     "osexit": "import os\nos._exit(1)\n",
     "raises": "def raises(x):\n    return x / 0\n",
-    "kvlib": "from kvlib.attention import causal_attention\n\ndef kvlib(x):\n    return 2 * x\n",
+    # hands in kvlib's own implementation under the graded name: caught from what runs
+    "kvlib": "from kvlib.generate import new_token_positions as kvlib\n",
+    # mentions and imports kvlib but writes its own code: full marks (the rule is about what runs)
+    "mentions_kvlib": "import kvlib  # I compared with kvlib.generate afterwards\n\ndef mentions_kvlib(x):\n    return 2 * x\n",
     "edited_test": "def edited_test(x):\n    return x\n",
     "deleted_test": "def deleted_test(x):\n    return x\n",
     # wrong answer + an attempt to switch the checks off before the test cell runs
@@ -103,12 +106,12 @@ def _hostile_pair():
     ]
     learner_cells = list(cells)
     for name, bad in HOSTILE.items():
-        if name == "patched":
-            good = "import torch\ndef patched(c, n):\n    return torch.arange(c, c + n)"
+        if name in ("patched", "kvlib"):
+            good = f"import torch\ndef {name}(c, n):\n    return torch.arange(c, c + n)"
             test = (
                 "from autograder.harness import fresh\nchecks = fresh('ch00')\n"
-                "checks.positions_visible(patched)\n### BEGIN HIDDEN TESTS\n"
-                "checks.positions_hidden(patched)\n### END HIDDEN TESTS"
+                f"checks.positions_visible({name})\n### BEGIN HIDDEN TESTS\n"
+                f"checks.positions_hidden({name})\n### END HIDDEN TESTS"
             )
         else:
             good, test = GOOD.format(name=name), TEST.format(name=name)
@@ -136,8 +139,9 @@ def hostile_report(tmp_path_factory):
 
 def test_hostile_each_exercise_scored_independently(hostile_report):
     assert set(hostile_report) == set(HOSTILE)
-    assert hostile_report["good"].score == 1, hostile_report["good"]
-    assert all(e.score == 0 for name, e in hostile_report.items() if name != "good")
+    for name in ("good", "mentions_kvlib"):
+        assert hostile_report[name].score == 1, hostile_report[name]
+    assert all(e.score == 0 for name, e in hostile_report.items() if name not in ("good", "mentions_kvlib"))
 
 
 def test_hostile_edited_points_use_the_instructors_value(hostile_report):
@@ -152,7 +156,7 @@ def test_hostile_edited_points_use_the_instructors_value(hostile_report):
         ("sysexit", "SystemExit"),
         ("osexit", "killed the kernel"),
         ("raises", "ZeroDivisionError"),
-        ("kvlib", KVLIB_MESSAGE),
+        ("kvlib", "delegates to kvlib"),
         ("edited_test", "must double"),
         ("deleted_test", "must double"),
         ("patched", "restart at 0"),
@@ -230,8 +234,14 @@ def test_instructor_course_dir_has_sources_and_config(tmp_path):
 def test_grading_skips_display_only_cells_but_keeps_learner_extras_after_them():
     timing = new_code_cell("slow_plot = 1", metadata={"kvlib": {"display_only": True}})
     instructor = nbk.with_fixed_cell_ids(
-        new_notebook(cells=[new_code_cell("x0 = 1"), timing, _solution("a", GOOD.format(name="a")),
-                            _test("a", TEST.format(name="a"))])
+        new_notebook(
+            cells=[
+                new_code_cell("x0 = 1"),
+                timing,
+                _solution("a", GOOD.format(name="a")),
+                _test("a", TEST.format(name="a")),
+            ]
+        )
     )
     learner = nbformat.from_dict(json.loads(json.dumps(instructor)))
     learner.cells.insert(2, new_code_cell("mine = 2"))  # the learner's own cell after the timing
