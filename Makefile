@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml
 # Containers often run as root, which JupyterLab refuses without --allow-root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# The venv's bin/ goes first on PATH, so `python -m autograder check X.ipynb` works in JupyterLab's
+# terminals (they open in course/ and inherit this environment).
 lab: setup
-	$(PY) -m jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(ROOT_FLAG) $(ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(ROOT_FLAG) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
