@@ -1,0 +1,15 @@
+# MISTAKE: multiplies the sizes as a tensor and returns the tensor, not an int
+# EXPECT: int(...)
+def kv_cache_bytes(num_layers: int, num_kv_heads: int, head_dim: int, seq_len: int, batch: int,
+                   dtype: torch.dtype | str) -> int:
+    """Bytes of the KV cache for `batch` sequences of `seq_len` tokens.
+
+    dtype is a torch dtype (torch.float32, torch.float16, torch.bfloat16, torch.int8) or one of the
+    strings "fp32", "fp16", "bf16", "int8". Returns an int number of bytes.
+    """
+    if isinstance(dtype, str):
+        bytes_per_element = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}[dtype]
+    else:
+        bytes_per_element = torch.empty((), dtype=dtype).element_size()
+    sizes = torch.tensor([2, num_layers, num_kv_heads, head_dim, seq_len, batch, bytes_per_element])
+    return sizes.prod()

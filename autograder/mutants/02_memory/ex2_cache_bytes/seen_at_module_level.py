@@ -1,0 +1,37 @@
+# MISTAKE: keeps the set of counted storages at module level, so a second call counts nothing
+# EXPECT: second call
+_counted: set[int] = set()
+
+
+def cache_bytes(cache) -> int:
+    """Bytes of tensor memory held by `cache`, whatever its layout.
+
+    Find every torch.Tensor reachable from `cache` through lists, tuples, dicts and object
+    attributes (vars(obj)); e.g. a transformers DynamicCache keeps them in cache.layers[i].keys.
+    Count the memory each tensor keeps alive: its storage, t.untyped_storage().nbytes(), and count
+    each storage once (two views of one buffer, or one tensor stored twice, hold it only once;
+    key on t.untyped_storage().data_ptr()).
+    """
+    storages: dict[int, int] = {}
+    seen: set[int] = set()
+    total = 0
+
+    def visit(obj) -> None:
+        nonlocal total
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in _counted:
+                _counted.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                visit(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                visit(value)
+        elif hasattr(obj, "__dict__"):
+            for value in vars(obj).values():
+                visit(value)
+
+    visit(cache)
+    return total

@@ -1,0 +1,21 @@
+# MISTAKE: formats the answers as text ('2.00 GiB') instead of numbers
+# EXPECT: must be a number
+def interview_answers() -> dict[str, float]:
+    """KV-cache sizes in GiB (2**30 bytes) for the questions in the cell above, keyed:
+
+    "llama2_7b_4096_fp16", "llama2_70b_4096_fp16_if_mha", "llama2_70b_4096_fp16",
+    "llama2_70b_100x2048_fp16", "system_prompt_1000_users_unshared", "system_prompt_1000_users_shared".
+    """
+    GiB = 2**30
+
+    def size(layers, kv_heads, head_dim, tokens, batch, bytes_per_element=2):
+        return f"{2 * layers * kv_heads * head_dim * tokens * batch * bytes_per_element / GiB:.2f} GiB"
+
+    return {
+        "llama2_7b_4096_fp16": size(32, 32, 128, 4096, 1),
+        "llama2_70b_4096_fp16_if_mha": size(80, 64, 128, 4096, 1),
+        "llama2_70b_4096_fp16": size(80, 8, 128, 4096, 1),
+        "llama2_70b_100x2048_fp16": size(80, 8, 128, 2048, 100),
+        "system_prompt_1000_users_unshared": size(32, 32, 128, 1000, 1000),
+        "system_prompt_1000_users_shared": size(32, 32, 128, 1000, 1),
+    }
