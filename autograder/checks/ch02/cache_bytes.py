@@ -51,7 +51,8 @@ def cache_cases(seed: int) -> list[tuple[str, Any]]:
 
     gen = generator(seed)
     cases: list[tuple[str, Any]] = [
-        ("a NaiveKVCache (3 layers, batch 2, fp32)", _naive(3, [(2, 4, 5, 8), (2, 4, 1, 8)], gen, torch.float32)),
+        ("a NaiveKVCache (3 layers, batch 2, fp32)",
+         _naive(3, [(2, 4, 5, 8), (2, 4, 1, 8)], gen, torch.float32)),
         ("a NaiveKVCache holding fp16 tensors", _naive(2, [(1, 2, 7, 16)], gen, torch.float16)),
         ("a NaiveKVCache holding int8 tensors", _naive(2, [(3, 2, 9, 4)], gen, torch.int8)),
     ]  # fmt: skip
@@ -110,22 +111,26 @@ def _wrong_values(cache: Any) -> list[tuple[str, int]]:
          sum(t.numel() for t in by_tensor)),
         ("you counted elements, not bytes: multiply by t.element_size() (or use the storage's nbytes())",
          sum(t.numel() for t in tensors)),
-        ("an untyped storage's nbytes() (and its size()) is already in bytes: do not multiply by element_size()",
+        ("an untyped storage's nbytes() (and its size()) is already in bytes: do not multiply by "
+        "element_size()",
          sum(n * t.element_size() for t, n in unique)),
-        ("you assumed 4 bytes per element (fp32): use t.element_size() or the storage's nbytes(), the cache may "
+        ("you assumed 4 bytes per element (fp32): use t.element_size() or the storage's nbytes(), "
+        "the cache may "
          "hold fp16, bf16, int8 or float64", sum(n // t.element_size() * 4 for t, n in unique)),
         ("views keep their whole buffer alive: count the storage (t.untyped_storage().nbytes()), once",
          sum(t.numel() * t.element_size() for t in by_tensor)),
         ("the same tensor was counted twice: count each storage once (key on t.untyped_storage().data_ptr())",
          sum(t.numel() * t.element_size() for t in tensors)),
-        ("views of one buffer at different offsets were counted once each: key on t.untyped_storage().data_ptr(), "
+        ("views of one buffer at different offsets were counted once each: key on "
+        "t.untyped_storage().data_ptr(), "
          "not t.data_ptr() (a view's data_ptr() points at its first element)",
          sum(n for _, n in _storages(tensors, "data_ptr").values())),
         ("each tensor object was counted with its whole storage: count each storage once, keyed on "
          "t.untyped_storage().data_ptr(), not id(t)", sum(n for _, n in _storages(tensors, "id").values())),
         ("the same tensor was counted twice: count each storage once (key on t.untyped_storage().data_ptr())",
          sum(t.untyped_storage().nbytes() for t in tensors)),
-        ("that is the size of the Python object (sys.getsizeof), not of its tensors' storage", sys.getsizeof(cache)),
+        ("that is the size of the Python object (sys.getsizeof), not of its tensors' storage",
+         sys.getsizeof(cache)),
         ("no tensors found: walk lists, tuples, dicts and the attributes of objects (vars(obj))", 0),
     ]  # fmt: skip
 
@@ -147,7 +152,8 @@ def check_case(fn: Any, description: str, cache: Any) -> int:
             and now.shape == copy.shape
             and now.dtype == copy.dtype
             and torch.equal(now, copy),
-            f"{what}: cache_bytes changed the cache it measured (a tensor was removed, replaced or modified): "
+            f"{what}: cache_bytes changed the cache it measured (a tensor was removed, replaced or "
+            f"modified): "
             "only read it; walk the containers without popping from them or assigning to them",
         )
     got = as_number(raw, what)
@@ -194,7 +200,8 @@ def cache_bytes_hidden(fn: Any) -> None:
         again = call(fn, cache, what="cache_bytes")
         expect(
             as_number(again, what) == as_number(first, what),
-            f"{what} returned {shown(first)} the first time and {shown(again)} on a second call with the same "
+            f"{what} returned {shown(first)} the first time and {shown(again)} on a second call "
+            f"with the same "
             "cache: keep the set of seen storages local to one call (create it inside the function), not at "
             "module level",
         )

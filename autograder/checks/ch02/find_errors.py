@@ -70,7 +70,8 @@ def find_errors_hidden(fn: Any) -> None:
     true_gib = MODEL_CONFIGS["Llama-2-7B"].kv_bytes(4096, 1, torch.float16) / GiB
     expect(
         _verdict(got["claim_a_is_correct"], "claim_a_is_correct") is False,
-        "claim A is wrong: recompute Llama-2-7B at 4096 tokens in fp16 with the formula; the table is off by a factor",
+        "claim A is wrong: recompute Llama-2-7B at 4096 tokens in fp16 with the formula; the table "
+        "is off by a factor",
     )
     value = as_number(got["claim_a_true_gib"], "claim_a_true_gib")
     if not math.isclose(value, true_gib, rel_tol=5e-3):

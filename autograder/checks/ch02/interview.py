@@ -62,7 +62,8 @@ def diagnose_ratio(key: str, ratio: float) -> str:
         return "half the right value: the factor 2 for keys AND values is missing"
     if close(2.0) and "100x2048" in key:
         return (
-            "twice the right value: each of the 100 requests holds 2048 tokens (not 4096), and fp16 is 2 bytes "
+            "twice the right value: each of the 100 requests holds 2048 tokens (not 4096), and fp16 "
+            "is 2 bytes "
             "per element"
         )
     if close(2.0):
@@ -95,7 +96,8 @@ def check_answer(value: Any, want: float, key: str, question: str) -> None:
         return
     if got == round(want) or got == round(want, 1) or got == round(want, 2):
         raise CheckFailed(
-            f"{key} ({question}): you answered {shown(value)} GiB, the exact value is {want:.6g}: do not round "
+            f"{key} ({question}): you answered {shown(value)} GiB, the exact value is {want:.6g}: "
+            f"do not round "
             "(the grader compares to 0.5%)"
         )
     ratio = got / want if want else float("inf")

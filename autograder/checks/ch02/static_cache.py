@@ -61,13 +61,15 @@ def _compare(got: torch.Tensor, want: torch.Tensor, max_len: int, where: str, na
         )
     assert_dtype(
         got, want.dtype, f"{where}: {name}",
-        hint="a cache created with dtype=... must allocate its buffers in that dtype (torch.zeros(..., dtype=dtype))",
+        hint="a cache created with dtype=... must allocate its buffers in that dtype "
+        "(torch.zeros(..., dtype=dtype))",
     )  # fmt: skip
     if torch.equal(got, want):
         return
     if want.shape[0] > 1 and torch.equal(got[:1], want[:1]):
         raise CheckFailed(
-            f"{where}: {name} is right for batch row 0 only: every sequence of the batch has its own keys, copy "
+            f"{where}: {name} is right for batch row 0 only: every sequence of the batch has its "
+            f"own keys, copy "
             "all of them (buffer[:, :, start:end] = k), not k[0] or a broadcast of one row"
         )
     raise CheckFailed(
@@ -93,22 +95,25 @@ def scenario(
     )
     expect(_seq_len(cache) == 0, f"a new StaticKVCache must have seq_len == 0, got {_seq_len(cache)!r}")
     stored: list[list[torch.Tensor]] = [[torch.zeros(B, H, 0, D, dtype=dtype)] * 2 for _ in range(L)]
-    storage: dict[tuple[int, int], int] = {}
+    storage: dict[tuple[int, int], tuple[int, int]] = {}
     first: list[Any] = []
     total = 0
     for n_new in steps:
         for layer in range(L):
             k, v = randn(gen, B, H, n_new, D, dtype=dtype), randn(gen, B, H, n_new, D, dtype=dtype)
-            where = f"storing {n_new} token(s) after {total} (max_seq_len {max_len}, batch {B}, {dtype}), layer {layer}"
+            where = f"storing {n_new} token(s) after {total} (max_seq_len {max_len}, batch {B}, "
+            f"{dtype}), layer {layer}"
             got = _update(cache, layer, k, v, where)
             stored[layer] = [torch.cat([stored[layer][0], k], dim=2), torch.cat([stored[layer][1], v], dim=2)]
             for i, name in enumerate(("k_all", "v_all")):
                 _compare(got[i], stored[layer][i], max_len, where, name)
-                ptr = got[i].untyped_storage().data_ptr()
-                if storage.setdefault((layer, i), ptr) != ptr or got[i].data_ptr() != ptr:
+                where_in_memory = (got[i].untyped_storage().data_ptr(), got[i].data_ptr())
+                if storage.setdefault((layer, i), where_in_memory) != where_in_memory:
                     raise CheckFailed(
-                        f"{where}: the returned {name} is not a view of the layer's preallocated buffer (it lives "
-                        "at a new address: the cache reallocated, or returned a copy made by torch.cat, .clone() "
+                        f"{where}: the returned {name} is not a view of the layer's preallocated "
+                        f"buffer (it lives "
+                        "at a new address: the cache reallocated, or returned a copy made by "
+                        "torch.cat, .clone() "
                         "or .contiguous()). Copy the new tokens into the buffer in place and return "
                         "buffer[:, :, :length]"
                     )
@@ -156,7 +161,8 @@ def overflow(cls: Any, dtype: torch.dtype = torch.float32) -> None:
         expect(
             not any(s in text.lower() for s in _TORCH_SHAPE_ERRORS),
             f"storing 3 tokens after 4 with max_seq_len=6 failed only inside torch ({type(exc).__name__}: "
-            f"{text[:80]}): check length + T_new > max_seq_len yourself and raise an error saying the cache is full",
+            f"{text[:80]}): check length + T_new > max_seq_len yourself and raise an error saying "
+            f"the cache is full",
         )
     else:
         shape = (
@@ -165,12 +171,14 @@ def overflow(cls: Any, dtype: torch.dtype = torch.float32) -> None:
             else out
         )
         raise CheckFailed(
-            "storing 3 tokens after 4 in a StaticKVCache with max_seq_len=6 must raise an error that says the "
+            "storing 3 tokens after 4 in a StaticKVCache with max_seq_len=6 must raise an error "
+            "that says the "
             f"cache is full; it silently dropped or wrapped tokens (update returned {shape})"
         )
     expect(
         _seq_len(cache) == 4,
-        f"after the update that did not fit, seq_len must still be 4, got {_seq_len(cache)!r}: the failed update "
+        f"after the update that did not fit, seq_len must still be 4, got {_seq_len(cache)!r}: the "
+        f"failed update "
         "changed the cache; check that the tokens fit before writing anything or advancing the length",
     )
     last = randn(gen, 2, 1, 2, 2, dtype=dtype)  # exactly fills the cache
@@ -182,8 +190,10 @@ def overflow(cls: Any, dtype: torch.dtype = torch.float32) -> None:
         if tuple(got[0].shape) != tuple(want.shape) or not torch.equal(got[0], want):
             raise CheckFailed(
                 f"after a refused update, filling the last 2 of 6 slots of layer {layer} gave keys of shape "
-                f"{tuple(got[0].shape)} (expected {tuple(want.shape)}, the 4 old tokens then the 2 new): the failed "
-                "update changed the cache; check that the tokens fit before writing anything or advancing the length"
+                f"{tuple(got[0].shape)} (expected {tuple(want.shape)}, the 4 old tokens then the 2 "
+                f"new): the failed "
+                "update changed the cache; check that the tokens fit before writing anything or "
+                "advancing the length"
             )
 
 
@@ -209,7 +219,8 @@ def reset_keeps_buffers(cls: Any) -> None:
         expect(torch.equal(k_all, k), f"after reset(), layer {layer} must return exactly the new tokens")
         expect(
             k_all.untyped_storage().data_ptr() == before[layer][0].untyped_storage().data_ptr(),
-            "reset() must keep the buffers (the docstring: the buffers stay), but after reset() the keys live in "
+            "reset() must keep the buffers (the docstring: the buffers stay), but after reset() the "
+            "keys live in "
             "a new buffer: set the lengths back to 0, do not allocate new tensors",
         )
 
