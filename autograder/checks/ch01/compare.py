@@ -80,6 +80,30 @@ def _partial_answers(logits_c: torch.Tensor, logits_u: torch.Tensor) -> list[tup
     return out
 
 
+def _where_it_differs(logits_c: torch.Tensor, logits_u: torch.Tensor) -> str | None:
+    """When the cached path is wrong in one place only (a step, the prefill, some rows), say where."""
+    bad = (logits_c - logits_u).abs().amax(dim=-1) > 1e-3  # [B, N]
+    steps = bad.any(dim=0).nonzero().flatten().tolist()
+    rows = bad.any(dim=1).nonzero().flatten().tolist()
+    B, N = bad.shape
+    if steps == [0] and N > 1:
+        return (
+            "the logits differ only in the prefill step (those that choose the first new token), which your "
+            "comparison leaves out: compare every generated step, the prefill included"
+        )
+    if B > 1 and rows and 0 not in rows:
+        return (
+            f"the logits differ only in batch row {', '.join(map(str, rows))}, which your comparison leaves "
+            "out: take the max over every batch row, not row 0"
+        )
+    if len(steps) == 1 and N > 1:
+        return (
+            f"the logits differ only at decode step {steps[0]} (of {N - 1}), which your comparison leaves "
+            "out: compare every generated step, not only the first or last"
+        )
+    return None
+
+
 def _agreement_case(fn: Any, make_model: Any, B: int, T: int, N: int, seed: int, label: str) -> None:
     from kvlib.cache.dense import NaiveKVCache
 
@@ -109,6 +133,13 @@ def _agreement_case(fn: Any, make_model: Any, B: int, T: int, N: int, seed: int,
                 "with positions T + s - 1"
             )
     else:
+        if diff < 1e-3 * want_diff:  # only rounding noise reported: say where the true difference hides
+            hidden = _where_it_differs(logits_c, logits_u)
+            if hidden:
+                raise CheckFailed(
+                    f"{where} you report a max |logit difference| of {diff:.3g}, expected {want_diff:.4g}: "
+                    f"{hidden}"
+                )
         if diff < 1e-9:
             raise CheckFailed(
                 f"{where} your check reports identical logits, but the cached path is broken "

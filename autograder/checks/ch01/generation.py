@@ -131,6 +131,7 @@ def generate_visible(fn: Any) -> None:
     reject_decorated_alias(fn, "generate", REFERENCES)
     model = tiny_model(0)
     _generate_case(fn, model, B=1, T=4, N=5, seed=1)
+    _generate_case(fn, model, B=1, T=3, N=2, seed=3, later_call=True)  # a second call, a new cache
     _generate_case(fn, model, B=2, T=5, N=4, seed=2, later_call=True)  # two rows with different tokens
     print("visible tests passed")
 

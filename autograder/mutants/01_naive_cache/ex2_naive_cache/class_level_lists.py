@@ -1,0 +1,35 @@
+# MISTAKE: keeps the per-layer lists as class attributes, so every cache shares the same storage
+# EXPECT: caches share state
+class NaiveKVCache:
+    """A per-layer key/value cache that grows by concatenation.
+
+    NaiveKVCache(num_layers). update(layer, k, v) takes the keys and values of the new tokens,
+    each [B, kv_heads, T_new, head_dim], appends them after the ones already stored for that layer
+    (on the sequence axis, dim=-2) and returns (k_all, v_all), each [B, kv_heads, T_cached + T_new,
+    head_dim]. seq_len (a property) is the number of tokens stored in layer 0. reset() empties the cache.
+    """
+
+    keys: list = []
+    values: list = []
+
+    def __init__(self, num_layers: int) -> None:
+        self.num_layers = num_layers
+        while len(self.keys) < num_layers:
+            self.keys.append(None)
+            self.values.append(None)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=-2)  # [B, H, T + T_new, D]
+            self.values[layer] = torch.cat([self.values[layer], v], dim=-2)
+        return self.keys[layer], self.values[layer]
+
+    @property
+    def seq_len(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[-2]
+
+    def reset(self) -> None:
+        for i in range(self.num_layers):
+            self.keys[i] = self.values[i] = None

@@ -1,0 +1,28 @@
+# MISTAKE: reset() empties the keys but keeps the values, which update tracks separately
+# EXPECT: not only the keys
+class NaiveKVCache:
+    """A per-layer key/value cache that grows by concatenation.
+
+    NaiveKVCache(num_layers). update(layer, k, v) takes the keys and values of the new tokens,
+    each [B, kv_heads, T_new, head_dim], appends them after the ones already stored for that layer
+    (on the sequence axis, dim=-2) and returns (k_all, v_all), each [B, kv_heads, T_cached + T_new,
+    head_dim]. seq_len (a property) is the number of tokens stored in layer 0. reset() empties the cache.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        self.num_layers = num_layers
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        old_k, old_v = self.keys[layer], self.values[layer]
+        self.keys[layer] = k if old_k is None else torch.cat([old_k, k], dim=-2)
+        self.values[layer] = v if old_v is None else torch.cat([old_v, v], dim=-2)
+        return self.keys[layer], self.values[layer]
+
+    @property
+    def seq_len(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[-2]
+
+    def reset(self) -> None:
+        self.keys = [None] * self.num_layers
