@@ -7,6 +7,7 @@ costs that exercise only. Feedback is the check's message, never the test cell's
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,6 +128,10 @@ def grade(
     """Score every exercise of `learner` against the instructor's hidden tests."""
     started = time.monotonic()
     instructor = nbk.with_fixed_cell_ids(instructor)
+    # A learner file without setup-cell ids (a solutions/ notebook, or one saved by a tool that drops
+    # metadata) gets the same source-derived ids, so its setup cells are recognised as the
+    # instructor's and run once, in the instructor's version, instead of again as the learner's own.
+    learner = nbk.with_fixed_cell_ids(copy.deepcopy(learner))
     points = {e.test_id: e for e in nbk.exercises(instructor)}
     report = NotebookReport(name)
     problems: dict[str, str] = {}

@@ -249,3 +249,25 @@ def test_grading_skips_display_only_cells_but_keeps_learner_extras_after_them():
     assert ("fixed", "slow_plot = 1") not in plan
     assert plan[:2] == [("fixed", "x0 = 1"), ("extra", "mine = 2")]
     assert [kind for kind, _ in plan[2:]] == ["solution", "test"]
+
+
+def test_a_learner_file_without_setup_ids_runs_each_setup_cell_once(tmp_path):
+    """A solutions/ notebook checked as a learner file has no fixed-cell ids: its setup cells must be
+    recognised as the instructor's (run once, display-only ones skipped), not re-run as extras."""
+    counter = "import builtins\nbuiltins.setup_runs = getattr(builtins, 'setup_runs', 0) + 1\n"
+    cells = [
+        new_code_cell(counter),
+        new_code_cell(
+            "raise RuntimeError('a display-only cell ran')", metadata={"kvlib": {"display_only": True}}
+        ),
+        _solution("a", GOOD.format(name="a")),
+        _test(
+            "a",
+            "import builtins\nassert builtins.setup_runs == 1, f'setup ran {builtins.setup_runs} times'\n",
+        ),
+    ]
+    instructor = new_notebook(cells=cells)
+    learner = nbformat.from_dict(json.loads(json.dumps(instructor)))  # no fixed ids: like solutions/
+    report = grade(instructor, learner, "ids.ipynb", tmp_path)
+    assert report.score == 1, report.exercises
+    assert not report.setup_errors
