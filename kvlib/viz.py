@@ -112,7 +112,14 @@ def plot_model_table(seq_len: int = 4096, dtype: str = "fp16", ax: Any = None) -
 
 
 DTYPES = ["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
-GPU_BUDGETS_GIB = {"RTX 4090 (24 GiB)": 24, "A100 40GB": 40, "A100/H100 80GB": 80, "H200 (141 GB)": 141}
+# Each label says what the calculator divides by. Vendors sell these cards as "40GB"/"80GB", but the
+# memory is binary-sized (an A100 80GB reports 81920 MiB = 80 GiB), so the budgets are in GiB.
+GPU_BUDGETS_GIB = {
+    "RTX 4090: 24 GiB": 24,
+    "A100 40GB card: 40 GiB": 40,
+    "A100/H100 80GB card: 80 GiB": 80,
+    "H200 141GB card: 141 GiB": 141,
+}
 
 
 class MemoryCalculator:
@@ -130,7 +137,7 @@ class MemoryCalculator:
         seq_len: int = 4096,
         batch: int = 1,
         dtype: str = "fp16",
-        budget: str = "A100/H100 80GB",
+        budget: str = "A100/H100 80GB card: 80 GiB",
     ) -> None:
         import ipywidgets as w
 

@@ -76,7 +76,10 @@ HOSTILE = {
     # hands in kvlib's own implementation under the graded name: caught from what runs
     "kvlib": "from kvlib.generate import new_token_positions as kvlib\n",
     # mentions and imports kvlib but writes its own code: full marks (the rule is about what runs)
-    "mentions_kvlib": "import kvlib  # I compared with kvlib.generate afterwards\n\ndef mentions_kvlib(x):\n    return 2 * x\n",
+    "mentions_kvlib": (
+        "import kvlib  # I compared with kvlib.generate afterwards\n\n"
+        "def mentions_kvlib(x):\n    return 2 * x\n"
+    ),
     "edited_test": "def edited_test(x):\n    return x\n",
     "deleted_test": "def deleted_test(x):\n    return x\n",
     # wrong answer + an attempt to switch the checks off before the test cell runs

@@ -138,7 +138,12 @@ def _delegation_params() -> list:
                 params.append(pytest.param(nb, gid, None, id=f"{nb.stem}/{gid}/not-decorated"))
                 continue
             is_class = re.search(rf"^class {name}\b", solution, re.M) is not None
-            for form, source in _delegation_forms(name, references[0], is_class).items():
+            forms = _delegation_forms(name, references[0], is_class)
+            if re.search(rf"^def {name}\(\s*\)", solution, re.M):
+                # A question answered by value takes no arguments, so a generic wrapper cannot call the
+                # reference correctly; tests/test_chNN_checks.py hands in realistic kvlib answers.
+                forms = {"alias": forms["alias"]}
+            for form, source in forms.items():
                 params.append(
                     pytest.param(
                         nb, gid, source, id=f"{nb.stem}/{gid}/{form}", marks=getattr(pytest.mark, chapter)

@@ -84,10 +84,11 @@ def call_pure(fn: Callable[..., Any], *args: Any, what: str = "your function", *
     for (name, now), (_, then) in zip(pairs, before):
         now_tensors = dict(_tensors_with_paths(now, name))
         for path, old in _tensors_with_paths(then, name):
-            if not same_values(now_tensors[path], old):
+            if path not in now_tensors or not same_values(now_tensors[path], old):
                 raise CheckFailed(
-                    f"{what} modified its input {path} in place; the caller still needs it unchanged "
-                    "(use out-of-place operations: x = x * s, not x *= s, x.mul_(s) or x[...] = ...)"
+                    f"{what} modified its input {path} in place (or removed it from the container it came "
+                    "in); the caller still needs it unchanged (use out-of-place operations: x = x * s, "
+                    "not x *= s, x.mul_(s), x[...] = ... or list.pop())"
                 )
     return out
 
