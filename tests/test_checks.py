@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.harness import fresh, run_exercise, solution_sources, test_source
+from autograder.harness import fresh, grading_cell_source, run_exercise, solution_sources
 from autograder.mutation import MIN_MUTANTS_PER_EXERCISE, parse_header
 
 pytestmark = pytest.mark.autograder
@@ -46,7 +46,7 @@ def _mutants() -> list:
 
 def _graded(notebook: Path, grade_id: str) -> tuple[str, str, str]:
     """(chapter module, hidden check name, graded name) from the test cell's source."""
-    source = test_source(notebook, grade_id)
+    source = grading_cell_source(notebook, grade_id)
     chapter = re.search(r'fresh\("(\w+)"\)', source).group(1)
     hidden, name = re.search(r"checks\.(\w+_hidden)\((\w+)\)", source).groups()
     return chapter, hidden, name

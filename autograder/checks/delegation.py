@@ -67,6 +67,8 @@ def _codes_of(obj: Any) -> Iterable[CodeType]:
         yield from _codes_of(obj.func)
     elif isinstance(obj, FunctionType):
         yield obj.__code__
+        if hasattr(obj, "__wrapped__"):  # @torch.no_grad() and other functools.wraps decorators
+            yield from _codes_of(obj.__wrapped__)
     elif inspect.isclass(obj):
         for value in vars(obj).values():
             yield from _codes_of(value)
