@@ -163,3 +163,33 @@ def test_handing_in_kvlibs_own_code_scores_zero(notebook: Path, grade_id: str, s
 def test_mentioning_kvlib_in_a_comment_is_fine(notebook: Path, grade_id: str) -> None:
     source = "# I read kvlib's version after writing mine\n" + solution_sources(notebook)[grade_id]
     run_exercise(notebook, grade_id, source)
+
+
+CORRECT = REPO / "autograder" / "correct"
+
+
+def _alternatives() -> list:
+    return [
+        pytest.param(
+            nb, gid, path, id=f"{nb.stem}/{gid}/{path.stem}", marks=getattr(pytest.mark, f"ch{nb.stem[:2]}")
+        )
+        for nb in NOTEBOOKS
+        for gid in solution_sources(nb)
+        for path in sorted((CORRECT / nb.stem / gid).glob("*.py"))
+    ]
+
+
+@pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
+def test_every_exercise_has_an_alternative_correct_solution(notebook: Path, grade_id: str) -> None:
+    assert list((CORRECT / notebook.stem / grade_id).glob("*.py")), "add one to autograder/correct/"
+
+
+@pytest.mark.parametrize(("notebook", "grade_id", "path"), _alternatives())
+def test_alternative_correct_solution_scores_full_marks(
+    notebook: Path, grade_id: str, path: Path, capsys
+) -> None:
+    """A correct answer written unlike the instructor's must pass: a grader that fails it is wrong."""
+    source = path.read_text()
+    assert source.startswith("# VALID:"), f"{path.name}: first line '# VALID: <how it differs>'"
+    run_exercise(notebook, grade_id, source)
+    assert "hidden tests passed" in capsys.readouterr().out

@@ -93,6 +93,8 @@ def as_number(value: Any, what: str) -> float:
     if isinstance(value, torch.Tensor):
         expect(value.numel() == 1, f"{what} must be a number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
+    if type(value).__name__ == "ndarray" and getattr(value, "size", 0) == 1:  # a NumPy 0-d/1-element array
+        value = value.item()
     expect(
         isinstance(value, numbers.Real) and not isinstance(value, bool),
         f"{what} must be a number (int or float), got {type(value).__name__}: {value!r:.60}",

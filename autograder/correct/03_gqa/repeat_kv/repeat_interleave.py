@@ -1,0 +1,3 @@
+# VALID: torch.repeat_interleave on the head axis
+def repeat_kv(x, n_rep):
+    return torch.repeat_interleave(x, n_rep, dim=1)
