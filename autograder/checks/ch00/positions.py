@@ -80,6 +80,7 @@ def positions_hidden(fn: Any) -> None:
     gen = torch.Generator().manual_seed(0)
     cases = [(0, 1), (7, 3), (511, 1), (128, 64), (3, 0), (0, 0)]
     cases += [(n, 2) for n in PAST_VISIBLE_LENGTHS] + [(1000, 300), (4096, 1)]
+    cases += [(2**24 + 1, 3)]  # past float32's exact integers: no detour through linspace or floats
     cases += [tuple(torch.randint(0, 300, (2,), generator=gen).tolist()) for _ in range(5)]
     earlier: dict[tuple[int, int], torch.Tensor] = {}
     # state across calls first: each call depends on its own arguments only (no memo keyed on n_new)

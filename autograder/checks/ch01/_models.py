@@ -24,9 +24,10 @@ class _ModelWrapper:
 class Recorder(_ModelWrapper):
     """Wraps a model and records every call: tokens fed, positions actually used, cache length before."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, cache: Any = None) -> None:
         super().__init__(model)
         self.calls: list[dict[str, Any]] = []
+        self.cache = cache  # the cache generate was given: every call must use this object
 
     def __call__(
         self, input_ids: torch.Tensor, positions: Any = None, cache: Any = None, **kwargs: Any
@@ -37,6 +38,26 @@ class Recorder(_ModelWrapper):
             "feed the model a [batch, T] tensor of token ids",
         )
         T = input_ids.shape[1]
+        expect(
+            self.cache is None or cache is None or cache is self.cache,
+            "the model was called with a cache other than the one generate was given: use the `cache` "
+            "argument (the caller reads it afterwards), do not build your own",
+        )
+        expect(
+            positions is not None,
+            "pass positions explicitly on every call, model(input_ids, positions=..., cache=cache), "
+            "e.g. torch.arange(T) for the prefill (the spec asks for it; a model may not default them)",
+        )
+        expect(
+            isinstance(positions, torch.Tensor) and positions.dtype == torch.long,
+            f"positions must be a torch.long tensor (a LongTensor), got "
+            f"{positions.dtype if isinstance(positions, torch.Tensor) else type(positions).__name__}: "
+            "torch.arange(...) of ints or torch.tensor([...]) of ints (no float, no int32)",
+        )
+        expect(
+            tuple(positions.shape) == (T,),
+            f"positions must have shape [T_in] = [{T}], shared by the batch, got {tuple(positions.shape)}",
+        )
         before = cache.seq_len if cache is not None else 0
         used = (
             torch.arange(before, before + T)
@@ -56,7 +77,8 @@ class BuggyCachedModel(_ModelWrapper):
     the s-th decode call. `bump` is added to the last position's logits of the cached calls in `calls`
     (None: every decode call), for the batch rows in `rows` (None: all); `bump` may be a dict
     {call: value} for a signed difference that changes from step to step. With `shift=True` it lands on
-    one token only (the runner-up of the argmax), which changes the greedy choice.
+    one token only (the runner-up of the argmax), which changes the greedy choice; with shift="flip" the
+    runner-up is set just `bump` above the argmax, so the cached logits move little but the token changes.
     """
 
     def __init__(
@@ -65,7 +87,7 @@ class BuggyCachedModel(_ModelWrapper):
         bump: float | dict[int, float],
         calls: set[int] | None = None,
         rows: list[int] | None = None,
-        shift: bool = False,
+        shift: bool | str = False,
     ) -> None:
         super().__init__(model)
         self.bump, self.calls, self.rows, self.shift = bump, calls, rows, shift
@@ -86,7 +108,10 @@ class BuggyCachedModel(_ModelWrapper):
             return logits
         rows = torch.arange(logits.shape[0]) if self.rows is None else torch.tensor(self.rows)
         logits = logits.clone()
-        if self.shift:
+        if self.shift == "flip":  # the runner-up overtakes the argmax by `bump`: the smallest change of token
+            order = logits[rows, -1].topk(2, dim=-1).indices  # [rows, 2]
+            logits[rows, -1, order[:, 1]] = logits[rows, -1].max(dim=-1).values + bump
+        elif self.shift:
             target = (logits[rows, -1].argmax(dim=-1) + 1) % logits.shape[-1]  # [rows]
             logits[rows, -1, target] += bump
         else:

@@ -194,6 +194,7 @@ def causal_attention_hidden(fn: Any) -> None:
         (1, 2, 2, 9, 4, 3),  # a block in the middle: keys after it (a preallocated tail) stay masked
         (2, 2, 5, 5, 16, 0),  # prefill
         (1, 1, 1, 6, 8, 5),  # decode
+        (2, 2, 1, 9, 8, 3),  # one query in the middle of a buffer: a single query still needs its mask
         (1, 2, 4, 10, 8, _OMIT),  # default q_start = Tk - Tq
         (3, 2, 4, 10, 8, None),  # q_start=None passed explicitly, batch 3
         (1, 1, 1, 1, 4, 0),  # a single token

@@ -88,7 +88,15 @@ class _Cache:
             others = sum(self.stored(i) for i in range(self.num_layers) if i != layer)
             _check_returned(k_all, want_k, k, want_v, where, others)
             _check_returned(v_all, want_v, v, want_k, where.replace("keys", "values"), others)
-        self.check_seq_len()
+            if layer == 0:  # the model reads seq_len between the layers' updates: checked below
+                between = (self.stored(0), _seq_len(self.cache, "the cache"))
+        self.check_seq_len()  # first: its diagnoses (counting calls, all layers) name the commoner slips
+        expect(
+            between[0] == between[1],
+            f"after layer 0 stored {between[0]} tokens (and before the other layers of this step), seq_len "
+            f"must be {between[0]}, got {between[1]}: seq_len is layer 0's length (read self.keys[0], not "
+            "the last layer or a counter advanced by another layer)",
+        )
         self.check_attributes()
 
     def check_seq_len(self) -> None:

@@ -195,6 +195,9 @@ def compare_hidden(fn: Any) -> None:
          lambda: BuggyCachedModel(tiny_model(3), 3.0, calls={2}), 1, 5, 6),
         ("a model whose cached path picks a different token at step 3",
          lambda: BuggyCachedModel(tiny_model(3), 50.0, calls={3}, shift=True), 2, 4, 7),
+        ("a model whose cached path picks the runner-up token at step 1 (its logits move by 0.05 only: "
+         "after it the two runs continue from different tokens)",
+         lambda: BuggyCachedModel(tiny_model(3), 0.05, calls={1}, shift="flip"), 1, 4, 8),
         ("a model whose cached prefill logits are off (only the first new token's)",
          lambda: BuggyCachedModel(tiny_model(3), 2.0, calls={0}), 2, 5, 5),
         ("a model whose cached logits are off in batch row 1 only",

@@ -143,7 +143,15 @@ def check_case(fn: Any, description: str, cache: Any) -> int:
     want = reference_bytes(cache)
     what = f"cache_bytes on {description}"
     before = _structure(cache)
-    raw = call(fn, cache, what="cache_bytes")
+    try:
+        raw = call(fn, cache, what="cache_bytes")
+    except CheckFailed as exc:
+        if "RecursionError" not in str(exc):
+            raise
+        raise CheckFailed(
+            f"{what}: {exc}: the walk went round a reference cycle forever; visit each object once "
+            "(keep a set of id(obj) already seen)"
+        ) from None
     after = {id(t): t for t in _tensors(cache)}
     for ident, copy in before:
         now = after.get(ident)
@@ -205,6 +213,41 @@ def cache_bytes_hidden(fn: Any) -> None:
             "cache: keep the set of seen storages local to one call (create it inside the function), not at "
             "module level",
         )
+    _counts_afresh(fn)
     for description, cache in cases:
         check_case(fn, description, cache)
+    check_case(fn, "an object that refers to itself (a parent link, a list holding itself)", _cyclic())
     print("hidden tests passed")
+
+
+def _counts_afresh(fn: Any) -> None:
+    """The same cache object, measured, grown, measured again: no answer memoised by id(cache)."""
+    from kvlib.cache.dense import NaiveKVCache
+
+    cache = NaiveKVCache(2)
+    for layer in range(2):
+        cache.update(layer, torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 4, 8))
+    check_case(fn, "a NaiveKVCache holding 4 tokens", cache)
+    for layer in range(2):
+        cache.update(layer, torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8))
+    what = "cache_bytes on the same NaiveKVCache after it grew to 7 tokens"
+    got, want = as_number(call(fn, cache, what="cache_bytes"), what), reference_bytes(cache)
+    expect(
+        got == want,
+        f"{what} returned {shown(got)}, expected {want}: count afresh on every call (an answer remembered "
+        "by id(cache), or a cache of results, goes stale when the cache grows)",
+    )
+
+
+class _Node:
+    """A cache-like object with a reference cycle: walking it without a visited set never ends."""
+
+    def __init__(self) -> None:
+        self.keys = torch.zeros(2, 4)
+        self.parent = self
+        self.children: list[Any] = []
+        self.children.append(self.children)
+
+
+def _cyclic() -> Any:
+    return _Node()

@@ -60,6 +60,11 @@ def _as_float(answer: Any, s: Any) -> None:
             f"{what} must return a float, got {type(answer).__name__} {answer!r}: divide with / (true "
             "division), not // (the factor is 1.0 for MHA)"
         )
+    if not isinstance(answer, float):  # numpy.float64 is a float; Fraction and Decimal are not
+        raise CheckFailed(
+            f"{what} must return a Python float, got {type(answer).__name__} {answer!r}: convert it "
+            "with float(...)"
+        )
 
 
 def _check_saving(fn: Callable[..., Any], models: list[Any]) -> None:

@@ -1,8 +1,11 @@
-# VALID: an explicit stack instead of recursion, storages keyed on (device, data_ptr)
+# VALID: an explicit stack instead of recursion, objects visited once by id, storages keyed on (device, data_ptr)
 def cache_bytes(cache):
-    found, stack = {}, [cache]
+    found, stack, visited = {}, [cache], set()
     while stack:
         obj = stack.pop()
+        if id(obj) in visited:
+            continue
+        visited.add(id(obj))
         if isinstance(obj, torch.Tensor):
             s = obj.untyped_storage()
             found[(obj.device, s.data_ptr())] = s.nbytes()

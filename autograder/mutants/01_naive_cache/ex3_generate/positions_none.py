@@ -1,0 +1,13 @@
+# MISTAKE: prefill called with positions=None (relies on the model's default) instead of torch.arange(T) (found by an independent review)
+# EXPECT: pass positions explicitly
+@torch.no_grad()
+def generate(model, prompt_ids, max_new_tokens, cache):
+    T = prompt_ids.shape[1]
+    logits = model(prompt_ids, positions=None, cache=cache)
+    token = logits[:, -1].argmax(dim=-1, keepdim=True)
+    ids = torch.cat([prompt_ids, token], dim=1)
+    for step in range(1, max_new_tokens):
+        logits = model(token, positions=torch.tensor([T + step - 1]), cache=cache)
+        token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        ids = torch.cat([ids, token], dim=1)
+    return ids
