@@ -143,6 +143,12 @@ def _attention_case(
         earlier.append(((Tq, Tk), start))
     if matches(got, want, atol=atol):
         return got
+    if magnitude is not None and magnitude > 100:  # every ordinary case passed before this one
+        raise CheckFailed(
+            f"{what}: with scores in the hundreds of thousands, masked keys leak into the result: a finite "
+            "mask (an additive bias such as -65504 or -1e4, or a fill of that size) is not enough; fill "
+            "masked scores with float('-inf') or torch.finfo(scores.dtype).min"
+        )
     mistakes = _mistakes(None if q_start is _OMIT else q_start, Tq, Tk, D)
     variants = {message: _truth(q, k, v, start, **kw) for message, kw in mistakes}
     found = diagnose(got, variants, atol=atol)
@@ -217,4 +223,6 @@ def causal_attention_hidden(fn: Any) -> None:
     # large scores: a softmax without the max subtraction overflows
     _attention_case(fn, 2, 2, 3, 10, 16, 5, seed=150, magnitude=60.0)
     _attention_case(fn, 1, 2, 4, 4, 16, 0, seed=151, magnitude=60.0)
+    # scores in the tens of thousands: an additive mask of -65504 (fp16's minimum) no longer hides keys
+    _attention_case(fn, 2, 2, 3, 10, 16, 5, seed=152, magnitude=600.0)
     print("hidden tests passed")
