@@ -83,7 +83,8 @@ def namespace_before(notebook: Path, grade_id: str) -> dict:
                 compile(SOLUTION_MARKERS.sub("", cell.source), f"<cell {meta['grade_id']}>", "exec"),
                 namespace,
             )  # noqa: S102
-        elif not meta.get("grade"):
+        elif not meta.get("grade") and not cell.get("metadata", {}).get("kvlib", {}).get("display_only"):
+            # (display-only cells are skipped, as the grader skips them)
             for statement in _setup_definitions(cell.source):
                 try:  # a definition whose defaults need a computed setup value is not needed by exercises
                     exec(compile(statement, f"<setup before {grade_id}>", "exec"), namespace)  # noqa: S102
