@@ -188,6 +188,12 @@ class _Sequence:
                     "row's max before exp (torch.softmax does it for you)"
                 )
             raise CheckFailed(f"attention output has NaN/inf ({label}): is a row fully masked, or 0 * inf?")
+        if not torch.allclose(out.double(), want, atol=atol, rtol=1e-3) and (self.magnitude or 0) > 100:
+            raise CheckFailed(  # every ordinary case passed before this one: the mask is the cause
+                f"attention output is wrong ({label}): with scores in the hundreds of thousands, masked keys "
+                "leak into the result: a finite mask (an additive bias such as -65504 or -1e4) is not "
+                "enough; fill masked scores with float('-inf') or torch.finfo(scores.dtype).min"
+            )
         if not torch.allclose(out.double(), want, atol=atol, rtol=1e-3):
             mistake = diagnose(out, _variants(q, ref_k, ref_v, k_new, v_new), atol=atol)
             err = (out.double() - want).abs().max().item()
@@ -258,6 +264,15 @@ def grouped_attention_step_hidden(fn: Callable[..., Any]) -> None:
         seed=9,
         magnitude=60.0,
         what="GQA (H=4, KV=2), large scores (|q.k| ~ 1e4)",
+    )
+    _run(
+        fn,
+        h=4,
+        kv=2,
+        steps=[6, 1],
+        seed=12,
+        magnitude=600.0,
+        what="GQA (H=4, KV=2), huge scores (|q.k| ~ 1e6)",
     )
     # Two sequences decoded in turn: each call depends on its own arguments only, and what it returned
     # earlier stays as it was (no cache kept in a global buffer or keyed by shape).
