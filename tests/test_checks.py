@@ -23,6 +23,7 @@ pytestmark = pytest.mark.autograder
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
 MUTANTS = REPO / "autograder" / "mutants"
+CORRECT = REPO / "autograder" / "correct"
 
 
 def _exercises() -> list:
@@ -33,14 +34,15 @@ def _exercises() -> list:
     ]
 
 
-def _mutants() -> list:
+def _catalog(root: Path) -> list:
+    """(notebook, grade_id, file) for every source in a catalog laid out as root/<notebook>/<grade_id>/."""
     return [
         pytest.param(
             nb, gid, path, id=f"{nb.stem}/{gid}/{path.stem}", marks=getattr(pytest.mark, f"ch{nb.stem[:2]}")
         )
         for nb in NOTEBOOKS
         for gid in solution_sources(nb)
-        for path in sorted((MUTANTS / nb.stem / gid).glob("*.py"))
+        for path in sorted((root / nb.stem / gid).glob("*.py"))
     ]
 
 
@@ -85,7 +87,7 @@ def test_enough_mutants(notebook: Path, grade_id: str) -> None:
     assert len(list((MUTANTS / notebook.stem / grade_id).glob("*.py"))) >= MIN_MUTANTS_PER_EXERCISE
 
 
-@pytest.mark.parametrize(("notebook", "grade_id", "path"), _mutants())
+@pytest.mark.parametrize(("notebook", "grade_id", "path"), _catalog(MUTANTS))
 def test_mutant_fails_with_a_message_naming_its_mistake(notebook: Path, grade_id: str, path: Path) -> None:
     source = path.read_text()
     mistake, expect = parse_header(source)
@@ -165,26 +167,12 @@ def test_mentioning_kvlib_in_a_comment_is_fine(notebook: Path, grade_id: str) ->
     run_exercise(notebook, grade_id, source)
 
 
-CORRECT = REPO / "autograder" / "correct"
-
-
-def _alternatives() -> list:
-    return [
-        pytest.param(
-            nb, gid, path, id=f"{nb.stem}/{gid}/{path.stem}", marks=getattr(pytest.mark, f"ch{nb.stem[:2]}")
-        )
-        for nb in NOTEBOOKS
-        for gid in solution_sources(nb)
-        for path in sorted((CORRECT / nb.stem / gid).glob("*.py"))
-    ]
-
-
 @pytest.mark.parametrize(("notebook", "grade_id"), _exercises())
 def test_every_exercise_has_an_alternative_correct_solution(notebook: Path, grade_id: str) -> None:
     assert list((CORRECT / notebook.stem / grade_id).glob("*.py")), "add one to autograder/correct/"
 
 
-@pytest.mark.parametrize(("notebook", "grade_id", "path"), _alternatives())
+@pytest.mark.parametrize(("notebook", "grade_id", "path"), _catalog(CORRECT))
 def test_alternative_correct_solution_scores_full_marks(
     notebook: Path, grade_id: str, path: Path, capsys
 ) -> None:

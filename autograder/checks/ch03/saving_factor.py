@@ -10,17 +10,11 @@ import torch
 
 from ..common import CheckFailed, call, shown
 from ..delegation import graded
+from . import kv_bytes
 from .kv_bytes import same, shapes, value, visible_shapes
 
-REFERENCES = (
-    "kvlib.cache.gqa.kv_saving_factor",
-    "kvlib.cache.gqa.config_kv_bytes_per_token",
-    "kvlib.cache.gqa.kv_bytes_per_token",
-    "kvlib.memory.kv_cache_bytes",
-    "kvlib.memory.ModelShape.kv_bytes_per_token",
-    "kvlib.memory.ModelShape.kv_bytes",
-    "kvlib.memory.ModelShape.kv_width",
-)
+# kvlib's saving factor first, then every kvlib sizing formula (the byte counts it is a ratio of).
+REFERENCES = ("kvlib.cache.gqa.kv_saving_factor", *kv_bytes.REFERENCES)
 
 
 def _variants(models: list[Any]) -> dict[str, list[float]]:
