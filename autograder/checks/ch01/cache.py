@@ -111,6 +111,13 @@ class _Cache:
                 )
             elif got_len == calls:
                 msg = "seq_len must count tokens (the size of the sequence axis), not calls to update"
+                if got_len == self.history_k[0][0].shape[0]:
+                    msg += ", nor len(tensor), which is the size of the first axis, the batch"
+            elif got_len == self.history_k[0][0].shape[0]:
+                msg = (
+                    "len(tensor) is the size of its first axis, the batch; the tokens are on the sequence "
+                    "axis: keys[0].shape[-2]"
+                )
             else:
                 msg = "seq_len is wrong"
             raise CheckFailed(

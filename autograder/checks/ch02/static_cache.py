@@ -78,6 +78,20 @@ def _compare(got: torch.Tensor, want: torch.Tensor, max_len: int, where: str, na
     )
 
 
+def _allocation_hint(held: int, full: int, batch: int) -> str:
+    """The likely cause of a preallocation that is too small."""
+    if held == 0:
+        return (
+            ": no tensor is reachable from the object; keep the buffers on self, created in __init__ "
+            "(self.keys = [...]), not in class attributes or module-level lists"
+        )
+    if batch > 1 and held * batch == full:
+        return f": that is the size for batch 1; allocate [batch={batch}, kv_heads, max_seq_len, head_dim]"
+    if held * 2 == full:
+        return ": half of it: each layer needs a key buffer AND a separate value buffer"
+    return ""
+
+
 def scenario(
     cls: Any, L: int, B: int, H: int, D: int, max_len: int, steps: list[int], seed: int,
     dtype: torch.dtype = torch.float32,
@@ -88,11 +102,12 @@ def scenario(
     cache = make(cls, L, B, H, D, max_len, dtype)
     full = kv_cache_bytes(L, H, D, max_len, B, dtype)
     held = reference_bytes(cache)
-    expect(
-        held >= full,
-        f"a new StaticKVCache must preallocate its buffers in __init__: it holds {held} bytes, "
-        f"the full [B, H, max_seq_len, D] buffers for keys and values of {L} layers are {full} bytes",
-    )
+    if held < full:
+        raise CheckFailed(
+            f"a new StaticKVCache must preallocate its buffers in __init__: it holds {held} bytes, the full "
+            f"[B, H, max_seq_len, D] buffers for keys and values of {L} layers are {full} bytes"
+            + _allocation_hint(held, full, B)
+        )
     expect(_seq_len(cache) == 0, f"a new StaticKVCache must have seq_len == 0, got {_seq_len(cache)!r}")
     stored: list[list[torch.Tensor]] = [[torch.zeros(B, H, 0, D, dtype=dtype)] * 2 for _ in range(L)]
     storage: dict[tuple[int, int], tuple[int, int]] = {}
@@ -241,7 +256,7 @@ def two_instances(cls: Any) -> None:
 
 @graded("StaticKVCache", *REFERENCES)
 def static_cache_visible(cls: Any) -> None:
-    scenario(cls, L=2, B=2, H=2, D=4, max_len=8, steps=[3, 1, 1], seed=1)
+    scenario(cls, L=2, B=3, H=2, D=4, max_len=8, steps=[3, 1, 1], seed=1)
     overflow(cls)
     print("visible tests passed")
 

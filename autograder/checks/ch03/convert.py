@@ -111,7 +111,14 @@ def _convert_case(fn: Callable[..., Any], model: Any, kv: int, seed: int) -> Non
                 )
             assert_shape(got, tuple(want.shape), what, "[n_kv_heads * head_dim, dim]")
             if not torch.allclose(got.double(), _expected_pooled(old, n_heads, kv), atol=1e-6):
+                want_pooled = _expected_pooled(old, n_heads, kv)
                 mistake = diagnose(got, _pool_variants(old, n_heads, kv), atol=1e-6)
+                err = (got.double() - want_pooled).abs().max().item()
+                if not mistake and err < 1e-2 * max(1.0, want_pooled.abs().max().item()):
+                    mistake = (
+                        f"close (max error {err:.2g}) but not the mean: did the pooling go through float16 "
+                        "or bfloat16? average in the weights' own dtype and keep it"
+                    )
                 raise CheckFailed(f"{what} is wrong" + (f": {mistake}" if mistake else ""))
         elif proj in ("q_proj", "o_proj"):
             expect(
