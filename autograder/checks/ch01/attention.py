@@ -172,6 +172,12 @@ def _attention_case(
             f"; the error is small but above float32 accuracy ({atol:g}): did the computation go "
             "through float16/bfloat16? compute in the input's dtype"
         )
+    if Tk > 64 and not precision:  # the cases with fewer keys all passed before this one
+        raise CheckFailed(
+            f"{what} is wrong (max abs error {err:.3g}), while every case with fewer keys passed: is "
+            "something limited to a fixed length (a window of recent keys, a mask or buffer sized for a "
+            "maximum)? Every query attends to all keys 0 .. q_start + i, however many there are"
+        )
     raise CheckFailed(
         f"{what} is wrong (max abs error {err:.3g}); check the mask offset, the 1/sqrt(D) scale and that "
         f"softmax runs over the key axis{precision}"
