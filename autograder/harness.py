@@ -10,6 +10,7 @@ code runs, or here as a fallback), and imports the chapter's checks again from d
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import re
 import sys
@@ -34,29 +35,36 @@ def fresh(chapter: str) -> ModuleType:
 SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", flags=re.M)
 
 
-def _cells(notebook: Path) -> list:
-    import nbformat
+def _code_cells(notebook: Path) -> tuple:
+    """The notebook's code cells, read (and validated, about 0.1 s) once per file version."""
+    path = Path(notebook).resolve()
+    return _read_code_cells(str(path), path.stat().st_mtime_ns)
 
-    return [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
 
+@functools.lru_cache(maxsize=16)
+def _read_code_cells(path: str, mtime_ns: int) -> tuple:
+    from . import notebook as nbk
 
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    return tuple(c for c in nbk.read(Path(path)).cells if c.cell_type == "code")
 
 
 def solution_sources(notebook: Path) -> dict[str, str]:
     """grade_id -> the instructor's solution source, markers stripped, in notebook order."""
+    from . import notebook as nbk
+
     return {
-        _meta(c)["grade_id"]: SOLUTION_MARKERS.sub("", c.source)
-        for c in _cells(notebook)
-        if _meta(c).get("solution")
+        nbk.grade_id(c): SOLUTION_MARKERS.sub("", c.source)
+        for c in _code_cells(notebook)
+        if nbk.is_solution(c)
     }
 
 
 def grading_cell_source(notebook: Path, grade_id: str) -> str:
     """The instructor's test cell of exercise `grade_id` (hidden tests included)."""
-    for cell in _cells(notebook):
-        if _meta(cell).get("grade_id") == f"{grade_id}_test":
+    from . import notebook as nbk
+
+    for cell in _code_cells(notebook):
+        if nbk.grade_id(cell) == f"{grade_id}_test":
             return cell.source
     raise KeyError(f"{notebook.name} has no test cell {grade_id}_test")
 
@@ -73,18 +81,16 @@ def _setup_definitions(source: str) -> list[str]:
 
 def namespace_before(notebook: Path, grade_id: str) -> dict:
     """What a learner's solution cell sees: setup imports/definitions and the earlier exercises' solutions."""
+    from . import notebook as nbk
+
     namespace: dict = {"__name__": "__main__"}
-    for cell in _cells(notebook):
-        meta = _meta(cell)
-        if meta.get("grade_id") == grade_id:
+    for cell in _code_cells(notebook):
+        gid = nbk.grade_id(cell)
+        if gid == grade_id:
             return namespace
-        if meta.get("solution"):
-            exec(
-                compile(SOLUTION_MARKERS.sub("", cell.source), f"<cell {meta['grade_id']}>", "exec"),
-                namespace,
-            )  # noqa: S102
-        elif not meta.get("grade") and not cell.get("metadata", {}).get("kvlib", {}).get("display_only"):
-            # (display-only cells are skipped, as the grader skips them)
+        if nbk.is_solution(cell):
+            exec(compile(SOLUTION_MARKERS.sub("", cell.source), f"<cell {gid}>", "exec"), namespace)  # noqa: S102
+        elif not nbk.is_test(cell) and not nbk.is_display_only(cell):  # the grader skips display-only cells
             for statement in _setup_definitions(cell.source):
                 try:  # a definition whose defaults need a computed setup value is not needed by exercises
                     exec(compile(statement, f"<setup before {grade_id}>", "exec"), namespace)  # noqa: S102
