@@ -108,6 +108,19 @@ def generate_uncached(
     return ids
 
 
+def compare_cached_uncached(
+    model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, cache: Any
+) -> tuple[float, bool]:
+    """Generate greedily with `cache` and without one; (max |logit difference| over every step, same ids).
+
+    Each run picks its own greedy tokens, so a cache that changes one token makes the runs diverge
+    and the difference shows in every later step, not only where the cache went wrong.
+    """
+    ids_c, logits_c = generate(model, prompt_ids, max_new_tokens, cache, return_logits=True)
+    ids_u, logits_u = generate_uncached(model, prompt_ids, max_new_tokens, return_logits=True)
+    return (logits_c - logits_u).abs().max().item(), bool(torch.equal(ids_c, ids_u))
+
+
 @dataclass
 class GenerationTimings:
     """Wall-clock split of one cached generation: the prefill call and each decode call."""

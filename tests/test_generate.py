@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from kvlib.cache.dense import NaiveKVCache
-from kvlib.generate import generate, generate_uncached, time_next_token, timed_generate
+from kvlib.generate import (
+    compare_cached_uncached,
+    generate,
+    generate_uncached,
+    time_next_token,
+    timed_generate,
+)
 from kvlib.model import ModelConfig, TinyDecoder
 
 pytestmark = pytest.mark.ch01
@@ -106,3 +112,17 @@ def test_new_token_positions_follow_the_cache():
     assert new_token_positions(5, 3).tolist() == [5, 6, 7]
     assert new_token_positions(5, 3).dtype == torch.long
     assert new_token_positions(2, 0).dtype == torch.long and new_token_positions(2, 0).numel() == 0
+
+
+def test_compare_cached_uncached_agrees_on_a_correct_cache_and_not_on_a_forgetful_one(model):
+    prompt = torch.randint(0, 61, (2, 5), generator=torch.Generator().manual_seed(3))
+    diff, same = compare_cached_uncached(model, prompt, 8, NaiveKVCache(2))
+    assert isinstance(diff, float) and diff < 1e-4 and same is True
+
+    class Forgetful(NaiveKVCache):  # keeps only the newest tokens: decode steps lose the context
+        def update(self, layer, k, v):
+            super().update(layer, k, v)
+            return k, v
+
+    diff, same = compare_cached_uncached(model, prompt, 8, Forgetful(2))
+    assert diff > 1e-2

@@ -16,9 +16,10 @@ from ..fixtures import generator, tiny_model
 from ..properties import call_pure
 from ._models import BuggyCachedModel
 
-# kvlib.generate.generate takes exactly (model, prompt_ids, max_new_tokens, cache); the other
-# generation loops of kvlib.generate (generate_uncached with return_logits) hand in the other half.
+# kvlib's own compare_cached_uncached first; its generation loops (generate, and generate_uncached
+# with return_logits) would each hand in one half of the comparison.
 REFERENCES = (
+    "kvlib.generate.compare_cached_uncached",
     "kvlib.generate.generate",
     "kvlib.generate.generate_uncached",
     "kvlib.generate.timed_generate",
