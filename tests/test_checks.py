@@ -9,13 +9,14 @@ tests/test_chNN_checks.py.
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from autograder.harness import fresh, grading_cell_source, run_exercise, solution_sources
+from autograder.harness import grading_cell_source, run_exercise, solution_sources
 from autograder.mutation import MIN_MUTANTS_PER_EXERCISE, parse_header
 
 pytestmark = pytest.mark.autograder
@@ -54,6 +55,10 @@ def _graded(notebook: Path, grade_id: str) -> tuple[str, str, str]:
     return chapter, hidden, name
 
 
+def _defines_class(solution: str, name: str) -> bool:
+    return re.search(rf"^class {name}\b", solution, re.M) is not None
+
+
 def _fails_with(notebook: Path, grade_id: str, source: str) -> str:
     with pytest.raises(AssertionError) as info:
         run_exercise(notebook, grade_id, source)
@@ -73,10 +78,9 @@ def test_solution_passes_visible_and_hidden_tests_quickly(notebook: Path, grade_
 def test_released_stub_fails_with_not_implemented(notebook: Path, grade_id: str) -> None:
     solution = solution_sources(notebook)[grade_id]
     _, _, name = _graded(notebook, grade_id)
-    is_class = re.search(rf"^class {name}\b", solution, re.M) is not None
     source = (
         f"class {name}:\n    def __init__(self, *a, **k):\n        raise NotImplementedError()\n"
-        if is_class
+        if _defines_class(solution, name)
         else f"def {name}(*a, **k):\n    raise NotImplementedError()\n"
     )
     assert "not implemented" in _fails_with(notebook, grade_id, source)
@@ -134,13 +138,12 @@ def _delegation_params() -> list:
     for nb in NOTEBOOKS:
         for gid, solution in solution_sources(nb).items():
             chapter, hidden, name = _graded(nb, gid)
-            check = getattr(fresh(chapter), hidden)
+            check = getattr(importlib.import_module(f"autograder.checks.{chapter}"), hidden)
             references = getattr(check, "references", ())
             if not references:  # reported by the test below, not as a collection error
                 params.append(pytest.param(nb, gid, None, id=f"{nb.stem}/{gid}/not-decorated"))
                 continue
-            is_class = re.search(rf"^class {name}\b", solution, re.M) is not None
-            forms = _delegation_forms(name, references[0], is_class)
+            forms = _delegation_forms(name, references[0], _defines_class(solution, name))
             if re.search(rf"^def {name}\(\s*\)", solution, re.M):
                 # A question answered by value takes no arguments, so a generic wrapper cannot call the
                 # reference correctly; tests/test_chNN_checks.py hands in realistic kvlib answers.

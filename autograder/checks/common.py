@@ -7,6 +7,7 @@ is what the learner sees. Helpers here never print hidden-test inputs or source.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -88,8 +89,6 @@ def as_number(value: Any, what: str) -> float:
 
     Anything else fails with a message naming what was returned (a string, a list, None, ...).
     """
-    import numbers
-
     if isinstance(value, torch.Tensor):
         expect(value.numel() == 1, f"{what} must be a number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
@@ -109,8 +108,6 @@ def as_int(value: Any, what: str) -> int:
 
     A float (even 4096.0) or a tensor fails: the spec promised an int, and callers index with it.
     """
-    import numbers
-
     if isinstance(value, torch.Tensor):
         raise CheckFailed(
             f"{what} must be a Python int, got a tensor ({value!r:.40}): convert it with int(...) or .item()"

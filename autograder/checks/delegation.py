@@ -40,6 +40,7 @@ _LIBRARY_DIRS = tuple(
 )  # fmt: skip
 
 
+@functools.cache
 def _kvlib_dir() -> str:
     import kvlib
 
@@ -91,15 +92,16 @@ def reference_codes(names: Iterable[str]) -> dict[CodeType, str]:
     return found
 
 
-def _is_learner_frame(frame: FrameType, kvlib_dir: str) -> bool:
-    filename = frame.f_code.co_filename
+@functools.cache
+def _is_learner_file(filename: str) -> bool:
+    """True for code outside autograder, kvlib and the Python installation (a notebook cell, say)."""
     if filename.startswith("<frozen") or filename.startswith("<string"):  # importlib, dataclass methods
         return False
     try:
         resolved = str(Path(filename).resolve())
     except (OSError, ValueError):
         resolved = filename
-    return not resolved.startswith((_AUTOGRADER_DIR, kvlib_dir, *_LIBRARY_DIRS))
+    return not resolved.startswith((_AUTOGRADER_DIR, _kvlib_dir(), *_LIBRARY_DIRS))
 
 
 def _learner_objects_codes(obj: Any) -> list[tuple[str, CodeType]]:
@@ -128,7 +130,6 @@ class _Watcher:
     def __init__(self, refs: dict[CodeType, str], entry: FrameType | None) -> None:
         self.refs = refs
         self.entry = entry
-        self.kvlib_dir = _kvlib_dir()
         self.found: str | None = None
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
@@ -136,7 +137,7 @@ class _Watcher:
             return
         caller = frame.f_back
         while caller is not None and caller is not self.entry:
-            if _is_learner_frame(caller, self.kvlib_dir):
+            if _is_learner_file(caller.f_code.co_filename):
                 self.found = f"your code ({caller.f_code.co_name}) calls kvlib's {self.refs[frame.f_code]}"
                 # Stop the check here (CPython raises it in the called frame and unsets the hook), so
                 # no "tests passed" line is printed before the verdict; `graded` reports it either way.

@@ -30,12 +30,10 @@ def clone_tree(obj: Any) -> Any:
     """A deep copy of the tensors inside tuples, lists and dicts (other objects are kept as they are)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple takes its fields one by one
+        return type(obj)(*(clone_tree(x) for x in obj))
     if isinstance(obj, (list, tuple)):
-        return (
-            type(obj)(clone_tree(x) for x in obj)
-            if not hasattr(obj, "_fields")
-            else type(obj)(*(clone_tree(x) for x in obj))
-        )
+        return type(obj)(clone_tree(x) for x in obj)
     if isinstance(obj, dict):
         return {k: clone_tree(v) for k, v in obj.items()}
     return obj

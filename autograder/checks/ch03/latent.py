@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..common import CheckFailed, assert_shape, call, diagnose, expect
+from ..common import CheckFailed, assert_shape, call, diagnose, expect, matches
 from ..delegation import graded
 from ..fixtures import generator, randn
 from ..properties import assert_dtype, call_pure
@@ -115,16 +115,13 @@ def expand_latent_hidden(fn: Callable[..., Any]) -> None:
 
 def _fresh_each_call(fn: Callable[..., Any]) -> None:
     """The same tensors, changed in place between two calls (a cache grows that way): no memo by id."""
-    gen = torch.Generator().manual_seed(6)
-    c_kv, w_uk, w_uv = (torch.randn(*shape, generator=gen) for shape in ((2, 3, 4), (6, 4), (6, 4)))
+    gen = generator(6)
+    c_kv, w_uk, w_uv = (randn(gen, *shape) for shape in ((2, 3, 4), (6, 4), (6, 4)))
     call(fn, c_kv, w_uk, w_uv, 2, what="expand_latent")
     c_kv.mul_(-2.0)  # the caller's own tensor, updated in place (e.g. a latent cache written into)
     k, _ = call(fn, c_kv, w_uk, w_uv, 2, what="expand_latent")
-    want = (c_kv @ w_uk.T).view(2, 3, 2, 3).transpose(1, 2)
     expect(
-        isinstance(k, torch.Tensor)
-        and tuple(k.shape) == tuple(want.shape)
-        and torch.allclose(k.float(), want, atol=1e-5),
+        matches(k, _expected(c_kv, w_uk, 2), atol=1e-5),
         "expand_latent returned the keys of an earlier call after the latents changed in place: compute "
         "from the tensors you are given on every call (no results remembered by id(c_kv) or by shape)",
     )
