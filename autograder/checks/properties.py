@@ -139,3 +139,14 @@ def interleaved(
 def large_scores(*shape: int, generator: torch.Generator, magnitude: float = 60.0) -> torch.Tensor:
     """Random vectors whose dot products reach thousands: a softmax without max subtraction overflows."""
     return torch.randn(*shape, generator=generator) * magnitude
+
+
+def with_fill_hint(exc: CheckFailed) -> CheckFailed:
+    """`exc`, plus the cause when torch refused a mask fill value that does not fit a 16-bit dtype."""
+    if "without overflow" not in str(exc):
+        return exc
+    return CheckFailed(
+        f"{exc}. A fill value such as torch.finfo(torch.float32).min or -1e9 overflows float16 (largest "
+        "value 65504): fill masked scores with float('-inf') (or torch.finfo(scores.dtype).min), which "
+        "every dtype holds"
+    )

@@ -9,7 +9,7 @@ import torch
 from ..common import CheckFailed, assert_shape, diagnose, matches
 from ..delegation import graded
 from ..fixtures import attention_variant, generator, randn
-from ..properties import PAST_VISIBLE_LENGTHS, assert_dtype, call_pure, large_scores
+from ..properties import PAST_VISIBLE_LENGTHS, assert_dtype, call_pure, large_scores, with_fill_hint
 
 # kvlib's implementation first (its signature is the exercise's), then every kvlib attention that
 # computes the same thing for equal head counts.
@@ -79,12 +79,9 @@ def _call(fn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_start: A
         return call_pure(fn, q, k, v, q_start, what="causal_attention")
     except CheckFailed as exc:
         text = str(exc)
-        if "raised" in text and "overflow" in text and dtype in (torch.float16, torch.bfloat16):
-            raise CheckFailed(
-                f"{what}: {text}. A fill value such as torch.finfo(torch.float32).min or -1e9 overflows "
-                f"float16 (largest value 65504): fill masked scores with float('-inf') (or "
-                "torch.finfo(scores.dtype).min), which every dtype holds"
-            ) from None
+        hinted = with_fill_hint(exc)
+        if dtype in (torch.float16, torch.bfloat16) and hinted is not exc:
+            raise CheckFailed(f"{what}: {hinted}") from None
         if "raised" in text and Tk > 16:
             raise CheckFailed(
                 f"{what}: {text} (this case has Tk={Tk} keys, longer than any visible test: is a mask "

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..common import CheckFailed, assert_close, assert_shape, diagnose, expect
 from ..delegation import graded
 from ..fixtures import attention_variant, generator, randn
-from ..properties import assert_dtype, assert_unchanged, call_pure, large_scores, snapshot
+from ..properties import assert_dtype, assert_unchanged, call_pure, large_scores, snapshot, with_fill_hint
 from ._batch import with_batch_hint
 
 REFERENCES = (
@@ -227,15 +227,6 @@ def _run(fn: Callable[..., Any], h: int, kv: int, steps: list[int], **kwargs: An
     return seq
 
 
-def _fill_hint(exc: CheckFailed) -> CheckFailed:
-    if "without overflow" in str(exc):
-        return CheckFailed(
-            f"{exc}; with fp16 inputs a fill value such as -1e9 or torch.finfo(torch.float32).min does not "
-            "fit in the scores' dtype: fill with float('-inf') (or torch.finfo(scores.dtype).min)"
-        )
-    return exc
-
-
 @graded("grouped_attention_step", *REFERENCES)
 def grouped_attention_step_visible(fn: Callable[..., Any]) -> None:
     """GQA with groups of 2 on a batch of 2: prefill of 3 tokens, then one decode step (offset 3)."""
@@ -255,7 +246,7 @@ def grouped_attention_step_hidden(fn: Callable[..., Any]) -> None:
     try:
         _run(fn, h=6, kv=2, steps=[5, 1, 2], seed=8, dtype=torch.float16, what="GQA (H=6, KV=2), fp16 inputs")
     except CheckFailed as exc:
-        raise _fill_hint(exc) from None
+        raise with_fill_hint(exc) from None
     _run(
         fn,
         h=4,
