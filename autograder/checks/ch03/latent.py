@@ -96,8 +96,18 @@ def _latent_case(fn: Callable[..., Any], b: int, t: int, d_c: int, h: int, d: in
 
 @graded("expand_latent", *REFERENCES)
 def expand_latent_visible(fn: Callable[..., Any]) -> None:
-    """A batch of 2: shapes and values of k and v (the latent is narrower than H * D)."""
-    _latent_case(fn, b=2, t=3, d_c=4, h=2, d=3, seed=0)
+    """A batch of 2: shapes and values of k and v (the latent is narrower than H * D).
+
+    The bonus is optional: left as released, the visible test only says so, so Run All goes on to the
+    rest of the notebook; the hidden tests (self-check, nbgrader) still score it 0, "not implemented".
+    """
+    try:
+        _latent_case(fn, b=2, t=3, d_c=4, h=2, d=3, seed=0)
+    except CheckFailed as exc:
+        if "not implemented yet" not in str(exc):
+            raise
+        print("expand_latent: the optional bonus is not attempted; it scores 0 of its 2 points")
+        return
     print("expand_latent: visible tests passed")
 
 
