@@ -1,0 +1,134 @@
+"""Argument checks shared by kvlib's public functions and command lines: one home, one wording.
+
+Every check raises at the caller's mistake with one line that names the argument, what was
+expected and what was given, e.g. ``num_blocks must be an integer >= 1, got 4.5 (float)``.
+They are ordinary exceptions, never ``assert``: ``python -O`` strips asserts, and a guard that
+vanishes under -O lets a caller's mistake corrupt state instead of stopping it.
+
+``*_arg`` functions are ``argparse`` ``type=`` converters: they raise
+``argparse.ArgumentTypeError``, which argparse turns into a usage line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = [
+    "describe",
+    "require_int",
+    "require_token_ids",
+    "positive_int_arg",
+    "nonnegative_int_arg",
+    "positive_float_arg",
+    "int_list_arg",
+]
+
+
+def describe(value: Any) -> str:
+    """``4.5 (float)``: the value as given plus its type, for error messages."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _bound_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an integer in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f"an integer >= {minimum}"
+    if maximum is not None:
+        return f"an integer <= {maximum}"
+    return "an integer"
+
+
+def require_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as a Python int, or TypeError/ValueError naming ``name`` and the allowed range.
+
+    Accepts Python and NumPy integers (and 0-d integer tensors); rejects bool, float (even 4.0) and
+    str, because a float block count or a bool length is always a caller's mistake.
+    """
+    expected = _bound_text(minimum, maximum)
+    integral = isinstance(value, numbers.Integral) or (
+        hasattr(value, "dim") and value.dim() == 0 and not value.dtype.is_floating_point
+    )
+    if isinstance(value, bool) or not integral:
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"{name} must be {expected}, got {number}")
+    return number
+
+
+def require_token_ids(name: str, tokens: Any, *, vocab_size: int | None = None) -> list[int]:
+    """A sequence of token ids as a list of ints; a str/bytes or a non-integer item is an error."""
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+        raise TypeError(f"{name} must be a sequence of integer token ids, got {describe(tokens)}")
+    maximum = None if vocab_size is None else vocab_size - 1
+    out = []
+    for i, token in enumerate(tokens):
+        out.append(require_int(f"{name}[{i}]", token, minimum=0, maximum=maximum))
+    return out
+
+
+# --- argparse converters --------------------------------------------------------------------------
+
+
+def _arg_converter(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Turn a checker that raises TypeError/ValueError into an argparse ``type=``."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _parse_int(text: str, minimum: int) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if number < minimum:
+        raise ValueError(f"expected an integer >= {minimum}, got {number}")
+    return number
+
+
+@_arg_converter
+def positive_int_arg(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _parse_int(text, 1)
+
+
+@_arg_converter
+def nonnegative_int_arg(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _parse_int(text, 0)
+
+
+@_arg_converter
+def positive_float_arg(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"expected a finite number > 0, got {text!r}")
+    return number
+
+
+@_arg_converter
+def int_list_arg(text: str) -> list[int]:
+    """argparse type: comma-separated integers >= 1, e.g. ``16,64,128``."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise ValueError(f"expected comma-separated integers >= 1 like 16,64,128, got {text!r}")
+    return [_parse_int(item, 1) for item in items]
