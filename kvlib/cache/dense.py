@@ -2,7 +2,75 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from kvlib.validate import describe, require_int
+
+
+def require_tensor(name: str, value: Any, dims: int, layout: str) -> torch.Tensor:
+    """``value`` if it is a tensor with ``dims`` dimensions, else TypeError/ValueError naming ``name``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {layout}, got {_kind(value)}")
+    if value.dim() != dims:
+        raise ValueError(f"{name} must be {layout} ({dims} dims), got shape {list(value.shape)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """What a non-tensor is: arrays by type and shape (their repr spans lines), the rest as described."""
+    if hasattr(value, "shape"):
+        return f"a {type(value).__module__}.{type(value).__name__} of shape {tuple(value.shape)}"
+    return describe(value)
+
+
+def check_layer(layer: Any, num_layers: int) -> int:
+    """``layer`` as an int in [0, num_layers): TypeError for a non-integer, IndexError out of range."""
+    layer = require_int("layer", layer)
+    if not 0 <= layer < num_layers:
+        raise IndexError(f"layer must be in [0, {num_layers}) (a cache of {num_layers} layers), got {layer}")
+    return layer
+
+
+def check_same_kind(names: tuple[str, str], first: torch.Tensor, second: torch.Tensor) -> None:
+    """Two tensors that must be stored side by side: same shape, dtype and device."""
+    a, b = names
+    if first.shape != second.shape:
+        raise ValueError(
+            f"{a} and {b} must have the same shape, got {list(first.shape)} and {list(second.shape)}"
+        )
+    if first.dtype != second.dtype or first.device != second.device:
+        raise ValueError(
+            f"{a} and {b} must have the same dtype and device, got {first.dtype} on {first.device} "
+            f"and {second.dtype} on {second.device}"
+        )
+
+
+def check_appendable(
+    what: str, stored: torch.Tensor, new: torch.Tensor, axis: int, dim_names: tuple[str, ...]
+) -> None:
+    """``new`` can be concatenated after ``stored`` along ``axis`` without torch.cat failing or upcasting.
+
+    torch.cat silently promotes mixed dtypes (fp16 + fp32 -> fp32) and fails deep inside on a shape
+    mismatch; a cache must instead say which dimension or dtype changed between calls.
+    """
+    for i, name in enumerate(dim_names):
+        if i != axis % stored.dim() and stored.shape[i] != new.shape[i]:
+            raise ValueError(
+                f"{what}: new {name} (dim {i}) is {new.shape[i]} but the cache holds {stored.shape[i]} "
+                f"(stored shape {list(stored.shape)}, given {list(new.shape)}); call reset() to start "
+                "a different sequence"
+            )
+    if stored.dtype != new.dtype or stored.device != new.device:
+        raise ValueError(
+            f"{what}: the cache holds {stored.dtype} on {stored.device}, got {new.dtype} on {new.device}; "
+            "every update of a cache must use the same dtype and device (convert before calling update)"
+        )
+
+
+_KV_DIMS = ("batch", "kv_heads", "tokens", "head_dim")
+_KV_LAYOUT = "[B, kv_heads, T_new, head_dim]"
 
 
 class NaiveKVCache:
@@ -10,24 +78,25 @@ class NaiveKVCache:
 
     Simple and exact, but each step copies the whole cache: appending one token costs O(T) memory
     traffic, so a sequence of n tokens costs O(n^2) copying overall (chapter 02 fixes this).
+    Every update of a layer must keep its batch, kv_heads, head_dim, dtype and device; a change is
+    a ValueError naming it, and the cache is left as it was.
     """
 
     def __init__(self, num_layers: int) -> None:
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.num_layers = num_layers
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.num_layers = require_int("num_layers", num_layers, minimum=1)
+        self.keys: list[torch.Tensor | None] = [None] * self.num_layers
+        self.values: list[torch.Tensor | None] = [None] * self.num_layers
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``k``, ``v`` [B, kv_heads, T_new, head_dim] to ``layer``; return all stored K, V."""
-        if not 0 <= layer < self.num_layers:
-            raise IndexError(f"layer {layer} out of range for a cache of {self.num_layers} layers")
-        if k.shape != v.shape or k.dim() != 4:
-            raise ValueError(f"k, v must both be [B, kv_heads, T_new, head_dim]; got {k.shape}, {v.shape}")
+        layer = check_layer(layer, self.num_layers)
+        require_tensor("k", k, 4, _KV_LAYOUT)
+        require_tensor("v", v, 4, _KV_LAYOUT)
+        check_same_kind(("k", "v"), k, v)
         if self.keys[layer] is None:
             self.keys[layer], self.values[layer] = k, v
         else:
+            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, _KV_DIMS)
             self.keys[layer] = torch.cat([self.keys[layer], k], dim=-2)  # (B, Hkv, T + T_new, D)
             self.values[layer] = torch.cat([self.values[layer], v], dim=-2)
         return self.keys[layer], self.values[layer]
