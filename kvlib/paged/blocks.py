@@ -19,9 +19,30 @@ so that ``num_free + num_used + num_idle == num_blocks`` at all times.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from kvlib.validate import require_int, require_token_ids
 
 __all__ = ["Block", "BlockAllocator", "OutOfBlocks"]
+
+
+# Argument checks on the hot paths (one per append/incref): an exact ``int`` in range passes at the
+# cost of a type test; anything else (NumPy ints, bools, floats, strings) goes to kvlib.validate,
+# which converts it or raises the one-line error. The message is only built on that slow path.
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    if type(value) is int and (minimum is None or value >= minimum):
+        return value
+    return require_int(name, value, minimum=minimum)
+
+
+def check_token_ids(name: str, tokens: Iterable[Any]) -> list[int]:
+    """``tokens`` as a new list of ints >= 0 (a prompt or a block's tokens); see :func:`check_int`."""
+    # map(type) and min run in C: a few ns per token, against microseconds for require_token_ids
+    if type(tokens) in (list, tuple) and set(map(type, tokens)) <= {int} and min(tokens, default=0) >= 0:
+        return list(tokens)
+    return require_token_ids(name, tokens)
 
 
 class OutOfBlocks(RuntimeError):
@@ -56,10 +77,8 @@ class BlockAllocator:
     """
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
-        if num_blocks <= 0:
-            raise ValueError(f"num_blocks must be a positive integer, got {num_blocks}")
-        if block_size <= 0:
-            raise ValueError(f"block_size must be a positive integer, got {block_size}")
+        num_blocks = require_int("num_blocks", num_blocks, minimum=1)
+        block_size = require_int("block_size", block_size, minimum=1)
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.blocks: list[Block] = [Block(i) for i in range(num_blocks)]
@@ -87,13 +106,12 @@ class BlockAllocator:
         return self.blocks[self._check_id(block_id)].ref_count
 
     def is_free(self, block_id: int) -> bool:
-        return block_id in self._free_set
+        return self._check_id(block_id) in self._free_set
 
     # --- operations -----------------------------------------------------------------------
     def allocate(self, n: int) -> list[int]:
         """Take ``n`` blocks from the free list, each with reference count 1 (all or nothing)."""
-        if n < 0:
-            raise ValueError(f"cannot allocate a negative number of blocks ({n})")
+        n = check_int("n (blocks to allocate)", n, minimum=0)
         if n > len(self.free_ids):
             raise OutOfBlocks(n, len(self.free_ids))
         ids = [self.free_ids.popleft() for _ in range(n)]
@@ -108,7 +126,8 @@ class BlockAllocator:
     def incref(self, block_id: int) -> int:
         """Add one owner to a used or idle-cached block; returns the new count."""
         block = self.blocks[self._check_id(block_id)]
-        assert block_id not in self._free_set, f"incref on free block {block_id}: it holds no data"
+        if block.block_id in self._free_set:
+            raise ValueError(f"block_id {block_id} is free: incref needs a used or idle cached block")
         if block.ref_count == 0:
             self._num_used += 1
         block.ref_count += 1
@@ -118,7 +137,8 @@ class BlockAllocator:
         """Remove one owner; returns the new count. A block reaching 0 is *not* freed here:
         the caller either :meth:`release` s it or keeps it idle in a prefix cache."""
         block = self.blocks[self._check_id(block_id)]
-        assert block.ref_count > 0, f"decref on block {block_id} with ref_count 0 (double free?)"
+        if block.ref_count == 0:
+            raise ValueError(f"block_id {block_id} has ref_count 0: decref would be a double free")
         block.ref_count -= 1
         if block.ref_count == 0:
             self._num_used -= 1
@@ -127,21 +147,33 @@ class BlockAllocator:
     def release(self, block_id: int) -> None:
         """Put a block with reference count 0 back on the free list."""
         block = self.blocks[self._check_id(block_id)]
-        assert block.ref_count == 0, f"release of block {block_id} still owned {block.ref_count} time(s)"
-        assert block_id not in self._free_set, f"block {block_id} released twice"
+        if block.ref_count > 0:
+            raise ValueError(
+                f"block_id {block_id} is still owned {block.ref_count} time(s): decref it to 0 before release"
+            )
+        if block.block_id in self._free_set:
+            raise ValueError(f"block_id {block_id} is already free: released twice")
         self.free_ids.append(block_id)
         self._free_set.add(block_id)
 
     def _check_id(self, block_id: int) -> int:
+        """``block_id`` as an int; TypeError for a non-integer, IndexError outside the pool."""
+        block_id = check_int("block_id", block_id)
         if not 0 <= block_id < self.num_blocks:
-            raise IndexError(f"block id {block_id} out of range [0, {self.num_blocks})")
+            raise IndexError(f"block_id {block_id} out of range [0, {self.num_blocks})")
         return block_id
 
     def check_invariants(self) -> None:
-        """Assert the allocator's own invariants (cheap enough for property tests)."""
-        assert len(self._free_set) == len(self.free_ids), "duplicate block on the free list"
+        """Check the allocator's own invariants (cheap enough for property tests).
+
+        Raises AssertionError explicitly rather than with ``assert``, so it also works under -O."""
+        if len(self._free_set) != len(self.free_ids):
+            raise AssertionError("duplicate block on the free list")
         for block_id in self.free_ids:
-            assert self.blocks[block_id].ref_count == 0, f"free block {block_id} has owners"
+            if self.blocks[block_id].ref_count != 0:
+                raise AssertionError(f"free block {block_id} has owners")
         used = sum(1 for b in self.blocks if b.ref_count > 0)
-        assert used == self._num_used, f"used counter {self._num_used} != {used}"
-        assert all(b.ref_count >= 0 for b in self.blocks)
+        if used != self._num_used:
+            raise AssertionError(f"used counter {self._num_used} != {used}")
+        if not all(b.ref_count >= 0 for b in self.blocks):
+            raise AssertionError("a negative reference count")

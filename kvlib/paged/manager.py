@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 
-from kvlib.paged.blocks import BlockAllocator, OutOfBlocks
+from kvlib.paged.blocks import BlockAllocator, OutOfBlocks, check_int, check_token_ids
 from kvlib.paged.prefix import PrefixCache, make_prefix_cache
 
 __all__ = ["Sequence", "BlockManager"]
@@ -64,8 +64,8 @@ class BlockManager:
     def __init__(
         self, num_blocks: int, block_size: int, prefix_cache: str | PrefixCache | None = None
     ) -> None:
-        self.allocator = BlockAllocator(num_blocks, block_size)
-        self.block_size = block_size
+        self.allocator = BlockAllocator(num_blocks, block_size)  # validates both sizes
+        self.block_size = self.allocator.block_size
         self.cache: PrefixCache | None = make_prefix_cache(prefix_cache, block_size)
         self.seqs: dict[int, Sequence] = {}
 
@@ -95,7 +95,8 @@ class BlockManager:
         return self.allocator.num_free + (self.cache.num_evictable if self.cache else 0)
 
     def blocks_needed(self, num_tokens: int) -> int:
-        return -(-num_tokens // self.block_size)
+        """Blocks that hold ``num_tokens`` tokens: ``ceil(num_tokens / block_size)``."""
+        return -(-check_int("num_tokens", num_tokens, minimum=0) // self.block_size)
 
     # --- internal helpers -----------------------------------------------------------------
     def _acquire(self, block_id: int) -> None:
@@ -151,21 +152,28 @@ class BlockManager:
                 return
             seq.num_registered += 1
 
-    def _get(self, seq_id: int) -> Sequence:
+    def _get(self, seq_id: int, name: str = "seq_id") -> Sequence:
+        seq_id = check_int(name, seq_id)  # "0" or 0.0 is a caller's mistake, not an unknown id
         try:
             return self.seqs[seq_id]
         except KeyError:
-            raise KeyError(f"unknown sequence id {seq_id}") from None
+            raise KeyError(f"{name} {seq_id}: unknown sequence id") from None
 
-    def _plan(self, prompt: SequenceABC[int]) -> tuple[list[int], int, int]:
-        """What admitting ``prompt`` takes, with no state change: ``(hit, need, pinned)``: the cached
-        blocks it reuses, the fresh blocks it needs, and how many hit blocks are idle (locking
-        them takes them out of the evictable pool)."""
+    def _new_id(self, seq_id: int, name: str = "seq_id") -> int:
+        seq_id = check_int(name, seq_id)
+        if seq_id in self.seqs:
+            raise ValueError(f"{name} {seq_id} already exists: free it first or pick an unused id")
+        return seq_id
+
+    def _plan(self, prompt: list[int]) -> tuple[list[int], int, int]:
+        """What admitting the (validated) ``prompt`` takes, with no state change:
+        ``(hit, need, pinned)``: the cached blocks it reuses, the fresh blocks it needs, and how many
+        hit blocks are idle (locking them takes them out of the evictable pool)."""
         if len(prompt) == 0:
-            raise ValueError("a sequence needs at least one prompt token, got an empty prompt")
+            raise ValueError("prompt: a sequence needs at least one prompt token, got an empty prompt")
         # match on prompt[:-1] so the last token is always computed (a full hit still yields logits);
         # touch=False: the hit counts as a use only once the allocation is sure to succeed
-        hit = self.cache.match(list(prompt[:-1]), touch=False) if self.cache else []
+        hit = self.cache.match(prompt[:-1], touch=False) if self.cache else []
         pinned = sum(1 for b in hit if self.allocator.ref_count(b) == 0)
         return hit, self.blocks_needed(len(prompt)) - len(hit), pinned
 
@@ -173,7 +181,7 @@ class BlockManager:
     def can_allocate(self, prompt: SequenceABC[int]) -> bool:
         """Whether :meth:`allocate` would succeed now (no state change). Like ``allocate``, rejects
         an empty prompt with ValueError."""
-        _, need, pinned = self._plan(prompt)
+        _, need, pinned = self._plan(check_token_ids("prompt", prompt))
         return need <= self.allocator.num_free + (self.cache.num_evictable if self.cache else 0) - pinned
 
     def allocate(self, seq_id: int, prompt: SequenceABC[int]) -> Sequence:
@@ -181,9 +189,8 @@ class BlockManager:
 
         Returns its :class:`Sequence`; its ``num_cached_tokens`` leading tokens already have
         their KV in the cache (a multiple of the block size, always < ``len(prompt)``)."""
-        if seq_id in self.seqs:
-            raise ValueError(f"sequence id {seq_id} already exists")
-        prompt = list(prompt)
+        seq_id = self._new_id(seq_id)
+        prompt = check_token_ids("prompt", prompt)
         hit, need, pinned = self._plan(prompt)
         self._check_available(need, pinned)  # raises before any change
         if self.cache is not None:
@@ -200,6 +207,7 @@ class BlockManager:
     def append(self, seq_id: int, token: int) -> list[tuple[int, int]]:
         """Append one token; returns the ``(src_block, dst_block)`` copies the caller must do."""
         seq = self._get(seq_id)
+        token = check_int("token", token, minimum=0)  # before any block is taken
         copies: list[tuple[int, int]] = []
         offset = len(seq.tokens) % self.block_size
         if offset == 0:  # last block full (or no block yet): take a new one
@@ -217,9 +225,11 @@ class BlockManager:
 
     def fork(self, parent_id: int, child_id: int) -> Sequence:
         """Create ``child_id`` sharing every block of ``parent_id`` (no copy until a write)."""
-        parent = self._get(parent_id)
-        if child_id in self.seqs:
-            raise ValueError(f"sequence id {child_id} already exists")
+        parent = self._get(parent_id, "parent_id")
+        child_id = check_int("child_id", child_id)
+        if child_id == parent.seq_id:
+            raise ValueError(f"child_id must differ from parent_id, got {child_id} for both")
+        child_id = self._new_id(child_id, "child_id")
         for block_id in parent.block_ids:
             self._acquire(block_id)
         child = Sequence(
@@ -235,9 +245,8 @@ class BlockManager:
 
     def free(self, seq_id: int) -> None:
         """Release a sequence; its blocks are dropped last-first (a chain's tail is evicted first)."""
-        seq = self.seqs.pop(seq_id, None)
-        if seq is None:
-            raise KeyError(f"unknown sequence id {seq_id}")
+        seq = self._get(seq_id)
+        del self.seqs[seq.seq_id]
         for block_id in reversed(seq.block_ids):
             self._drop(block_id)
 
@@ -245,6 +254,9 @@ class BlockManager:
         """Evict ``n`` idle cached blocks (LRU leaves first) back to the free list; returns their ids.
 
         Allocation does this on demand; calling it directly models a cache-size limit."""
+        n = check_int("n (blocks to reclaim)", n, minimum=0)
+        if n == 0:
+            return []
         if self.cache is None or n > self.cache.num_evictable:
             raise OutOfBlocks(n, self.cache.num_evictable if self.cache else 0)
         evicted = self.cache.evict(n)
@@ -258,13 +270,15 @@ class BlockManager:
     def slot(self, seq_id: int, position: int) -> int:
         """Flat KV slot (``block_id * block_size + offset``) of logical ``position``."""
         seq = self._get(seq_id)
+        position = check_int("position", position)
         if not 0 <= position < len(seq.tokens):
             raise IndexError(f"position {position} out of range for a sequence of {len(seq.tokens)} tokens")
         return seq.block_ids[position // self.block_size] * self.block_size + position % self.block_size
 
     def slot_mapping(self, seq_id: int) -> list[int]:
         """Flat KV slot of every logical position of the sequence."""
-        return [self.slot(seq_id, p) for p in range(len(self._get(seq_id).tokens))]
+        seq, bs = self._get(seq_id), self.block_size
+        return [seq.block_ids[p // bs] * bs + p % bs for p in range(len(seq.tokens))]
 
     def snapshot(self) -> tuple:
         """A hashable summary of the whole state (tests use it to prove a failure changed nothing):
@@ -280,37 +294,51 @@ class BlockManager:
         return seqs, refs, tuple(self.allocator.free_ids), cache
 
     def check_invariants(self) -> None:
-        """Assert every bookkeeping invariant; used after each step of the property tests."""
+        """Check every bookkeeping invariant; used after each step of the property tests.
+
+        Raises AssertionError explicitly rather than with ``assert``, so it also works under -O."""
         self.allocator.check_invariants()
-        owners = [0] * self.num_blocks
-        for seq in self.seqs.values():
-            assert len(seq.block_ids) == self.blocks_needed(len(seq.tokens)), (
-                f"sequence {seq.seq_id}: {len(seq.tokens)} tokens in {len(seq.block_ids)} blocks"
-            )
-            assert len(set(seq.block_ids)) == len(seq.block_ids), f"sequence {seq.seq_id} lists a block twice"
-            for block_id in seq.block_ids:
-                owners[block_id] += 1
+        owners = self._check_tables()
         for block_id, n in enumerate(owners):
             rc = self.allocator.ref_count(block_id)
-            assert rc == n, f"block {block_id}: ref_count {rc} but {n} owner(s)"
-            if n == 0:
-                cached = self.cache is not None and self.cache.contains(block_id)
-                assert self.allocator.is_free(block_id) != cached, (
-                    f"unowned block {block_id} must be either free or idle cached (leak?)"
-                )
-            else:
-                assert not self.allocator.is_free(block_id), f"owned block {block_id} is on the free list"
+            if rc != n:
+                raise AssertionError(f"block {block_id}: ref_count {rc} but {n} owner(s)")
+            free = self.allocator.is_free(block_id)
+            if n == 0 and free == (self.cache is not None and self.cache.contains(block_id)):
+                raise AssertionError(f"unowned block {block_id} must be either free or idle cached (leak?)")
+            if n > 0 and free:
+                raise AssertionError(f"owned block {block_id} is on the free list")
         if self.cache is not None:
-            self.cache.check_invariants()
-            locked = self.cache.locked_blocks()
-            for block_id in self.cache.cached_blocks():
-                assert (block_id in locked) == (owners[block_id] > 0), f"lock state of block {block_id} wrong"
-            assert self.allocator.num_idle == self.cache.num_evictable
-            for seq in self.seqs.values():
-                # registered blocks hold exactly the tokens the cache would match them with
-                n = seq.num_registered
-                assert (
-                    self.cache.match(seq.tokens[: n * self.block_size], touch=False)[:n] == seq.block_ids[:n]
+            self._check_cache(owners)
+        elif self.allocator.num_idle != 0:
+            raise AssertionError(f"{self.allocator.num_idle} idle block(s) but no prefix cache to hold them")
+
+    def _check_tables(self) -> list[int]:
+        """Each table's length fits its tokens and lists no block twice; returns owners per block."""
+        owners = [0] * self.num_blocks
+        for seq in self.seqs.values():
+            if len(seq.block_ids) != self.blocks_needed(len(seq.tokens)):
+                raise AssertionError(
+                    f"sequence {seq.seq_id}: {len(seq.tokens)} tokens, {len(seq.block_ids)} blocks"
                 )
-        else:
-            assert self.allocator.num_idle == 0
+            if len(set(seq.block_ids)) != len(seq.block_ids):
+                raise AssertionError(f"sequence {seq.seq_id} lists a block twice")
+            for block_id in seq.block_ids:
+                owners[block_id] += 1
+        return owners
+
+    def _check_cache(self, owners: list[int]) -> None:
+        """The prefix cache agrees with the tables: locks, idle count, registered tokens."""
+        assert self.cache is not None
+        self.cache.check_invariants()
+        locked = self.cache.locked_blocks()
+        for block_id in self.cache.cached_blocks():
+            if (block_id in locked) != (owners[block_id] > 0):
+                raise AssertionError(f"lock state of block {block_id} wrong")
+        if self.allocator.num_idle != self.cache.num_evictable:
+            raise AssertionError(f"{self.allocator.num_idle} idle but {self.cache.num_evictable} evictable")
+        for seq in self.seqs.values():
+            # registered blocks hold exactly the tokens the cache would match them with
+            n = seq.num_registered
+            if self.cache.match(seq.tokens[: n * self.block_size], touch=False)[:n] != seq.block_ids[:n]:
+                raise AssertionError(f"sequence {seq.seq_id}: registered blocks do not match the cache")

@@ -38,6 +38,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from kvlib.paged.blocks import check_int, check_token_ids
+from kvlib.validate import describe, require_int
+
 __all__ = ["PrefixCache", "HashPrefixCache", "RadixPrefixCache", "make_prefix_cache"]
 
 BlockTokens = tuple[int, ...]
@@ -53,9 +56,7 @@ class PrefixCache(ABC):
     """Interface shared by the hash-chain and radix-tree prefix caches (block granularity)."""
 
     def __init__(self, block_size: int) -> None:
-        if block_size <= 0:
-            raise ValueError(f"block_size must be positive, got {block_size}")
-        self.block_size = block_size
+        self.block_size = require_int("block_size", block_size, minimum=1)
         self._clock = 0  # logical time for LRU
         self._last_access: dict[int, int] = {}  # cached block id -> time of its last use
 
@@ -92,7 +93,7 @@ class PrefixCache(ABC):
         caller that may still back out (the block manager before its capacity check) passes
         False and calls :meth:`touch` once it commits. Does not lock them: the caller locks the
         blocks it decides to use (through the block manager's reference counts)."""
-        ids = self._lookup(tokens)
+        ids = self._lookup(check_token_ids("tokens", tokens))
         if touch:
             self._stamp(ids)
         return ids
@@ -162,6 +163,27 @@ class PrefixCache(ABC):
         """Design-specific shape not captured by the parent map (the radix tree's runs)."""
         return ()
 
+    def _check_block_args(
+        self, parent_block: int | None, tokens: Sequence[int], block_id: int
+    ) -> tuple[int | None, BlockTokens, int]:
+        """``insert_block``'s arguments checked before any change: ids are ints >= 0, ``tokens`` one
+        full block of token ids. Returns them as ``(parent_block, tokens tuple, block_id)``."""
+        block_id = check_int("block_id", block_id, minimum=0)
+        if parent_block is not None:
+            parent_block = check_int("parent_block", parent_block, minimum=0)
+        blk = tuple(check_token_ids("tokens", tokens))
+        if len(blk) != self.block_size:
+            raise ValueError(
+                f"tokens: only full blocks are cached: got {len(blk)} tokens, block_size {self.block_size}"
+            )
+        return parent_block, blk, block_id
+
+    def _check_evict(self, n: int) -> int:
+        n = check_int("n (blocks to evict)", n, minimum=0)
+        if n > self.num_evictable:
+            raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
+        return n
+
     def _check_parent_in_use(self, parent_block: int, in_use: bool) -> None:
         if not in_use:
             raise ValueError(
@@ -174,9 +196,12 @@ class PrefixCache(ABC):
 
         Returns how many leading blocks are now cached under exactly these ids; registration stops
         at the first block whose prefix is already cached in another block."""
-        blocks = split_full_blocks(tokens, self.block_size)
+        blocks = split_full_blocks(check_token_ids("tokens", tokens), self.block_size)
+        if isinstance(block_ids, (str, bytes)) or not isinstance(block_ids, Sequence):
+            raise TypeError(f"block_ids must be a sequence of block ids, got {describe(block_ids)}")
         if len(block_ids) < len(blocks):
-            raise ValueError(f"{len(blocks)} full block(s) of tokens but only {len(block_ids)} block ids")
+            raise ValueError(f"{len(blocks)} full block(s) of tokens but only {len(block_ids)} block_ids")
+        block_ids = [check_int(f"block_ids[{i}]", b, minimum=0) for i, b in enumerate(block_ids)]
         parent: int | None = None
         for i, blk in enumerate(blocks):
             if not self.insert_block(parent, blk, block_ids[i]):
@@ -185,20 +210,30 @@ class PrefixCache(ABC):
         return len(blocks)
 
     def check_invariants(self) -> None:
-        """Every cached block's parent is cached (no orphans); counters agree."""
+        """Every cached block's parent is cached (no orphans); counters agree.
+
+        Raises AssertionError explicitly rather than with ``assert``, so it also works under -O."""
         cached = self.cached_blocks()
         for block_id, parent in cached.items():
-            assert parent is None or parent in cached, f"cached block {block_id} lost its parent {parent}"
+            if parent is not None and parent not in cached:
+                raise AssertionError(f"cached block {block_id} lost its parent {parent}")
         locked = self.locked_blocks()
-        assert locked <= cached.keys(), "a locked block is not cached"
+        if not locked <= cached.keys():
+            raise AssertionError("a locked block is not cached")
         for block_id in locked:
             parent = cached[block_id]
-            assert parent is None or parent in locked, (
-                f"block {block_id} is in use but its parent {parent} is not: a sequence must hold its prefix"
+            if parent is not None and parent not in locked:
+                raise AssertionError(
+                    f"block {block_id} is in use but its parent {parent} is not: a sequence holds its prefix"
+                )
+        if self.num_evictable != len(cached) - len(locked):
+            raise AssertionError(
+                f"{self.num_evictable} evictable != {len(cached)} cached - {len(locked)} locked"
             )
-        assert self.num_evictable == len(cached) - len(locked)
-        assert self._last_access.keys() == cached.keys(), "last-use times out of sync with the cache"
-        assert all(t <= self._clock for t in self._last_access.values()), "a last-use time is in the future"
+        if self._last_access.keys() != cached.keys():
+            raise AssertionError("last-use times out of sync with the cache")
+        if any(t > self._clock for t in self._last_access.values()):
+            raise AssertionError("a last-use time is in the future")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,11 +292,7 @@ class HashPrefixCache(PrefixCache):
         return ids
 
     def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
-        tokens = tuple(tokens)
-        if len(tokens) != self.block_size:
-            raise ValueError(
-                f"only full blocks are cached: got {len(tokens)} tokens, block_size {self.block_size}"
-            )
+        parent_block, tokens, block_id = self._check_block_args(parent_block, tokens, block_id)
         parent = None
         if parent_block is not None:
             if parent_block not in self._by_block:
@@ -285,27 +316,34 @@ class HashPrefixCache(PrefixCache):
         return True
 
     def lock(self, block_id: int) -> None:
-        entry = self._by_block[block_id]
-        assert not entry.locked, f"block {block_id} locked twice"
+        entry = self._entry(block_id)
+        if entry.locked:
+            raise ValueError(f"block_id {block_id} is already locked: locked twice")
         entry.locked = True
         self._num_locked += 1
         self._leaves.pop(block_id, None)
 
     def unlock(self, block_id: int) -> None:
-        entry = self._by_block[block_id]
-        assert entry.locked, f"block {block_id} unlocked twice"
+        entry = self._entry(block_id)
+        if not entry.locked:
+            raise ValueError(f"block_id {block_id} is not locked: unlocked twice")
         entry.locked = False
         self._stamp([block_id])
         self._num_locked -= 1
         if entry.num_children == 0:
             self._leaves[block_id] = entry
 
+    def _entry(self, block_id: int) -> _HashEntry:
+        try:
+            return self._by_block[block_id]
+        except KeyError:
+            raise KeyError(f"block_id {block_id} is not cached") from None
+
     def contains(self, block_id: int) -> bool:
         return block_id in self._by_block
 
     def evict(self, n: int) -> list[int]:
-        if n > self.num_evictable:
-            raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
+        n = self._check_evict(n)
         evicted: list[int] = []
         while len(evicted) < n:
             victim = min(self._leaves.values(), key=lambda e: self._lru_key(e.block_id, e.depth))
@@ -341,13 +379,18 @@ class HashPrefixCache(PrefixCache):
     def check_invariants(self) -> None:
         super().check_invariants()
         for block_id, entry in self._by_block.items():
-            assert entry.parent is None or self._by_block.get(entry.parent.block_id) is entry.parent
+            if entry.parent is not None and self._by_block.get(entry.parent.block_id) is not entry.parent:
+                raise AssertionError(f"block {block_id}: its parent entry is not the cached one")
             children = sum(1 for e in self._by_block.values() if e.parent is entry)
-            assert children == entry.num_children, f"child count of block {block_id} is stale"
+            if children != entry.num_children:
+                raise AssertionError(f"child count of block {block_id} is stale")
             is_leaf = not entry.locked and entry.num_children == 0
-            assert (block_id in self._leaves) == is_leaf, f"leaf set wrong for block {block_id}"
-            assert entry in self._table[entry.key], f"block {block_id} missing from its bucket"
-        assert sum(len(b) for b in self._table.values()) == len(self._by_block), "stale hash entry"
+            if (block_id in self._leaves) != is_leaf:
+                raise AssertionError(f"leaf set wrong for block {block_id}")
+            if entry not in self._table.get(entry.key, ()):
+                raise AssertionError(f"block {block_id} missing from its bucket")
+        if sum(len(b) for b in self._table.values()) != len(self._by_block):
+            raise AssertionError("stale hash entry")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,11 +463,7 @@ class RadixPrefixCache(PrefixCache):
         return ids
 
     def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
-        tokens = tuple(tokens)
-        if len(tokens) != self.block_size:
-            raise ValueError(
-                f"only full blocks are cached: got {len(tokens)} tokens, block_size {self.block_size}"
-            )
+        parent_block, tokens, block_id = self._check_block_args(parent_block, tokens, block_id)
         node, split_at = self.root, 0  # attach below ``node``, after splitting it at ``split_at``
         if parent_block is not None:
             if parent_block not in self._node_of:
@@ -457,12 +496,17 @@ class RadixPrefixCache(PrefixCache):
         return True
 
     def lock(self, block_id: int) -> None:
-        assert block_id in self._node_of, f"block {block_id} is not cached"
-        assert block_id not in self._in_use, f"block {block_id} locked twice"
+        if block_id not in self._node_of:
+            raise KeyError(f"block_id {block_id} is not cached")
+        if block_id in self._in_use:
+            raise ValueError(f"block_id {block_id} is already locked: locked twice")
         self._in_use.add(block_id)
 
     def unlock(self, block_id: int) -> None:
-        assert block_id in self._in_use, f"block {block_id} unlocked twice"
+        if block_id not in self._node_of:
+            raise KeyError(f"block_id {block_id} is not cached")
+        if block_id not in self._in_use:
+            raise ValueError(f"block_id {block_id} is not locked: unlocked twice")
         self._in_use.discard(block_id)
         self._stamp([block_id])
 
@@ -480,8 +524,7 @@ class RadixPrefixCache(PrefixCache):
         return self._lru_key(node.block_ids[last], self._depth(node) + last)
 
     def evict(self, n: int) -> list[int]:
-        if n > self.num_evictable:
-            raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
+        n = self._check_evict(n)
         evicted: list[int] = []
         while len(evicted) < n:
             # one block at a time, the least recently used leaf block, as the hash design does
@@ -536,17 +579,25 @@ class RadixPrefixCache(PrefixCache):
         while stack:
             node = stack.pop()
             if node is not self.root:
-                assert node.block_ids, "empty radix node left in the tree"
-                assert len(node.key) == len(node.block_ids)
-                used = [b in self._in_use for b in node.block_ids]
-                assert used == sorted(used, reverse=True), "a node's in-use blocks must be a prefix of it"
-                for b in node.block_ids:
-                    assert self._node_of[b] is node
+                self._check_node(node)
                 seen += len(node.block_ids)
             for first, child in node.children.items():
-                assert child.parent is node and child.key[0] == first
+                if child.parent is not node or child.key[0] != first:
+                    raise AssertionError(f"run {child.block_ids} is hooked under the wrong key or parent")
             stack.extend(node.children.values())
-        assert seen == len(self._node_of), "block map out of sync with the tree"
+        if seen != len(self._node_of):
+            raise AssertionError("block map out of sync with the tree")
+
+    def _check_node(self, node: RadixNode) -> None:
+        if not node.block_ids:
+            raise AssertionError("empty radix node left in the tree")
+        if len(node.key) != len(node.block_ids):
+            raise AssertionError(f"run {node.block_ids}: {len(node.key)} keys, {len(node.block_ids)} blocks")
+        used = [b in self._in_use for b in node.block_ids]
+        if used != sorted(used, reverse=True):
+            raise AssertionError("a node's in-use blocks must be a prefix of it")
+        if any(self._node_of.get(b) is not node for b in node.block_ids):
+            raise AssertionError(f"run {node.block_ids}: block map points elsewhere")
 
 
 def make_prefix_cache(kind: str | PrefixCache | None, block_size: int) -> PrefixCache | None:
@@ -559,4 +610,5 @@ def make_prefix_cache(kind: str | PrefixCache | None, block_size: int) -> Prefix
         return HashPrefixCache(block_size)
     if kind == "radix":
         return RadixPrefixCache(block_size)
-    raise ValueError(f"prefix cache must be 'hash', 'radix', None or a PrefixCache, got {kind!r}")
+    error = ValueError if isinstance(kind, str) else TypeError
+    raise error(f"prefix cache must be 'hash', 'radix', None or a PrefixCache, got {describe(kind)}")

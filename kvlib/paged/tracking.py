@@ -19,7 +19,8 @@ class TokenKV:
 
     Writing follows what an engine does: compute the KV of positions the cache did not supply,
     perform the copy-on-write copies, then write the new token. ``check`` proves every sequence
-    reads back exactly its own tokens (a stale or wrongly shared block would show here)."""
+    reads back exactly its own tokens (a stale or wrongly shared block would show here). Its checks
+    raise AssertionError explicitly, so they also hold under ``python -O``."""
 
     def __init__(self, mgr: BlockManager) -> None:
         self.mgr = mgr
@@ -28,7 +29,8 @@ class TokenKV:
     def admit(self, seq_id: int, prompt: list[int]) -> int:
         seq = self.mgr.allocate(seq_id, prompt)
         for p in range(seq.num_cached_tokens):  # reused KV must already be right
-            assert self.slots.get(self.mgr.slot(seq_id, p)) == prompt[p], f"prefix hit at {p} reads wrong KV"
+            if self.slots.get(self.mgr.slot(seq_id, p)) != prompt[p]:
+                raise AssertionError(f"prefix hit at {p} reads wrong KV")
         for p in range(seq.num_cached_tokens, len(prompt)):
             self.slots[self.mgr.slot(seq_id, p)] = prompt[p]
         return seq.num_cached_tokens
@@ -47,4 +49,5 @@ class TokenKV:
     def check(self) -> None:
         for seq in self.mgr.seqs.values():
             got = [self.slots.get(self.mgr.slot(seq.seq_id, p)) for p in range(len(seq.tokens))]
-            assert got == seq.tokens, f"sequence {seq.seq_id} reads {got}, expected {seq.tokens}"
+            if got != seq.tokens:
+                raise AssertionError(f"sequence {seq.seq_id} reads {got}, expected {seq.tokens}")
