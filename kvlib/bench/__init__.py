@@ -5,7 +5,14 @@ becomes the subcommand ``my-thing`` when it defines
 
 - a module docstring, whose first line is the one-line help shown by ``python -m kvlib.bench``;
 - ``add_arguments(parser: argparse.ArgumentParser) -> None``;
-- ``main(args: argparse.Namespace) -> int`` (the exit status).
+- ``main(args: argparse.Namespace) -> int`` (the exit status);
+- optionally ``validate(args, parser) -> None``, run after parsing and before ``main``, for checks
+  that span several options or need the environment (e.g. ``--device cuda`` without a GPU); it
+  reports a mistake with ``parser.error(...)`` (a usage line and exit status 2, no traceback).
+
+Validate every option when parsing: ``type=`` converters from :mod:`kvlib.validate`
+(``positive_int_arg``, ``int_list_arg``, ...) for single values, ``validate`` for the rest, so a
+mistake never reaches ``main`` as a traceback or a silently wrong table.
 
 Modules whose name starts with ``_`` are private. Keep heavy imports (torch, triton) inside
 functions or accept that they load when the subcommand runs: listing the subcommands reads only

@@ -22,7 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     module = load(name)
     parser = argparse.ArgumentParser(prog=f"python -m kvlib.bench {name}", description=benches[name].summary)
     module.add_arguments(parser)
-    return int(module.main(parser.parse_args(rest)) or 0)
+    args = parser.parse_args(rest)
+    # checks that span several options (or need torch, a file system, a GPU) run here, before main:
+    # a module's optional validate(args, parser) reports a mistake with parser.error (usage, exit 2)
+    validate = getattr(module, "validate", None)
+    if validate is not None:
+        validate(args, parser)
+    return int(module.main(args) or 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Two tables (chapters 01 and 02):
 2. the cost of N decode steps of cache updates alone for a growing (torch.cat) and a static
    (preallocated) cache: allocations, bytes allocated, peak live bytes and time.
 
-Example: ``python -m kvlib.bench cache-speed --lengths 64,256,512 --repeats 3``.
+Example: ``python -m kvlib.bench cache-speed --lengths 64,256,500 --repeats 3``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,79 @@ from __future__ import annotations
 import argparse
 import time
 
+from kvlib.validate import int_list_arg, nonnegative_int_arg, positive_int_arg
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="shakespeare-mha", help="shipped checkpoint name, or 'random'")
-    parser.add_argument("--lengths", default="16,64,128,256,512", help="context lengths, comma-separated")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many repeats per point")
-    parser.add_argument("--steps", type=int, default=4, help="timed tokens per repeat")
+    from kvlib.model import MODEL_NAMES
+
     parser.add_argument(
-        "--update-steps", type=int, default=1024, help="decode steps for the cache-update table"
+        "--model", default="shakespeare-mha", choices=[*MODEL_NAMES, "random"],
+        help="shipped checkpoint name, or 'random' (a random model of the same shape, 4096-token context)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lengths", type=int_list_arg, default=[16, 64, 128, 256, 500],
+        help="context lengths, comma-separated (each plus --steps must fit the model's context)",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=positive_int_arg, default=3, help="best of this many repeats")
+    parser.add_argument("--steps", type=positive_int_arg, default=4, help="timed tokens per repeat")
+    parser.add_argument(
+        "--update-steps", type=positive_int_arg, default=1024, help="decode steps for the cache-update table"
     )
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=positive_int_arg, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=nonnegative_int_arg, default=0)
+
+
+RANDOM_CONTEXT = 4096  # max_seq_len of the --model random decoder
+
+
+def _context_length(name: str) -> int:
+    """The model's context in tokens, read from its config without loading the weights."""
+    import json
+
+    from kvlib.model import ModelConfig, checkpoint_path
+
+    if name == "random":
+        return RANDOM_CONTEXT
+    config = json.loads((checkpoint_path(name) / "config.json").read_text())
+    return ModelConfig.from_hf_config(config).max_seq_len
+
+
+def check_device(text: str) -> str | None:
+    """Why ``text`` is not a usable torch device here (a one-line reason), or None when it is."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        return f"expected cpu, cuda or cuda:N, got {text!r}"
+    if device.type not in ("cpu", "cuda"):
+        return f"expected cpu, cuda or cuda:N, got {text!r}"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"{text!r} asked for a GPU but torch.cuda.is_available() is False; use --device cpu"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
+    return None
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Checks across options, run by ``python -m kvlib.bench`` before :func:`main`."""
+    problem = check_device(args.device)
+    if problem:
+        parser.error(f"argument --device: {problem}")
+    try:
+        context = _context_length(args.model)
+    except (OSError, ValueError) as exc:  # a shipped checkpoint that is missing or unreadable
+        parser.error(f"argument --model: {exc}")
+    longest = max(args.lengths)
+    # the timed steps extend the longest context by --steps tokens, all within the model's context
+    if longest + args.steps > context:
+        parser.error(
+            f"argument --lengths: the longest context ({longest}) plus --steps ({args.steps}) must be <= "
+            f"model {args.model}'s context of {context} tokens, got {longest + args.steps}"
+        )
 
 
 def _model(name: str, device: str):
@@ -36,7 +97,7 @@ def _model(name: str, device: str):
 
     if name == "random":
         torch.manual_seed(0)
-        return TinyDecoder(ModelConfig(max_seq_len=4096)).eval().to(device)
+        return TinyDecoder(ModelConfig(max_seq_len=RANDOM_CONTEXT)).eval().to(device)
     return load_model(name).to(device)
 
 
@@ -50,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
 
     model = _model(args.model, args.device)
     cfg = model.config
-    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    lengths = args.lengths  # a list of ints >= 1, parsed by int_list_arg
     gen = torch.Generator().manual_seed(args.seed)
     context = torch.randint(0, cfg.vocab_size, (args.batch, max(lengths)), generator=gen).to(args.device)
     print(

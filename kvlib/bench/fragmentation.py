@@ -18,16 +18,70 @@ import argparse
 import statistics
 import time
 
+from kvlib.validate import int_list_arg, positive_int_arg
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=int, default=1000, help="requests in the mixed stream")
-    parser.add_argument("--budget", type=int, default=65536, help="KV budget in token slots")
-    parser.add_argument("--max-len", type=int, default=2048, help="context window")
-    parser.add_argument("--block-sizes", default="1,8,16,32,128,256")
-    parser.add_argument("--sharing-requests", type=int, default=40, help="requests per sharing experiment")
-    parser.add_argument("--beam-requests", type=int, default=15, help="requests per beam-search run")
+    parser.add_argument("--requests", type=positive_int_arg, default=1000, help="requests in the stream")
+    parser.add_argument("--budget", type=positive_int_arg, default=65536, help="KV budget in token slots")
+    parser.add_argument(
+        "--max-len", type=positive_int_arg, default=2048, help="context window (>= 2, <= --budget)"
+    )
+    parser.add_argument(
+        "--block-sizes", type=int_list_arg, default=[1, 8, 16, 32, 128, 256], help="comma-separated"
+    )
+    parser.add_argument(
+        "--sharing-requests", type=positive_int_arg, default=40, help="requests per sharing experiment"
+    )
+    parser.add_argument(
+        "--beam-requests", type=positive_int_arg, default=15,
+        help="requests per beam-search run (<= --sharing-requests, of which they are the first)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, help="save the utilization figure to this path (png/svg)")
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Checks across options, run by ``python -m kvlib.bench`` before :func:`main`: every request of
+    the stream (at most ``--max-len`` tokens) must fit the budget under every allocator, or the
+    simulation stops half-way with a traceback."""
+    if args.max_len < 2:
+        parser.error(f"argument --max-len: expected an integer >= 2 (prompt + output), got {args.max_len}")
+    if args.max_len > args.budget:
+        parser.error(
+            f"argument --max-len: must be <= --budget ({args.budget}): the max-reservation allocator "
+            f"reserves max_len slots per request, got {args.max_len}"
+        )
+    for size in args.block_sizes:
+        if -(-args.max_len // size) > args.budget // size:
+            parser.error(
+                f"argument --block-sizes: block size {size} leaves {args.budget // size} whole blocks in "
+                f"--budget {args.budget}, too few for a request of --max-len {args.max_len} tokens"
+            )
+    if args.beam_requests > args.sharing_requests:
+        parser.error(
+            f"argument --beam-requests: must be <= --sharing-requests ({args.sharing_requests}), "
+            f"got {args.beam_requests}"
+        )
+    if args.plot is not None:
+        _check_plot_path(args.plot, parser)
+
+
+def _check_plot_path(path: str, parser: argparse.ArgumentParser) -> None:
+    """The figure is saved after minutes of simulation: check its folder and format up front."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    folder, suffix = Path(path).parent, Path(path).suffix.lstrip(".").lower()
+    if suffix not in formats:
+        parser.error(
+            f"argument --plot: expected a file name ending in one of {', '.join(sorted(formats))}, "
+            f"got {path!r}"
+        )
+    if not folder.is_dir():
+        parser.error(f"argument --plot: folder {str(folder)!r} does not exist (got {path!r})")
 
 
 def _pct(x: float) -> str:
@@ -61,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
             f"  {label}: mean {statistics.mean(xs):.0f}  median {q(xs, 0.5)}  p90 {q(xs, 0.9)}  "
             f"p99 {q(xs, 0.99)}  max {xs[-1]}"
         )
-    block_sizes = tuple(int(b) for b in args.block_sizes.split(","))
+    block_sizes = tuple(args.block_sizes)  # ints >= 1, parsed by int_list_arg
     results = compare_allocators(reqs, args.budget, args.max_len, block_sizes)
     print()
     print(f"{'allocator':<30}{'tokens':>8}{'reserv.':>9}{'int.frag':>9}{'ext.frag':>9}"

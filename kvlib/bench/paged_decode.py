@@ -28,6 +28,8 @@ import time
 
 import torch
 
+from kvlib.validate import nonnegative_int_arg, positive_int_arg, require_int
+
 # spec HBM bandwidth in GB/s (1e9 bytes/s), from the vendors' data sheets; matched on device name
 SPEC_BANDWIDTH_GBS: dict[str, float] = {
     "H200": 4800.0,
@@ -56,18 +58,60 @@ def spec_bandwidth_gbs(device_name: str) -> float | None:
     return SPEC_BANDWIDTH_GBS[max(hits, key=len)] if hits else None
 
 
+def splits_arg(text: str) -> int | str:
+    """argparse type for ``--splits``: ``auto`` or an integer >= 1."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=4096, help="tokens per sequence (max if --ragged)")
-    parser.add_argument("--q-heads", type=int, default=32)
-    parser.add_argument("--kv-heads", type=int, default=8)
-    parser.add_argument("--head-dim", type=int, default=128)
-    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--batch", type=positive_int_arg, default=64)
+    parser.add_argument(
+        "--seq-len", type=positive_int_arg, default=4096, help="tokens per sequence (max if --ragged)"
+    )
+    parser.add_argument("--q-heads", type=positive_int_arg, default=32)
+    parser.add_argument("--kv-heads", type=positive_int_arg, default=8, help="must divide --q-heads")
+    parser.add_argument("--head-dim", type=positive_int_arg, default=128)
+    parser.add_argument("--block-size", type=positive_int_arg, default=16)
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
-    parser.add_argument("--splits", default="auto", help="split-K chunks per sequence, or 'auto'")
-    parser.add_argument("--iters", type=int, default=50, help="back-to-back calls per timed round")
+    parser.add_argument(
+        "--splits", type=splits_arg, default="auto", help="split-K chunks per sequence, or 'auto'"
+    )
+    parser.add_argument(
+        "--iters", type=positive_int_arg, default=50, help="back-to-back calls per timed round"
+    )
     parser.add_argument("--ragged", action="store_true", help="uniform random lengths in [1, seq-len]")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int_arg, default=0)
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Checks across options, run by ``python -m kvlib.bench`` before :func:`main`. They hold on the CPU
+    too, where the shape options are not used (the interpreter sweep has its own sizes): a command
+    that is wrong should fail the same way on every machine."""
+    if args.q_heads % args.kv_heads:
+        parser.error(
+            f"argument --kv-heads: must divide --q-heads ({args.q_heads}) for grouped-query attention, "
+            f"got {args.kv_heads}"
+        )
+    if torch.cuda.is_available():
+        need, free = cuda_bytes_needed(args), torch.cuda.mem_get_info()[0]
+        if need > free:
+            parser.error(
+                f"arguments --batch/--seq-len/--kv-heads/--head-dim: the caches need about "
+                f"{need / 2**30:.1f} GiB of GPU memory, only {free / 2**30:.1f} GiB is free"
+            )
+
+
+def cuda_bytes_needed(args: argparse.Namespace) -> int:
+    """GPU bytes :func:`run_cuda_benchmark` allocates: K and V three times (paged pool, contiguous,
+    SDPA layout), padded to whole blocks, plus the 1 GiB pair of the copy-bandwidth test."""
+    elem = torch.finfo(DTYPES[args.dtype]).bits // 8
+    tokens = args.batch * math.ceil(args.seq_len / args.block_size) * args.block_size
+    return 3 * 2 * tokens * args.kv_heads * args.head_dim * elem + 2 * (1 << 30)
 
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -120,6 +164,15 @@ def run_cuda_benchmark(
 ) -> list[dict]:
     """Time paged / contiguous / SDPA decode on CUDA; one dict per variant (ms, GB/s, bytes, max_err)."""
     import torch.nn.functional as F
+
+    sizes = dict(batch=batch, seq_len=seq_len, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                 block_size=block_size, iters=iters)  # fmt: skip
+    for name, value in sizes.items():
+        require_int(name, value, minimum=1)
+    if q_heads % kv_heads:
+        raise ValueError(f"kv_heads must divide q_heads ({q_heads}) for grouped queries, got {kv_heads}")
+    if not torch.cuda.is_available():
+        raise RuntimeError("run_cuda_benchmark needs a CUDA GPU: torch.cuda.is_available() is False")
 
     from kvlib.kernels import contiguous_as_paged, paged_attention_decode
 
@@ -233,7 +286,7 @@ def main(args: argparse.Namespace) -> int:
     if MODE != "cuda" or not torch.cuda.is_available():
         print("No CUDA device: Triton runs in its CPU interpreter, where timings say nothing about GPU")
         print("bandwidth. Running a small interpreter-mode correctness sweep instead")
-        print("(Triton kernel vs the PyTorch gather reference).\n")
+        print("(Triton kernel vs the PyTorch gather reference; the shape options apply on CUDA only).\n")
         rows = run_interpreter_sweep(args.seed)
         header = f"{'lens':<18}{'heads':>7}{'D':>5}{'block':>6}{'dtype':>10}{'splits':>7}"
         print(header + f"{'max err':>11}{'tol':>9}{'s':>7}")
