@@ -57,11 +57,15 @@ Metrics (all time-averaged over the steps of the run)
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kvlib.paged.manager import BlockManager
+from kvlib.validate import describe, require_int
 
 __all__ = [
     "Request",
@@ -81,6 +85,29 @@ __all__ = [
     "WORKLOADS",
 ]
 
+
+def _require_number(name: str, value: Any, *, positive: bool) -> float:
+    """A finite real number, > 0 if ``positive`` else >= 0 (log-normal medians, spreads)."""
+    expected = "a finite number " + ("> 0" if positive else ">= 0")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return float(value)
+
+
+def _require_requests(requests: Any) -> list[Request]:
+    """A non-empty sequence of :class:`Request` (a bare tuple of lengths is a common slip)."""
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise TypeError(f"requests must be a non-empty list of Request, got {describe(requests)}")
+    if not requests:
+        raise ValueError("requests must be a non-empty list of Request, got an empty one")
+    for i, req in enumerate(requests):
+        if not isinstance(req, Request):
+            raise TypeError(f"requests[{i}] must be a Request, got {describe(req)}")
+    return list(requests)
+
+
 # savings reported by the vLLM paper (section 6.3), as fractions
 PAPER_RANGES = {
     "parallel_alpaca": (0.061, 0.098),
@@ -96,6 +123,11 @@ def paper_range_verdict(saving: float, key: str) -> str:
 
     The paper's range spans its sweep (n or k = 2, 4, 6) on its real engine and traces; our
     sharing workloads are synthetic, so single rows may fall outside (the bench says which)."""
+    if key not in PAPER_RANGES:
+        raise ValueError(f"key must be one of {sorted(PAPER_RANGES)}, got {key!r}")
+    if isinstance(saving, bool) or not isinstance(saving, numbers.Real) or not math.isfinite(saving):
+        # NaN compares False both ways and would read as "in range"
+        raise ValueError(f"saving must be a finite number, got {describe(saving)}")
     lo, hi = PAPER_RANGES[key]
     return "below" if saving < lo else "above" if saving > hi else "in range"
 
@@ -106,6 +138,11 @@ class Request:
 
     prompt_len: int
     output_len: int
+
+    def __post_init__(self) -> None:
+        # a negative or zero length would make the simulator report shares above 100% or never end
+        require_int("prompt_len", self.prompt_len, minimum=1)
+        require_int("output_len", self.output_len, minimum=1)
 
     @property
     def total_len(self) -> int:
@@ -134,8 +171,12 @@ def chat_workload(
     """``n`` requests with log-normal prompt/output lengths (see the module docstring for why).
 
     Lengths are rounded, at least 1, and clipped so that ``prompt + output <= max_len``."""
-    if n < 0 or max_len < 2:
-        raise ValueError(f"need n >= 0 and max_len >= 2, got n={n}, max_len={max_len}")
+    n = require_int("n", n, minimum=0)
+    max_len = require_int("max_len", max_len, minimum=2)  # room for one prompt and one output token
+    prompt_median = _require_number("prompt_median", prompt_median, positive=True)
+    output_median = _require_number("output_median", output_median, positive=True)
+    prompt_sigma = _require_number("prompt_sigma", prompt_sigma, positive=False)
+    output_sigma = _require_number("output_sigma", output_sigma, positive=False)
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -156,7 +197,9 @@ class ContiguousAllocator:
 
     def __init__(self, budget: int, policy: str = "max", max_len: int = 2048) -> None:
         if policy not in ("max", "oracle"):
-            raise ValueError(f"policy must be 'max' or 'oracle', got {policy!r}")
+            raise ValueError(f"policy must be 'max' or 'oracle', got {describe(policy)}")
+        budget = require_int("budget", budget, minimum=1)
+        max_len = require_int("max_len", max_len, minimum=1)
         self.budget, self.policy, self.max_len = budget, policy, max_len
         self.name = f"contiguous ({'max reservation' if policy == 'max' else 'oracle'})"
         self.block_size: int | None = None
@@ -191,7 +234,10 @@ class ContiguousAllocator:
         return False
 
     def grow(self, rid: int, new_len: int) -> bool:
-        assert new_len <= self.ranges[rid][1], "a contiguous request outgrew its reservation"
+        if new_len > self.ranges[rid][1]:
+            raise ValueError(
+                f"new_len {new_len} outgrows request {rid}'s reservation of {self.ranges[rid][1]}"
+            )
         return True
 
     def release(self, rid: int) -> None:
@@ -221,8 +267,10 @@ class PagedAllocator:
     """``budget // block_size`` blocks; a request with ``n`` live tokens holds ``ceil(n / B)``."""
 
     def __init__(self, budget: int, block_size: int) -> None:
-        if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        budget = require_int("budget", budget, minimum=1)
+        block_size = require_int("block_size", block_size, minimum=1)
+        if budget < block_size:  # zero blocks: no request could ever run
+            raise ValueError(f"budget must hold at least one block of block_size {block_size}, got {budget}")
         self.block_size = block_size
         self.name = f"paged (block {block_size})"
         self.num_blocks = budget // block_size
@@ -305,8 +353,11 @@ class StreamResult:
 
 def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: bool = False) -> StreamResult:
     """Serve ``requests`` (all waiting at t=0, FCFS) with ``allocator``; see the module docstring."""
-    if not requests:
-        raise ValueError("need at least one request")
+    requests = _require_requests(requests)
+    if not isinstance(allocator, (ContiguousAllocator, PagedAllocator)):
+        raise TypeError(
+            f"allocator must be a ContiguousAllocator or PagedAllocator, got {describe(allocator)}"
+        )
     for rid, req in enumerate(requests):  # a request that cannot run alone would loop for ever
         allocator.check_fits(rid, req)
     waiting: deque[int] = deque(range(len(requests)))
@@ -348,8 +399,10 @@ def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: b
         if not running and not waiting:
             steps -= 1  # nothing ran in this step
             break
-        # with nothing running the whole memory is free, and check_fits said the head fits in it
-        assert running, f"request {waiting[0]} was not admitted into an empty memory"
+        # with nothing running the whole memory is free, and check_fits said the head fits in it;
+        # a real exception, not an assert: under python -O this loop would otherwise spin for ever
+        if not running:
+            raise RuntimeError(f"request {waiting[0]} was not admitted into an empty memory")
         if waiting and isinstance(allocator, ContiguousAllocator):
             need = allocator.need(requests[waiting[0]])
             free = allocator.free()
@@ -401,6 +454,9 @@ def compare_allocators(
     block_sizes: tuple[int, ...] = (1, 8, 16, 32, 128, 256),
 ) -> list[StreamResult]:
     """Run the same stream through contiguous (max, oracle) and paged (each block size)."""
+    if isinstance(block_sizes, (str, bytes)) or not isinstance(block_sizes, Sequence):
+        raise TypeError(f"block_sizes must be a sequence of integers >= 1, got {describe(block_sizes)}")
+    block_sizes = tuple(require_int(f"block_sizes[{i}]", b, minimum=1) for i, b in enumerate(block_sizes))
     allocators: list[Allocator] = [
         ContiguousAllocator(budget, "max", max_len),
         ContiguousAllocator(budget, "oracle", max_len),
@@ -432,6 +488,10 @@ class SharingResult:
 
 def analytic_prefix_saving(k: int, prefix_len: int, question_len: int, block_size: int) -> float:
     """``(K-1) * floor(L/B) * B / (K * (L+Q))``: token share saved by sharing full prefix blocks."""
+    k = require_int("k", k, minimum=1)
+    prefix_len = require_int("prefix_len", prefix_len, minimum=0)
+    question_len = require_int("question_len", question_len, minimum=1)
+    block_size = require_int("block_size", block_size, minimum=1)
     return (k - 1) * (prefix_len // block_size) * block_size / (k * (prefix_len + question_len))
 
 
@@ -449,8 +509,13 @@ def shared_prefix_savings(
 
     ``detail["saved_tokens"]`` is the measured ``(blocks without - blocks with) * B`` and
     ``detail["measured_token_saving"]`` that over ``N * K * (L + Q)``, the analytic formula's terms."""
-    if question_len < 1 or prefix_len < 0:
-        raise ValueError("need question_len >= 1 and prefix_len >= 0")
+    num_groups = require_int("num_groups", num_groups, minimum=1)
+    per_group = require_int("per_group", per_group, minimum=1)
+    prefix_len = require_int("prefix_len", prefix_len, minimum=0)
+    question_len = require_int("question_len", question_len, minimum=1)
+    block_size = require_int("block_size", block_size, minimum=1)
+    if cache not in ("hash", "radix"):  # without a prefix cache there is nothing to measure
+        raise ValueError(f"cache must be 'hash' or 'radix', got {describe(cache)}")
     rng = random.Random(seed)
     per_seq = -(-(prefix_len + question_len) // block_size)
     mgr = BlockManager(num_groups * per_group * per_seq + 1, block_size, cache)
@@ -494,8 +559,10 @@ def parallel_sampling_savings(
     own), so sample ``i`` generates ``O_i = O * X_i`` tokens, ``X_i`` log-normal with median 1 and
     log-spread ``length_sigma`` (0 gives all samples the request's ``output_len``). Blocks are
     summed over generation steps (memory-time), with sharing vs every sample owning a copy."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    requests = _require_requests(requests)
+    n = require_int("n", n, minimum=1)
+    block_size = require_int("block_size", block_size, minimum=1)
+    length_sigma = _require_number("length_sigma", length_sigma, positive=False)
     rng = random.Random(seed)
     shared = unshared = copies = 0
     for req in requests:
@@ -532,8 +599,11 @@ def beam_search_savings(
     (beam score + token log-prob) candidates survive. A beam chosen ``c`` times is forked
     ``c - 1`` times, an unchosen one is freed; each survivor appends its token (copy-on-write
     where blocks are shared). Blocks summed over steps, vs every beam owning its own copy."""
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
+    requests = _require_requests(requests)
+    width = require_int("width", width, minimum=1)
+    block_size = require_int("block_size", block_size, minimum=1)
+    vocab = require_int("vocab", vocab, minimum=1)
+    temperature = _require_number("temperature", temperature, positive=False)
     rng = random.Random(seed)
     shared = unshared = copies = 0
     for req in requests:
