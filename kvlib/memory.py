@@ -21,14 +21,19 @@ piece of code (torch profiler on CPU, allocator statistics on CUDA).
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import torch
+
+from kvlib.validate import describe, require_int
 
 GiB = 1024**3
 MiB = 1024**2
@@ -67,7 +72,7 @@ def _bytes_fraction(dtype: torch.dtype | str) -> Fraction:
             return _BYTES_BY_NAME[key]
         known = ", ".join(sorted(_BYTES_BY_NAME))
         raise ValueError(f"unknown dtype name {dtype!r}; expected a torch.dtype or one of: {known}")
-    raise TypeError(f"dtype must be a torch.dtype or a string such as 'fp16', got {type(dtype).__name__}")
+    raise TypeError(f"dtype must be a torch.dtype or a string such as 'fp16', got {describe(dtype)}")
 
 
 def bytes_per_element(dtype: torch.dtype | str) -> float:
@@ -88,16 +93,17 @@ def kv_cache_bytes(
     bytes = 2 (K and V) * num_layers * num_kv_heads * head_dim * seq_len * batch * bytes_per_element.
     Packed sub-byte formats (int4, int2) are rounded up to whole bytes.
     """
-    for name, value in (
-        ("num_layers", num_layers),
-        ("num_kv_heads", num_kv_heads),
-        ("head_dim", head_dim),
-        ("seq_len", seq_len),
-        ("batch", batch),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    elements = 2 * num_layers * num_kv_heads * head_dim * seq_len * batch
+    sizes = [
+        require_int(name, value, minimum=0)
+        for name, value in (
+            ("num_layers", num_layers),
+            ("num_kv_heads", num_kv_heads),
+            ("head_dim", head_dim),
+            ("seq_len", seq_len),
+            ("batch", batch),
+        )
+    ]
+    elements = 2 * math.prod(sizes)
     total = elements * _bytes_fraction(dtype)
     return int(-(-total.numerator // total.denominator))  # ceil without float rounding
 
@@ -115,6 +121,12 @@ class ModelShape:
     max_seq_len: int
     params_b: float  # parameters, billions (for context only)
     source: str  # where the numbers come from
+
+    def __post_init__(self) -> None:
+        # A typo in a hand-made shape (0 KV heads, a float layer count) would otherwise surface as a
+        # ZeroDivisionError in kv_saving_factor or a wrong byte count much later.
+        for name in ("num_layers", "num_heads", "num_kv_heads", "head_dim", "hidden_size", "max_seq_len"):
+            require_int(f"ModelShape.{name}", getattr(self, name), minimum=1)
 
     @property
     def kv_width(self) -> int:
@@ -191,6 +203,8 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
 
 def model_shape(name: str) -> ModelShape:
     """Look up a model in `MODEL_CONFIGS`, with a helpful error listing the known names."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name (str) such as 'Llama-2-7B', got {describe(name)}")
     try:
         return MODEL_CONFIGS[name]
     except KeyError:
@@ -198,7 +212,17 @@ def model_shape(name: str) -> ModelShape:
 
 
 def format_bytes(n: float) -> str:
-    """Human-readable binary size: 2147483648 -> '2.00 GiB'."""
+    """Human-readable binary size: 2147483648 -> '2.00 GiB'; negative sizes (a memory delta) keep the sign.
+
+    NaN or infinity is never a size (it comes from a failed measurement or a division by zero), so it
+    raises ValueError instead of printing 'nan B' or 'inf TiB'; a non-number raises TypeError.
+    """
+    if isinstance(n, torch.Tensor) and n.numel() == 1 and not n.dtype.is_complex:
+        n = n.item()
+    if isinstance(n, bool) or not isinstance(n, numbers.Real):
+        raise TypeError(f"format_bytes: n must be a number of bytes, got {describe(n)}")
+    if not math.isfinite(n):
+        raise ValueError(f"format_bytes: n must be a finite number of bytes, got {n}")
     for unit, size in (("TiB", 1024**4), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
@@ -210,41 +234,99 @@ def format_bytes(n: float) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def iter_tensors(obj: Any, _seen: set[int] | None = None, _depth: int = 0) -> Iterator[torch.Tensor]:
-    """Yield every tensor reachable from `obj` through lists, tuples, dicts and object attributes."""
-    seen = set() if _seen is None else _seen
-    if id(obj) in seen or _depth > 12:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (str, bytes, int, float, bool, type(None), torch.dtype, torch.device, type)):
-        return
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from iter_tensors(value, seen, _depth + 1)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
+# How many containers and attributes deep `iter_tensors` follows. Real caches are shallow: a kvlib
+# cache keeps its tensors 2 levels down (cache.keys[i]), a transformers 5 DynamicCache 3
+# (cache.layers[i].keys), an EncoderDecoderCache 4; 16 leaves a wide margin and still stops a
+# runaway walk through an object graph that merely points at a cache.
+MAX_DEPTH = 16
+
+# Values that hold no tensor of the cache: scalars, names, and code (a module's or function's
+# namespace is not cache memory, and walking it would reach half the interpreter).
+_LEAVES = (
+    str, bytes, int, float, bool, complex, type(None), torch.dtype, torch.device, type,
+    types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+)  # fmt: skip
+
+_Path = tuple  # (parent path, step) pairs, rendered only when an error needs them
+
+
+def _render(path: _Path | None) -> str:
+    steps: list[str] = []
+    while path:
+        path, step = path
+        steps.append(step)
+    steps.reverse()
+    if len(steps) > 8:
+        steps = steps[:4] + ["..."] + steps[-3:]
+    return "cache" + "".join(steps)
+
+
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """(path step, value) for what `obj` holds: dict values, sequence items or attributes."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield f"[{key!r}]", value
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield f"[{i}]", value
+    elif isinstance(obj, (set, frozenset)):
         for value in obj:
-            yield from iter_tensors(value, seen, _depth + 1)
-    elif isinstance(obj, torch.nn.Module):
-        return  # a cache may point at its model; model weights are not cache memory
+            yield "{...}", value
     else:
         attrs = dict(getattr(obj, "__dict__", {}))
         for slot in getattr(type(obj), "__slots__", ()):
             if hasattr(obj, slot):
                 attrs[slot] = getattr(obj, slot)
-        for value in attrs.values():
-            yield from iter_tensors(value, seen, _depth + 1)
+        for name, value in attrs.items():
+            yield f".{name}", value
+
+
+def iter_tensors(
+    obj: Any, _seen: set[int] | None = None, _depth: int = 0, _path: _Path | None = None
+) -> Iterator[torch.Tensor]:
+    """Yield every tensor reachable from `obj` through lists, tuples, dicts and object attributes.
+
+    Each object is visited once (shared and cyclic references are fine). A structure nesting
+    containers more than `MAX_DEPTH` levels deep raises ValueError naming where it stopped, rather
+    than silently leaving the deeper tensors out of the count.
+    """
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+        return
+    if isinstance(obj, _LEAVES) or isinstance(obj, torch.nn.Module):
+        return  # a cache may point at its model; model weights are not cache memory
+    if _depth >= MAX_DEPTH:
+        raise ValueError(
+            f"cache nests deeper than MAX_DEPTH={MAX_DEPTH} levels at {_render(_path)} "
+            f"({type(obj).__name__}); real caches keep their tensors a few levels down (a DynamicCache "
+            "3: cache.layers[i].keys), so pass the cache itself rather than an object graph holding it"
+        )
+    for step, value in _children(obj):
+        yield from iter_tensors(value, seen, _depth + 1, (_path, step))
+
+
+def _is_scalar(obj: Any) -> bool:
+    return obj is not None and isinstance(obj, _LEAVES)
 
 
 def cache_nbytes(cache: Any) -> int:
     """Bytes of tensor storage a cache object holds, each storage counted once.
 
     Works on any container of tensors: kvlib caches, a transformers `DynamicCache` (its
-    `layers[i].keys/.values`), lists of (k, v) pairs. Views that share a storage (a static
-    cache returns slices of one preallocated buffer) count the underlying buffer once, because
-    that buffer is what occupies memory.
+    `layers[i].keys/.values`), lists of (k, v) pairs; `None` (no cache yet) holds 0 bytes. Views
+    that share a storage (a static cache returns slices of one preallocated buffer) count the
+    underlying buffer once, because that buffer is what occupies memory. Raises ValueError (naming
+    the path) on a structure nested more than `MAX_DEPTH` levels deep instead of undercounting it,
+    and TypeError for a number or string, which holds no cache at all.
     """
+    if _is_scalar(cache):
+        raise TypeError(
+            f"cache must be a cache object, a container of tensors or a tensor, got {describe(cache)}"
+        )
     storages: dict[tuple[str, int], int] = {}
     for tensor in iter_tensors(cache):
         storage = tensor.untyped_storage()
@@ -280,11 +362,9 @@ def measure_allocations(
     statistics (`allocation.all.allocated`, `allocated_bytes.all.allocated`) and
     `torch.cuda.max_memory_allocated` relative to `torch.cuda.memory_allocated` at the start.
     """
-    device = torch.device(device)
+    device = _measured_device("measure_allocations", fn, device, ("cpu", "cuda"))
     if device.type == "cuda":
         return _measure_cuda(fn, device)
-    if device.type != "cpu":
-        raise ValueError(f"measure_allocations supports 'cpu' and 'cuda', got {device}")
     from torch.profiler import ProfilerActivity, profile
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -301,6 +381,27 @@ def measure_allocations(
             live += delta
         peak = max(peak, live)
     return result, AllocationStats(count, total, peak, "cpu")
+
+
+def _measured_device(
+    what: str, fn: Any, device: Any, allowed: tuple[str, ...], need_cuda: bool = True
+) -> torch.device:
+    """Check `fn` is callable and `device` names an allowed (and, if CUDA, available) device."""
+    if not callable(fn):
+        raise TypeError(f"{what}: fn must be a callable taking no arguments, got {describe(fn)}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in allowed:
+        raise ValueError(
+            f"{what}: device must be one of {', '.join(allowed)} (or 'cuda:N'), got {describe(device)}"
+        )
+    if need_cuda and parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{what}: device={str(device)!r} but CUDA is not available on this machine; use 'cpu'"
+        )
+    return parsed
 
 
 @contextlib.contextmanager
@@ -338,9 +439,9 @@ def cuda_memory_delta(fn: Callable[[], Any], device: str | torch.device = "cuda"
 
     Returns {"allocated": bytes still held after fn, "peak": max bytes above the start during fn}.
     """
+    device = _measured_device("cuda_memory_delta", fn, device, ("cuda",), need_cuda=False)
     if not torch.cuda.is_available():
         return None
-    device = torch.device(device)
     torch.cuda.synchronize(device)
     start = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
