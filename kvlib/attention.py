@@ -14,8 +14,27 @@ is ``Tq == 1``, ``q_start = Tk - 1``: the new token sees every cached key, nothi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+
+from kvlib.validate import require_int
+
+
+def _check_inputs(**tensors: Any) -> None:
+    """Every named argument is a floating-point tensor, all on one device."""
+    devices = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor [B, H, T, D], got {type(t).__name__}")
+        if not t.dtype.is_floating_point:
+            # softmax weights cast back to an integer dtype would silently be all zeros
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        devices[name] = t.device
+    if len(set(devices.values())) > 1:
+        raise ValueError(
+            f"q, k and v must be on one device, got {', '.join(f'{n} on {d}' for n, d in devices.items())}"
+        )
 
 
 def causal_attention(
@@ -32,6 +51,7 @@ def causal_attention(
     Returns:
         [B, H, Tq, D] in ``q``'s dtype. Scores and softmax are computed in float32.
     """
+    _check_inputs(q=q, k=k, v=v)
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
             "expected q, k, v of shape [B, H, T, D]; "
@@ -46,8 +66,12 @@ def causal_attention(
             "(for grouped-query attention, repeat_kv the keys and values first)"
         )
     Tk = k.shape[2]
-    if q_start is None:
-        q_start = Tk - Tq
+    if Tq > Tk:
+        raise ValueError(
+            f"q has Tq={Tq} queries but k/v hold only Tk={Tk} keys, so no q_start fits: the queries' own "
+            "keys must be among them (append the new keys to the cache before attending)"
+        )
+    q_start = Tk - Tq if q_start is None else require_int("q_start", q_start)
     if q_start < 0 or q_start + Tq > Tk:
         raise ValueError(f"q_start={q_start} with Tq={Tq} queries needs 0 <= q_start <= Tk - Tq = {Tk - Tq}")
 
@@ -64,10 +88,11 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
     Query head h uses KV head ``h // n_rep`` (``repeat_interleave`` order, as in Llama and HF).
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor [B, kv_heads, T, D], got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"expected [B, kv_heads, T, D], got shape {tuple(x.shape)}")
-    if n_rep < 1:
-        raise ValueError(f"n_rep must be >= 1, got {n_rep}")
+        raise ValueError(f"x must be [B, kv_heads, T, D], got shape {tuple(x.shape)}")
+    n_rep = require_int("n_rep", n_rep, minimum=1)
     if n_rep == 1:
         return x
     B, Hkv, T, D = x.shape
