@@ -34,10 +34,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kvlib.attention import causal_attention, repeat_kv
-from kvlib.cache.dense import NaiveKVCache
+from kvlib.attention import _check_inputs, causal_attention, repeat_kv
+from kvlib.cache.dense import NaiveKVCache, check_appendable, check_same_kind
 from kvlib.memory import ModelShape, kv_cache_bytes
 from kvlib.model import TinyDecoder
+from kvlib.validate import require_int
 
 __all__ = [
     "KVHeadsCache",
@@ -55,8 +56,8 @@ __all__ = [
 
 def _check_heads(n_heads: int, n_kv_heads: int) -> int:
     """Return the group size `n_heads // n_kv_heads`, or raise if the heads do not split evenly."""
-    if n_kv_heads < 1 or n_heads < 1:
-        raise ValueError(f"head counts must be positive, got n_heads={n_heads}, n_kv_heads={n_kv_heads}")
+    n_heads = require_int("n_heads", n_heads, minimum=1)
+    n_kv_heads = require_int("n_kv_heads", n_kv_heads, minimum=1)
     if n_heads % n_kv_heads:
         raise ValueError(
             f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}): each key/value head "
@@ -71,9 +72,11 @@ def repeated_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = No
     Same inputs, output and maths as `grouped_attention`; materialises [B, H, Tk, D] keys/values
     per call (what the Llama reference code does), so it reads `H / KV` times more memory.
     """
-    if q.dim() != 4 or k.dim() != 4:
+    _check_inputs(q=q, k=k, v=v)
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
-            f"expected q [B, H, Tq, D] and k, v [B, KV, Tk, D], got {tuple(q.shape)}, {tuple(k.shape)}"
+            f"expected q [B, H, Tq, D] and k, v [B, KV, Tk, D], got {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(v.shape)}"
         )
     g = _check_heads(q.shape[1], k.shape[1])
     return causal_attention(q, repeat_kv(k, g), repeat_kv(v, g), q_start=q_start)
@@ -90,6 +93,7 @@ def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = Non
     The grouping is a view: the `G` query heads of group j become `G * Tq` rows of one matmul
     against key/value head j, so no key or value is ever copied.
     """
+    _check_inputs(q=q, k=k, v=v)
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
             f"expected q [B, H, Tq, D] and k, v [B, KV, Tk, D], got {tuple(q.shape)}, {tuple(k.shape)}, "
@@ -102,7 +106,7 @@ def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = Non
     if dk != d or k.shape[0] != b:
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} disagree on batch or head_dim")
     g = _check_heads(h, kv)
-    start = tk - tq if q_start is None else q_start
+    start = tk - tq if q_start is None else require_int("q_start", q_start)
     if start < 0 or start + tq > tk:
         raise ValueError(f"queries at positions {start}..{start + tq - 1} need keys up to there, have {tk}")
     # Pack each group's queries into the rows of one matmul: [B, KV, G*Tq, D] @ [B, KV, D, Tk].
@@ -130,6 +134,7 @@ def gqa_attention_step(
     Returns `(out [B, H, T, D], (k_all, v_all))` with k_all, v_all [B, KV, P + T, D]: the cache
     grows by T tokens of KV heads only, `H / KV` times less than an MHA cache.
     """
+    _check_inputs(q=q, k_new=k_new, v_new=v_new)
     if k_new.shape != v_new.shape or k_new.dim() != 4:
         raise ValueError(
             f"k_new and v_new must both be [B, KV, T, D], got {tuple(k_new.shape)}, {tuple(v_new.shape)}"
@@ -137,16 +142,27 @@ def gqa_attention_step(
     if past is None:
         k_all, v_all = k_new, v_new
     else:
-        k_past, v_past = past
-        if k_past.shape[:2] != k_new.shape[:2] or k_past.shape[-1] != k_new.shape[-1]:
-            raise ValueError(
-                f"cached keys {tuple(k_past.shape)} do not match new keys {tuple(k_new.shape)} in batch, "
-                "heads or head_dim"
-            )
+        k_past, v_past = _check_past(past, k_new)
         k_all = torch.cat([k_past, k_new], dim=-2)  # (B, KV, P + T, D)
         v_all = torch.cat([v_past, v_new], dim=-2)
     out = grouped_attention(q, k_all, v_all, q_start=k_all.shape[-2] - q.shape[-2])
     return out, (k_all, v_all)
+
+
+def _check_past(past: Any, k_new: Tensor) -> tuple[Tensor, Tensor]:
+    """``past`` as a (k_past, v_past) pair that ``k_new`` can extend, or an error naming the mismatch."""
+    if not isinstance(past, (tuple, list)) or len(past) != 2:
+        raise TypeError(
+            f"past must be None or a (k_past, v_past) pair of [B, KV, P, D], got {type(past).__name__}"
+        )
+    k_past, v_past = past
+    _check_inputs(k_past=k_past, v_past=v_past)
+    check_same_kind(("k_past", "v_past"), k_past, v_past)
+    if k_past.dim() != 4:
+        raise ValueError(f"cached keys must be [B, KV, P, D], got shape {tuple(k_past.shape)}")
+    # torch.cat would silently upcast a dtype change and fail deep inside on a shape change
+    check_appendable("past", k_past, k_new, 2, ("batch", "kv_heads", "tokens", "head_dim"))
+    return k_past, v_past
 
 
 class KVHeadsCache(NaiveKVCache):
@@ -159,13 +175,11 @@ class KVHeadsCache(NaiveKVCache):
 
     def __init__(self, num_layers: int, n_kv_heads: int) -> None:
         super().__init__(num_layers)
-        if n_kv_heads < 1:
-            raise ValueError(f"n_kv_heads must be >= 1, got {n_kv_heads}")
-        self.n_kv_heads = n_kv_heads
+        self.n_kv_heads = require_int("n_kv_heads", n_kv_heads, minimum=1)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append k, v [B, n_kv_heads, T, D] for `layer`; return all cached [B, n_kv_heads, P + T, D]."""
-        if k.dim() == 4 and k.shape[1] != self.n_kv_heads:
+        if isinstance(k, Tensor) and k.dim() == 4 and k.shape[1] != self.n_kv_heads:
             raise ValueError(
                 f"this cache stores {self.n_kv_heads} key/value heads, got {k.shape[1]}: cache k/v before "
                 "repeat_kv, not after"
@@ -188,6 +202,10 @@ def mean_pool_heads(weight: Tensor, n_heads: int, n_kv_heads: int) -> Tensor:
     Returns [n_kv_heads * head_dim, in_features]. Because the projection is linear (and RoPE acts
     on every head in the same way), the pooled head's keys are the mean of the group's keys.
     """
+    if not isinstance(weight, Tensor):
+        raise TypeError(
+            f"weight must be a torch.Tensor [n_heads * head_dim, in], got {type(weight).__name__}"
+        )
     if weight.dim() != 2:
         raise ValueError(
             f"expected a 2-D projection weight [n_heads * head_dim, in], got {tuple(weight.shape)}"
@@ -210,6 +228,8 @@ def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
     exactly the same logits; with fewer KV heads it is an approximation that the GQA paper then
     "uptrains" for ~5% of the pre-training steps (we do not: chapter 03 measures the raw cost).
     """
+    if not isinstance(model, TinyDecoder):
+        raise TypeError(f"model must be a kvlib.model.TinyDecoder, got {type(model).__name__}")
     cfg = model.config
     _check_heads(cfg.n_heads, n_kv_heads)
     if cfg.n_kv_heads != cfg.n_heads:
@@ -240,15 +260,26 @@ def kv_bytes_per_token(
     The query heads do not appear: only key/value heads are cached. This is
     `kvlib.memory.kv_cache_bytes` at `seq_len = batch = 1`.
     """
-    return kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len=1, batch=1, dtype=dtype)
+    sizes = (
+        require_int(n, x, minimum=0)
+        for n, x in (("n_layers", n_layers), ("n_kv_heads", n_kv_heads), ("head_dim", head_dim))
+    )
+    return kv_cache_bytes(*sizes, seq_len=1, batch=1, dtype=dtype)
 
 
 def _config_dims(config: Any) -> tuple[int, int, int, int]:
     """(layers, query heads, KV heads, head_dim) of a `ModelShape` or a TinyDecoder `ModelConfig`."""
     if isinstance(config, ModelShape):
-        return config.num_layers, config.num_heads, config.num_kv_heads, config.head_dim
-    if all(hasattr(config, f) for f in ("n_layers", "n_heads", "n_kv_heads", "head_dim")):
-        return config.n_layers, config.n_heads, config.n_kv_heads, config.head_dim
+        fields = ("num_layers", "num_heads", "num_kv_heads", "head_dim")
+    elif all(hasattr(config, f) for f in ("n_layers", "n_heads", "n_kv_heads", "head_dim")):
+        fields = ("n_layers", "n_heads", "n_kv_heads", "head_dim")
+    else:
+        fields = ()
+    if fields:  # a hand-built config with 0 KV heads would divide by zero in kv_saving_factor
+        layers, heads, kv, head_dim = (
+            require_int(f"config.{f}", getattr(config, f), minimum=1) for f in fields
+        )
+        return layers, heads, kv, head_dim
     raise TypeError(
         f"expected a kvlib.memory.ModelShape or kvlib.model.ModelConfig, got {type(config).__name__}"
     )
