@@ -34,8 +34,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from kvlib.cache.dense import check_appendable, check_layer, require_tensor
 from kvlib.memory import bytes_per_element
 from kvlib.model import apply_rope, rope_cos_sin
+from kvlib.validate import require_int
 
 __all__ = [
     "DEEPSEEK_V2_MLA",
@@ -60,11 +62,9 @@ class MLAConfig:
     n_layers: int = 1
 
     def __post_init__(self) -> None:
-        if (
-            min(self.dim, self.n_heads, self.head_dim, self.kv_latent_dim, self.n_layers) < 1
-            or self.rope_dim < 0
-        ):
-            raise ValueError(f"MLAConfig sizes must be positive (rope_dim >= 0), got {self}")
+        for name in ("dim", "n_heads", "head_dim", "kv_latent_dim", "n_layers"):
+            require_int(f"MLAConfig.{name}", getattr(self, name), minimum=1)
+        require_int("MLAConfig.rope_dim", self.rope_dim, minimum=0)
         if self.rope_dim % 2:
             raise ValueError(f"rope_dim must be even for RoPE, got {self.rope_dim}")
 
@@ -82,16 +82,16 @@ def mla_kv_bytes_per_token(
     Compare `2 * n_layers * H * D * bytes_per_element` for MHA: for DeepSeek-V2's shape the latent
     is about 57x smaller. There is no factor 2: one latent replaces both keys and values.
     """
-    if min(n_layers, kv_latent_dim) < 1 or rope_dim < 0:
-        raise ValueError(
-            f"need n_layers, kv_latent_dim >= 1, rope_dim >= 0; got {n_layers}, {kv_latent_dim}, {rope_dim}"
-        )
+    n_layers = require_int("n_layers", n_layers, minimum=1)
+    kv_latent_dim = require_int("kv_latent_dim", kv_latent_dim, minimum=1)
+    rope_dim = require_int("rope_dim", rope_dim, minimum=0)
     return math.ceil(n_layers * (kv_latent_dim + rope_dim) * bytes_per_element(dtype))
 
 
 def _check_up_projection(c_kv: Tensor, w: Tensor, n_heads: int, what: str) -> int:
-    if c_kv.dim() != 3:
-        raise ValueError(f"c_kv must be [B, T, d_c], got shape {tuple(c_kv.shape)}")
+    n_heads = require_int("n_heads", n_heads, minimum=1)
+    require_tensor("c_kv", c_kv, 3, "[B, T, d_c]")
+    require_tensor(what, w, 2, "[n_heads * head_dim, d_c]")
     if w.dim() != 2 or w.shape[1] != c_kv.shape[-1] or w.shape[0] % n_heads:
         raise ValueError(
             f"{what} must be [n_heads * head_dim, d_c] = [{n_heads} * D, {c_kv.shape[-1]}], "
@@ -108,6 +108,7 @@ def expand_latent(c_kv: Tensor, w_uk: Tensor, w_uv: Tensor, n_heads: int) -> tup
     """
     d = _check_up_projection(c_kv, w_uk, n_heads, "w_uk")
     _check_up_projection(c_kv, w_uv, n_heads, "w_uv")
+    n_heads = int(n_heads)
     b, t, _ = c_kv.shape
     k = (c_kv @ w_uk.T).view(b, t, n_heads, d).transpose(1, 2)  # (B, H, T, D)
     v = (c_kv @ w_uv.T).view(b, t, n_heads, d).transpose(1, 2)  # (B, H, T, D)
@@ -139,12 +140,25 @@ def absorbed_attention(
         out_h     = W_UV[h] (sum_t p_t c_t)
     Returns [B, H, Tq, D], equal to attention over `expand_latent`'s explicit keys/values.
     """
+    require_tensor("q", q, 4, "[B, H, Tq, D]")
     b, h, tq, d = q.shape
     if _check_up_projection(c_kv, w_uk, h, "w_uk") != d:
         raise ValueError(f"w_uk rows must be H * D = {h} * {d}, got {w_uk.shape[0]}")
     _check_up_projection(c_kv, w_uv, h, "w_uv")
     tk, d_c = c_kv.shape[1], c_kv.shape[2]
-    start = tk - tq if q_start is None else q_start
+    if c_kv.shape[0] != b:
+        raise ValueError(f"q has batch {b} but c_kv has batch {c_kv.shape[0]}; they must agree")
+    _check_rope(q_rope, k_rope, (b, h, tq), (b, tk))
+    if tq > tk:
+        raise ValueError(
+            f"q has Tq={tq} queries but c_kv holds only Tk={tk} latents: cache the new tokens first"
+        )
+    start = tk - tq if q_start is None else require_int("q_start", q_start)
+    if start < 0 or start + tq > tk:
+        raise ValueError(
+            f"queries at positions {start}..{start + tq - 1} need latents up to there, have Tk={tk} "
+            f"(q_start must be in [0, {tk - tq}])"
+        )
     w_uk_h = w_uk.float().view(h, d, d_c)  # (H, D, d_c)
     w_uv_h = w_uv.float().view(h, -1, d_c)  # (H, Dv, d_c)
     q_latent = q.float() @ w_uk_h.unsqueeze(0)  # (B, H, Tq, d_c): W_UK[h]^T q_h, absorbed into the query
@@ -158,27 +172,53 @@ def absorbed_attention(
     return (out_latent @ w_uv_h.transpose(-1, -2).unsqueeze(0)).to(q.dtype)  # (B, H, Tq, Dv)
 
 
+def _check_rope(q_rope: Tensor | None, k_rope: Tensor | None, q_lead: tuple, k_lead: tuple) -> None:
+    """Both RoPE parts or neither (one alone used to be ignored silently), with matching shapes."""
+    if (q_rope is None) != (k_rope is None):
+        given = "q_rope" if k_rope is None else "k_rope"
+        raise ValueError(f"pass both q_rope and k_rope or neither; got only {given}")
+    if q_rope is None or k_rope is None:
+        return
+    require_tensor("q_rope", q_rope, 4, "[B, H, Tq, d_R]")
+    require_tensor("k_rope", k_rope, 3, "[B, Tk, d_R]")
+    if (
+        tuple(q_rope.shape[:3]) != q_lead
+        or tuple(k_rope.shape[:2]) != k_lead
+        or q_rope.shape[3] != k_rope.shape[2]
+    ):
+        raise ValueError(
+            f"q_rope must be [B, H, Tq, d_R] with [B, H, Tq] = {list(q_lead)} and k_rope [B, Tk, d_R] with "
+            f"[B, Tk] = {list(k_lead)}, one d_R for both; got {list(q_rope.shape)} and {list(k_rope.shape)}"
+        )
+
+
 class LatentKVCache:
     """Per-layer cache of MLA latents [B, T, d_c] and decoupled RoPE keys [B, T, d_R]."""
 
     def __init__(self, num_layers: int) -> None:
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.num_layers = num_layers
+        self.num_layers = num_layers = require_int("num_layers", num_layers, minimum=1)
         self.latents: list[Tensor | None] = [None] * num_layers
         self.rope_keys: list[Tensor | None] = [None] * num_layers
 
     def update(self, layer: int, c_kv: Tensor, k_rope: Tensor) -> tuple[Tensor, Tensor]:
         """Append c_kv [B, T, d_c] and k_rope [B, T, d_R]; return everything cached for `layer`."""
-        if not 0 <= layer < self.num_layers:
-            raise IndexError(f"layer {layer} out of range for a cache of {self.num_layers} layers")
-        if c_kv.dim() != 3 or k_rope.dim() != 3 or c_kv.shape[:2] != k_rope.shape[:2]:
+        layer = check_layer(layer, self.num_layers)
+        require_tensor("c_kv", c_kv, 3, "[B, T, d_c]")
+        require_tensor("k_rope", k_rope, 3, "[B, T, d_R]")
+        if c_kv.shape[:2] != k_rope.shape[:2] or c_kv.dtype != k_rope.dtype or c_kv.device != k_rope.device:
             raise ValueError(
-                f"expected c_kv [B, T, d_c], k_rope [B, T, d_R]; got {c_kv.shape}, {k_rope.shape}"
+                f"expected c_kv [B, T, d_c], k_rope [B, T, d_R] of one dtype and device; got "
+                f"{list(c_kv.shape)} {c_kv.dtype} on {c_kv.device}, "
+                f"{list(k_rope.shape)} {k_rope.dtype} on {k_rope.device}"
             )
         if self.latents[layer] is None:
             self.latents[layer], self.rope_keys[layer] = c_kv, k_rope
         else:
+            # check both before changing either, so a failed update leaves the cache as it was
+            check_appendable(f"layer {layer} c_kv", self.latents[layer], c_kv, 1, ("batch", "tokens", "d_c"))
+            check_appendable(
+                f"layer {layer} k_rope", self.rope_keys[layer], k_rope, 1, ("batch", "tokens", "d_R")
+            )
             self.latents[layer] = torch.cat([self.latents[layer], c_kv], dim=1)  # (B, P + T, d_c)
             self.rope_keys[layer] = torch.cat([self.rope_keys[layer], k_rope], dim=1)  # (B, P + T, d_R)
         return self.latents[layer], self.rope_keys[layer]  # type: ignore[return-value]
@@ -223,6 +263,9 @@ class LatentAttention(nn.Module):
         layer: int = 0,
         absorb: bool = False,
     ) -> Tensor:
+        require_tensor("x", x, 3, "[B, T, C]")
+        if x.shape[-1] != self.cfg.dim:
+            raise ValueError(f"x must be [B, T, C] with C = dim = {self.cfg.dim}, got shape {list(x.shape)}")
         b, t, _ = x.shape
         h, d, r = self.cfg.n_heads, self.cfg.head_dim, self.cfg.rope_dim
         if positions is None:
