@@ -35,7 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kvlib.kernels.reference import validate_paged_inputs
+from kvlib.kernels.reference import check_paged_shapes, check_paged_values, require_scale
+from kvlib.validate import require_int
 
 __all__ = ["paged_attention_decode", "interpreter_active", "choose_num_splits"]
 
@@ -200,10 +201,14 @@ def _combine_splits_kernel(
     tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
-def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch.device) -> int:
+def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch.device | str) -> int:
     """Heuristic split count: enough programs for ~2 waves on the GPU, chunks >= 512 tokens.
 
     Always 1 in the interpreter (no parallel hardware to fill)."""
+    batch = require_int("batch", batch, minimum=1)
+    kv_heads = require_int("kv_heads", kv_heads, minimum=1)
+    max_seq_len = require_int("max_seq_len", max_seq_len, minimum=1)
+    device = torch.device(device)
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
@@ -213,16 +218,38 @@ def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch
     return max(1, min(-(-2 * sms // programs), -(-max_seq_len // 512), 64))
 
 
-def _check_max_seq_len(max_seq_len: int | None, seq_lens: torch.Tensor) -> None:
-    """A ``max_seq_len`` below the longest sequence would make split-K drop that sequence's tail."""
-    if max_seq_len is None or seq_lens.numel() == 0:
-        return
-    longest = int(seq_lens.max())
-    if max_seq_len < longest:
-        raise ValueError(
-            f"max_seq_len={max_seq_len} is below the longest sequence ({longest} tokens): it must be an "
-            "upper bound on seq_lens, or split-K would silently skip the tokens past it"
+def _check_interpreter_language() -> None:
+    """The interpreter runs a kernel's calls into ``triton.language`` helpers (``tl.zeros``, ``tl.max``)
+    only if they were decorated with TRITON_INTERPRET=1 set. If something imported triton first
+    (torch._dynamo does), they were not, and the launch fails deep in Triton: say why instead."""
+    if type(tl.zeros).__name__ == "JITFunction":
+        raise RuntimeError(
+            "Triton's language library was imported before TRITON_INTERPRET=1 was set (something, e.g. "
+            "torch._dynamo, imported triton before kvlib.kernels), so the CPU interpreter cannot run "
+            "this kernel: import kvlib.kernels first in a fresh process, or start it with TRITON_INTERPRET=1"
         )
+
+
+def _check_options(
+    scale: object, num_splits: object, max_seq_len: object, block_n: object, num_warps: object,
+    num_stages: object,
+) -> tuple[float | None, int | str, int | None, int | None]:  # fmt: skip
+    """The keyword options as ``(scale, num_splits, max_seq_len, block_n)``, or a one-line error."""
+    scale = require_scale(scale)
+    if num_splits != "auto":
+        if isinstance(num_splits, str):
+            raise ValueError(f"num_splits must be a positive int or 'auto', got {num_splits!r}")
+        num_splits = require_int("num_splits (a positive int or 'auto')", num_splits, minimum=1)
+    if max_seq_len is not None:
+        max_seq_len = require_int("max_seq_len", max_seq_len, minimum=1)
+    if block_n is not None:
+        block_n = require_int("block_n", block_n, minimum=1)
+        if block_n < 16 or block_n & (block_n - 1):
+            raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
+    for name, value in (("num_warps", num_warps), ("num_stages", num_stages)):
+        if value is not None:
+            require_int(name, value, minimum=1)
+    return scale, num_splits, max_seq_len, block_n
 
 
 def paged_attention_decode(
@@ -252,42 +279,47 @@ def paged_attention_decode(
             chunks cover ``max_seq_len`` tokens, so a smaller value than ``seq_lens.max()`` would
             drop tokens: ``check=True`` verifies it (ValueError), ``check=False`` trusts it.
         block_n: tokens per tile (power of two >= 16; default 64 on CUDA, 32 in the interpreter).
-        check: validate value ranges (block ids, lengths, ``max_seq_len``); costs a device sync, so
-            benchmarks turn it off after checking once.
+        check: also validate what the tensors hold: every length in ``[1, max_blocks * block_size]``
+            (and ``<= max_seq_len``), every block id a sequence uses in ``[0, num_blocks)``. The
+            kernel does not bound-check its loads (out of range it reads garbage on CUDA, and
+            silently in the interpreter), so this is on by default; it costs one device->host
+            transfer of two flags per call, which a decode loop or a benchmark that has checked
+            its tables once may skip with ``check=False``.
+
+    Types, shapes, dtypes, devices and the options are checked on every call, ``check`` or not:
+    that reads only tensor metadata (microseconds, no sync).
 
     Returns:
         ``(batch, q_heads, head_dim)`` in ``q.dtype``.
     """
     interp = interpreter_active()
+    batch, q_heads, kv_heads, head_dim, page = check_paged_shapes(q, k_cache, v_cache, block_table, seq_lens)
+    scale, num_splits, max_seq_len, block_n = _check_options(
+        scale, num_splits, max_seq_len, block_n, num_warps, num_stages
+    )
     if q.device.type != "cuda" and not interp:
         raise RuntimeError(
             "the Triton paged-attention kernel needs CUDA tensors, or Triton's CPU interpreter "
             "(TRITON_INTERPRET=1, which kvlib.kernels sets by itself when CUDA is absent unless you "
             "set TRITON_INTERPRET=0 explicitly)"
         )
+    if interp:
+        _check_interpreter_language()
     if check:
-        batch, q_heads, kv_heads, head_dim, page = validate_paged_inputs(
-            q, k_cache, v_cache, block_table, seq_lens
-        )
-        _check_max_seq_len(max_seq_len, seq_lens)
-    else:
-        batch, q_heads, head_dim = q.shape
-        _, page, kv_heads, _ = k_cache.shape
-    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {q.dtype}")
+        check_paged_values(block_table, seq_lens, k_cache.shape[0], page, max_seq_len)
+    if batch == 0:
+        return torch.empty_like(q)  # no sequence, nothing to attend to: no launch
     q, k_cache, v_cache = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k_cache, v_cache))
     # the kernel indexes these with implicit unit strides (lens_ptr + b, bt_ptr + row * stride + i)
     block_table = block_table.contiguous()
     seq_lens = seq_lens.contiguous()
     group = q_heads // kv_heads
-    scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
 
     block_g = max(16, triton.next_power_of_2(group))  # tl.dot needs >= 16 rows
     block_d = max(16, triton.next_power_of_2(head_dim))
     if block_n is None:
         block_n = 32 if interp else 64
-    if block_n < 16 or block_n & (block_n - 1):
-        raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
     # tl.dot on bf16 is wrong in the interpreter: compute in fp32 there
     upcast = interp and q.dtype == torch.bfloat16
     ieee = q.dtype == torch.float32 or upcast
@@ -298,8 +330,6 @@ def paged_attention_decode(
     if num_splits == "auto":
         max_len = max_seq_len if max_seq_len is not None else int(seq_lens.max())
         num_splits = choose_num_splits(batch, kv_heads, max_len, q.device)
-    if not isinstance(num_splits, int) or num_splits < 1:
-        raise ValueError(f"num_splits must be a positive int or 'auto', got {num_splits!r}")
 
     out = torch.empty_like(q)
     common = dict(

@@ -21,10 +21,15 @@ on the fly and that this reference does explicitly.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
+from kvlib.validate import describe, require_int
+
 __all__ = [
+    "check_paged_shapes",
+    "check_paged_values",
     "validate_paged_inputs",
     "gather_kv",
     "paged_attention_reference",
@@ -35,14 +40,41 @@ __all__ = [
 ]
 
 
-def validate_paged_inputs(
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def require_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` if it is a tensor, else TypeError naming ``name``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(value)}")
+    return value
+
+
+def require_scale(scale: object) -> float | None:
+    """``None`` or a finite real number as float: a NaN or inf scale turns every output into NaN."""
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be None or a finite real number, got {describe(scale)}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be None or a finite real number, got {scale}")
+    return float(scale)
+
+
+def check_paged_shapes(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     block_table: torch.Tensor,
     seq_lens: torch.Tensor,
 ) -> tuple[int, int, int, int, int]:
-    """Check shapes/dtypes and return ``(batch, q_heads, kv_heads, head_dim, block_size)``."""
+    """Types, shapes, dtypes and devices; returns ``(batch, q_heads, kv_heads, head_dim, block_size)``.
+
+    Reads tensor metadata only, never the data (no device sync), so the kernel wrapper runs it on
+    every call; :func:`check_paged_values` checks what the tensors hold."""
+    for name, value in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache),
+                        ("block_table", block_table), ("seq_lens", seq_lens)):  # fmt: skip
+        require_tensor(name, value)
     if q.dim() != 3:
         raise ValueError(f"q must be (batch, q_heads, head_dim), got shape {tuple(q.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
@@ -52,10 +84,23 @@ def validate_paged_inputs(
         )
     batch, q_heads, head_dim = q.shape
     num_blocks, block_size, kv_heads, kv_dim = k_cache.shape
+    sizes = {"q_heads": q_heads, "head_dim": head_dim, "num_blocks": num_blocks, "block_size": block_size,
+             "kv_heads": kv_heads}  # fmt: skip
+    for name, size in sizes.items():
+        if size < 1:
+            raise ValueError(
+                f"{name} must be >= 1, got {size} (q {tuple(q.shape)}, k_cache {tuple(k_cache.shape)})"
+            )
     if kv_dim != head_dim:
         raise ValueError(f"head_dim mismatch: q has {head_dim}, the cache has {kv_dim}")
     if q_heads % kv_heads != 0:
         raise ValueError(f"q_heads ({q_heads}) must be a multiple of kv_heads ({kv_heads}) for GQA")
+    if q.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"q, k_cache, v_cache must be float32, float16 or bfloat16, got q of {q.dtype}")
+    if q.dtype != k_cache.dtype or k_cache.dtype != v_cache.dtype:
+        raise ValueError(
+            f"q, k_cache, v_cache must share a dtype; got {q.dtype}, {k_cache.dtype}, {v_cache.dtype}"
+        )
     if block_table.dtype != torch.int32 or block_table.dim() != 2 or block_table.shape[0] != batch:
         raise ValueError(
             f"block_table must be int32 (batch={batch}, max_blocks); "
@@ -65,34 +110,92 @@ def validate_paged_inputs(
         raise ValueError(
             f"seq_lens must be int32 (batch={batch},); got {seq_lens.dtype} {tuple(seq_lens.shape)}"
         )
-    if q.dtype != k_cache.dtype or k_cache.dtype != v_cache.dtype:
-        raise ValueError(
-            f"q, k_cache, v_cache must share a dtype; got {q.dtype}, {k_cache.dtype}, {v_cache.dtype}"
-        )
     devices = {t.device for t in (q, k_cache, v_cache, block_table, seq_lens)}
     if len(devices) != 1:
-        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
-    lens = seq_lens.cpu()
-    if batch and (int(lens.min()) < 1 or int(lens.max()) > block_table.shape[1] * block_size):
         raise ValueError(
-            f"seq_lens must lie in [1, max_blocks * block_size = {block_table.shape[1] * block_size}], "
-            f"got min {int(lens.min())}, max {int(lens.max())}"
+            "q, k_cache, v_cache, block_table, seq_lens must be on one device, got "
+            f"{[str(t.device) for t in (q, k_cache, v_cache, block_table, seq_lens)]}"
         )
-    used = [block_table[b, : -(-int(lens[b]) // block_size)] for b in range(batch)]
-    if used:
-        ids = torch.cat(used)
-        if int(ids.min()) < 0 or int(ids.max()) >= num_blocks:
-            raise ValueError(f"block_table holds ids outside [0, {num_blocks}) within the sequences' lengths")
     return batch, q_heads, kv_heads, head_dim, block_size
+
+
+def check_paged_values(
+    block_table: torch.Tensor, seq_lens: torch.Tensor, num_blocks: int, block_size: int,
+    max_seq_len: int | None = None,
+) -> None:  # fmt: skip
+    """Lengths in ``[1, max_blocks * block_size]`` (and ``<= max_seq_len`` if given), and every block id a
+    sequence uses in ``[0, num_blocks)``. A kernel does not bound-check its loads (the Triton
+    interpreter reads out of bounds silently), so a bad table would read garbage.
+
+    Vectorized, with one device->host transfer of two flags; the details of a failure are
+    computed only then. Shapes must have passed :func:`check_paged_shapes`."""
+    max_blocks = block_table.shape[1]
+    cover = max_blocks * block_size
+    lens = seq_lens.long()
+    upper = cover if max_seq_len is None else min(cover, max_seq_len)
+    lens_bad = (lens < 1) | (lens > upper)
+    used_blocks = (lens.clamp(0, cover) + block_size - 1) // block_size  # (batch,)
+    used = torch.arange(max_blocks, device=lens.device)[None, :] < used_blocks[:, None]  # (batch, max_blocks)
+    ids_bad = used & ((block_table < 0) | (block_table >= num_blocks))
+    any_lens_bad, any_ids_bad = torch.stack([lens_bad.any(), ids_bad.any()]).tolist()
+    if any_lens_bad:
+        lo, hi = int(lens.min()), int(lens.max())
+        if lo >= 1 and hi <= cover:  # within the table: the bound that failed is max_seq_len
+            raise ValueError(
+                f"max_seq_len={max_seq_len} is below the longest sequence ({hi} tokens): it must be an "
+                "upper bound on seq_lens, or split-K would silently skip the tokens past it"
+            )
+        raise ValueError(
+            f"seq_lens must lie in [1, max_blocks * block_size = {cover}] (the tokens block_table "
+            f"covers), got min {lo}, max {hi}"
+        )
+    if any_ids_bad:
+        row, col = (int(i) for i in ids_bad.nonzero()[0])
+        raise ValueError(
+            f"block_table holds ids outside [0, {num_blocks}) within the sequences' lengths: "
+            f"block_table[{row}, {col}] = {int(block_table[row, col])} (seq_lens[{row}] = {int(lens[row])})"
+        )
+
+
+def validate_paged_inputs(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+) -> tuple[int, int, int, int, int]:
+    """Check shapes, dtypes, devices and values; return ``(batch, q_heads, kv_heads, head_dim, block_size)``.
+
+    Raises TypeError for a non-tensor, ValueError for anything else, naming the argument."""
+    dims = check_paged_shapes(q, k_cache, v_cache, block_table, seq_lens)
+    check_paged_values(block_table, seq_lens, k_cache.shape[0], dims[4])
+    return dims
 
 
 def gather_kv(
     k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor, seq_len: int, row: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of sequence ``row`` in logical order: two ``(seq_len, kv_heads, head_dim)``."""
-    block_size = k_cache.shape[1]
+    """Keys and values of sequence ``row`` in logical order: two ``(seq_len, kv_heads, head_dim)``.
+
+    ``seq_len`` must lie in ``[1, max_blocks * block_size]`` and the blocks it uses in
+    ``[0, num_blocks)``: a negative id would silently index from the end of the pool."""
+    for name, value in (("k_cache", k_cache), ("v_cache", v_cache), ("block_table", block_table)):
+        require_tensor(name, value)
+    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape or block_table.dim() != 2:
+        raise ValueError(
+            "k_cache, v_cache must both be (num_blocks, block_size, kv_heads, head_dim) and block_table "
+            f"(batch, max_blocks); got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}, "
+            f"{tuple(block_table.shape)}"
+        )
+    num_blocks, block_size = k_cache.shape[:2]
+    row = require_int("row", row, minimum=0, maximum=block_table.shape[0] - 1)
+    seq_len = require_int("seq_len", seq_len, minimum=1, maximum=block_table.shape[1] * block_size)
     n_blocks = -(-seq_len // block_size)
     ids = block_table[row, :n_blocks].long()
+    if int(ids.min()) < 0 or int(ids.max()) >= num_blocks:
+        raise ValueError(
+            f"block_table[{row}] holds ids outside [0, {num_blocks}) within seq_len={seq_len}: {ids.tolist()}"
+        )
     k = k_cache[ids].flatten(0, 1)[
         :seq_len
     ]  # (n_blocks, B, Hkv, D) -> (n_blocks*B, Hkv, D) -> (seq_len, Hkv, D)
@@ -113,6 +216,7 @@ def paged_attention_reference(
     Returns ``(batch, q_heads, head_dim)`` in ``q.dtype``. ``scale`` defaults to ``1/sqrt(head_dim)``.
     """
     batch, q_heads, kv_heads, head_dim, _ = validate_paged_inputs(q, k_cache, v_cache, block_table, seq_lens)
+    scale = require_scale(scale)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     group = q_heads // kv_heads
     out = torch.empty_like(q)
@@ -123,6 +227,32 @@ def paged_attention_reference(
         scores = torch.einsum("hd,hnd->hn", q[b].float(), k) * scale  # (Hq, n)
         out[b] = torch.einsum("hn,hnd->hd", scores.softmax(dim=-1), v).to(q.dtype)
     return out
+
+
+def _check_contiguous_kv(k: torch.Tensor, v: torch.Tensor) -> None:
+    require_tensor("k", k)
+    require_tensor("v", v)
+    if k.dim() != 4 or k.shape != v.shape:
+        raise ValueError(
+            "k and v must both be (batch, max_len, kv_heads, head_dim), "
+            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+
+
+def _check_lens(seq_lens: torch.Tensor | list[int], batch: int, max_len: int) -> list[int]:
+    """``seq_lens`` as a list of ``batch`` ints in ``[1, max_len]``: a row holds at most max_len tokens."""
+    shape = tuple(seq_lens.shape) if isinstance(seq_lens, torch.Tensor) else (len(seq_lens),)
+    if shape != (batch,):
+        raise ValueError(f"seq_lens must be (batch={batch},), got shape {shape}")
+    if isinstance(seq_lens, torch.Tensor) and seq_lens.dtype.is_floating_point:
+        raise ValueError(f"seq_lens must hold integers, got {seq_lens.dtype}")
+    lens = [int(x) for x in seq_lens]
+    if lens and (min(lens) < 1 or max(lens) > max_len):
+        raise ValueError(
+            f"seq_lens must lie in [1, max_len = {max_len}] (the tokens a row of k holds), "
+            f"got min {min(lens)}, max {max(lens)}"
+        )
+    return lens
 
 
 def build_paged_cache(
@@ -156,13 +286,13 @@ def build_paged_cache(
         ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, kv_heads, head_dim)``,
         int32 block table ``(batch, max_blocks)`` (unused entries = 0, the null block).
     """
-    if k.dim() != 4 or k.shape != v.shape:
-        raise ValueError(f"k and v must both be (batch, max_len, kv_heads, head_dim), got {tuple(k.shape)}")
+    _check_contiguous_kv(k, v)
     batch, max_len, kv_heads, head_dim = k.shape
-    lens = [int(x) for x in seq_lens]
+    block_size = require_int("block_size", block_size, minimum=1)
+    lens = _check_lens(seq_lens, batch, max_len)
     per_seq = [-(-n // block_size) for n in lens]
     needed = sum(per_seq)
-    num_blocks = needed + 1 if num_blocks is None else num_blocks
+    num_blocks = needed + 1 if num_blocks is None else require_int("num_blocks", num_blocks, minimum=1)
     if num_blocks < needed + 1:
         raise ValueError(
             f"num_blocks={num_blocks} is too small: the sequences need {needed} blocks, plus 1 null block"
@@ -195,19 +325,10 @@ def contiguous_as_paged(
     Lets the paged kernel run on a contiguous cache, to measure what paging itself costs.
     ``seq_lens`` (``(batch,)``, each in ``[1, max_len]``) is checked against the cache here, so a
     length that overruns its row fails now rather than reading the next sequence's keys."""
-    if k.dim() != 4 or k.shape != v.shape:
-        raise ValueError(
-            "k and v must both be (batch, max_len, kv_heads, head_dim), "
-            f"got {tuple(k.shape)} and {tuple(v.shape)}"
-        )
+    _check_contiguous_kv(k, v)
     batch, max_len = k.shape[:2]
-    if seq_lens.shape != (batch,):
-        raise ValueError(f"seq_lens must be (batch={batch},), got shape {tuple(seq_lens.shape)}")
-    if batch and (int(seq_lens.min()) < 1 or int(seq_lens.max()) > max_len):
-        raise ValueError(
-            f"seq_lens must lie in [1, max_len = {max_len}] (one block per sequence), "
-            f"got min {int(seq_lens.min())}, max {int(seq_lens.max())}"
-        )
+    require_tensor("seq_lens", seq_lens)
+    _check_lens(seq_lens, batch, max_len)
     table = torch.arange(batch, dtype=torch.int32, device=k.device).unsqueeze(1)  # (batch, 1)
     return k, v, table
 
@@ -218,24 +339,61 @@ def write_kv(
     """Store new tokens' keys/values at flat slots (``block_id * block_size + offset``), in place.
 
     ``slots``: int ``(T,)`` as given by ``BlockManager.slot``; ``k``, ``v``: ``(T, kv_heads, head_dim)``.
-    This is the write half of paged attention (vLLM calls it ``reshape_and_cache``)."""
+    This is the write half of paged attention (vLLM calls it ``reshape_and_cache``). Everything is
+    checked before the first write, so a rejected call leaves both caches as they were."""
+    _check_cache_pair(k_cache, v_cache)
+    for name, value in (("slots", slots), ("k", k), ("v", v)):
+        require_tensor(name, value)
     num_blocks, block_size, kv_heads, head_dim = k_cache.shape
     if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != (kv_heads, head_dim):
         raise ValueError(f"k, v must be (T, {kv_heads}, {head_dim}); got {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (k.dtype.is_floating_point and v.dtype.is_floating_point):
+        raise ValueError(
+            f"k, v must be floating point like the cache ({k_cache.dtype}), got {k.dtype}, {v.dtype}"
+        )
+    if k.device != k_cache.device or v.device != k_cache.device:
+        raise ValueError(f"k, v must be on the cache's device {k_cache.device}, got {k.device}, {v.device}")
     if slots.shape != (k.shape[0],):
         raise ValueError(f"slots must be (T={k.shape[0]},), got {tuple(slots.shape)}")
+    if slots.dtype.is_floating_point or slots.dtype.is_complex or slots.dtype == torch.bool:
+        raise ValueError(f"slots must be an integer tensor, got {slots.dtype}")  # .long() would truncate 1.7
     if slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= num_blocks * block_size):
-        raise ValueError(f"slots must lie in [0, {num_blocks * block_size})")
+        raise ValueError(f"slots must lie in [0, {num_blocks * block_size}), got {slots.tolist()[:8]}")
+    if slots.unique().numel() != slots.numel():  # two tokens in one slot: which one lands is undefined
+        raise ValueError(f"slots must be distinct, got {slots.tolist()[:8]}")
     idx = slots.long().to(k_cache.device)
     k_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = k.to(k_cache.dtype)  # flat slot view
     v_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = v.to(v_cache.dtype)
 
 
+def _check_cache_pair(k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
+    require_tensor("k_cache", k_cache)
+    require_tensor("v_cache", v_cache)
+    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError(
+            "k_cache and v_cache must both be (num_blocks, block_size, kv_heads, head_dim); "
+            f"got {tuple(k_cache.shape)} and {tuple(v_cache.shape)}"
+        )
+
+
 def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
-    """Perform copy-on-write copies ``(src_block, dst_block)`` reported by ``BlockManager.append``."""
+    """Perform copy-on-write copies ``(src_block, dst_block)`` reported by ``BlockManager.append``.
+
+    Every id is checked (an int in ``[0, num_blocks)``) before the first copy: a negative id would
+    silently copy the pool's last block."""
+    _check_cache_pair(k_cache, v_cache)
     if not copies:
         return
-    src = torch.tensor([s for s, _ in copies], dtype=torch.long, device=k_cache.device)
-    dst = torch.tensor([d for _, d in copies], dtype=torch.long, device=k_cache.device)
+    num_blocks = k_cache.shape[0]
+    pairs = []
+    for i, pair in enumerate(copies):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"copies[{i}] must be a (src_block, dst_block) pair, got {describe(pair)}")
+        src, dst = (
+            require_int(f"copies[{i}][{j}]", x, minimum=0, maximum=num_blocks - 1) for j, x in enumerate(pair)
+        )
+        pairs.append((src, dst))
+    src = torch.tensor([s for s, _ in pairs], dtype=torch.long, device=k_cache.device)
+    dst = torch.tensor([d for _, d in pairs], dtype=torch.long, device=k_cache.device)
     k_cache[dst] = k_cache[src]
     v_cache[dst] = v_cache[src]
