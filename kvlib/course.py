@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from kvlib.validate import describe
+
 T = TypeVar("T")
 
 
@@ -19,6 +21,8 @@ def yours_or_reference(name: str, yours: T, reference: T, try_it: Callable[[T], 
     `try_it` exercises the object on a tiny input (construct a cache, call a function once). Any
     other exception propagates: a bug in finished code should be seen, not silently replaced.
     """
+    if not callable(try_it):
+        raise TypeError(f"try_it must be a callable that exercises {name!r} once, got {describe(try_it)}")
     try:
         try_it(yours)
     except NotImplementedError:

@@ -9,12 +9,33 @@ how tests (and a browser test that moves a slider) check that the kernel sees th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 
 from kvlib.memory import MODEL_CONFIGS, GiB, format_bytes, kv_cache_bytes
+from kvlib.validate import describe, require_int
+
+
+def _finite_number(name: str, value: Any) -> float:
+    """A measured number: NaN or inf would vanish from a plot without a word, so it is an error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def _finite_numbers(name: str, values: Any) -> list[float]:
+    """A non-empty sequence of finite numbers, as floats."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {describe(values)}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must hold at least one value, got an empty {type(values).__name__}")
+    return [_finite_number(f"{name}[{i}]", v) for i, v in enumerate(values)]
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (6.0, 3.6)) -> tuple[Any, Any]:
@@ -28,8 +49,13 @@ def plot_time_per_token(
     lengths: Sequence[int], cached_s: Sequence[float], uncached_s: Sequence[float], ax: Any = None
 ) -> Any:
     """Milliseconds per generated token versus context length, with and without a KV cache."""
-    if not (len(lengths) == len(cached_s) == len(uncached_s)) or not lengths:
-        raise ValueError("lengths, cached_s and uncached_s must be non-empty and of equal length")
+    lengths = _finite_numbers("lengths", lengths)
+    cached_s, uncached_s = _finite_numbers("cached_s", cached_s), _finite_numbers("uncached_s", uncached_s)
+    if not (len(lengths) == len(cached_s) == len(uncached_s)):
+        raise ValueError(
+            "lengths, cached_s and uncached_s must be non-empty and of equal length, got "
+            f"{len(lengths)}, {len(cached_s)} and {len(uncached_s)} values"
+        )
     fig, ax = _axes(ax)
     ax.plot(lengths, [1e3 * s for s in uncached_s], "o-", color="tab:red", label="no cache (recompute all)")
     ax.plot(lengths, [1e3 * s for s in cached_s], "o-", color="tab:blue", label="KV cache (one new token)")
@@ -44,8 +70,8 @@ def plot_time_per_token(
 
 def plot_prefill_decode(prefill_s: float, decode_s: Sequence[float], ax: Any = None) -> Any:
     """Time of the prefill call and of every decode call of one generation (a bar per call)."""
-    if not decode_s:
-        raise ValueError("decode_s must hold at least one decode step")
+    prefill_s = _finite_number("prefill_s", prefill_s)
+    decode_s = _finite_numbers("decode_s (one time per decode step)", decode_s)
     fig, ax = _axes(ax)
     ax.bar([0], [1e3 * prefill_s], color="tab:orange", label="prefill (whole prompt)")
     ax.bar(
@@ -68,7 +94,16 @@ def plot_bytes(
     unit: str = "MiB",
 ) -> Any:
     """Bytes versus a variable (sequence length, batch) for several named series (e.g. measured, formula)."""
-    scale = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": GiB}[unit]
+    scales = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": GiB}
+    if unit not in scales:
+        raise ValueError(f"unit must be one of {', '.join(scales)}, got {describe(unit)}")
+    scale = scales[unit]
+    xs = _finite_numbers("xs", xs)
+    if not isinstance(series, Mapping):
+        raise TypeError(f"series must be a dict of name -> values, got {describe(series)}")
+    if not series:
+        raise ValueError("series must hold at least one named series, got an empty dict")
+    series = {name: _finite_numbers(f"series[{name!r}]", ys) for name, ys in series.items()}
     fig, ax = _axes(ax)
     markers = ["o", "x", "s", "^", "d"]
     for i, (name, ys) in enumerate(series.items()):
@@ -92,6 +127,7 @@ def plot_bytes(
 
 def plot_model_table(seq_len: int = 4096, dtype: str = "fp16", ax: Any = None) -> Any:
     """Horizontal bars: KV bytes per sequence of `seq_len` tokens for every model in MODEL_CONFIGS."""
+    seq_len = require_int("seq_len", seq_len, minimum=1)
     names = list(MODEL_CONFIGS)
     sizes = [MODEL_CONFIGS[n].kv_bytes(seq_len, 1, dtype) / GiB for n in names]
     fig, ax = _axes(ax, (6.5, 0.35 * len(names) + 1.2))
@@ -141,7 +177,11 @@ class MemoryCalculator:
     ) -> None:
         import ipywidgets as w
 
-        if preset not in MODEL_CONFIGS:
+        # Dropdowns answer a bad value with "Invalid selection: value not found": name it first.
+        for name, value, options in (("dtype", dtype, DTYPES), ("budget", budget, list(GPU_BUDGETS_GIB))):
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"{name} must be one of {options}, got {describe(value)}")
+        if not isinstance(preset, str) or preset not in MODEL_CONFIGS:
             raise KeyError(f"unknown preset {preset!r}; choose one of {list(MODEL_CONFIGS)}")
         shape = MODEL_CONFIGS[preset]
         style = {"description_width": "110px"}
@@ -160,6 +200,9 @@ class MemoryCalculator:
         self.batch = w.IntSlider(batch, 1, 256, description="batch", style=style, layout=layout)
         self.dtype = w.Dropdown(options=DTYPES, value=dtype, description="dtype", style=style)
         self.budget = w.Dropdown(options=list(GPU_BUDGETS_GIB), value=budget, description="GPU", style=style)
+        # Sliders silently clamp an out-of-range value (seq_len=-5 showed 0 bytes): check it.
+        for name, value in (("seq_len", seq_len), ("batch", batch)):
+            _check_choice(name, getattr(self, name), value)
         self.label = w.Label()
         self.bar = w.HTML()
         self.bytes = 0
@@ -228,14 +271,26 @@ class MemoryCalculator:
     def set(self, **values: Any) -> MemoryCalculator:
         """Move widgets from code, e.g. `calc.set(seq_len=8192, batch=4)`; returns self."""
         for name, value in values.items():
-            control = getattr(self, name, None)
-            if control is None or not hasattr(control, "value"):
+            if name not in _CONTROLS:
                 raise KeyError(
-                    f"unknown control {name!r}; use preset, layers, kv_heads, head_dim, seq_len, "
-                    "batch, dtype or budget"
+                    f"unknown control {name!r}; use {', '.join(_CONTROLS[:-1])} or {_CONTROLS[-1]}"
                 )
-            control.value = value
+            _check_choice(name, getattr(self, name), value)
+        for name, value in values.items():  # all checked first, so a bad value moves no widget
+            getattr(self, name).value = value
         return self
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+_CONTROLS = ("preset", "layers", "kv_heads", "head_dim", "seq_len", "batch", "dtype", "budget")
+
+
+def _check_choice(name: str, control: Any, value: Any) -> None:
+    """``value`` fits ``control``: an integer within a slider's range, or one of a dropdown's options."""
+    if hasattr(control, "options"):
+        if not isinstance(value, str) or value not in control.options:
+            raise ValueError(f"{name} must be one of {list(control.options)}, got {describe(value)}")
+    else:
+        require_int(name, value, minimum=control.min, maximum=control.max)
