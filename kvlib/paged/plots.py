@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from kvlib.paged.simulate import Request, SharingResult, StreamResult
+from kvlib.validate import require_int
 
 __all__ = [
     "plot_utilization",
@@ -35,7 +36,7 @@ def plot_utilization(results: Sequence[StreamResult], ax: Axes | None = None) ->
     """Stacked bars, one per allocator: reserved KV memory split into real tokens, reservation for
     future tokens and internal fragmentation (each bar sums to 100% of what was reserved)."""
     if not results:
-        raise ValueError("need at least one StreamResult")
+        raise ValueError("results must hold at least one StreamResult, got an empty sequence")
     fig, ax = _axes(ax, (9, 4))
     names = [r.name.replace(" (", "\n(") for r in results]
     x = range(len(results))
@@ -61,7 +62,7 @@ def plot_block_size_tradeoff(results: Sequence[StreamResult], ax: Axes | None = 
     per sequence vs its bound ``B - 1`` and the ``(B - 1) / 2`` expected for uniform offsets (right)."""
     paged = sorted((r for r in results if r.block_size is not None), key=lambda r: r.block_size or 0)
     if not paged:
-        raise ValueError("no paged results to plot")
+        raise ValueError("results must hold at least one paged StreamResult (block_size set), got none")
     fig, ax = _axes(ax, (7, 4))
     bs = [r.block_size for r in paged]
     ax.plot(
@@ -97,7 +98,8 @@ def plot_block_size_tradeoff(results: Sequence[StreamResult], ax: Axes | None = 
 def plot_length_distribution(requests: Sequence[Request], ax: Axes | None = None, bins: int = 60) -> Figure:
     """Histograms of prompt and output lengths (log-scaled x): the heavy right tail of chat traffic."""
     if not requests:
-        raise ValueError("need at least one request")
+        raise ValueError("requests must hold at least one Request, got an empty sequence")
+    bins = require_int("bins", bins, minimum=2)  # edges of at least one bar
     fig, ax = _axes(ax, (7, 3.5))
     import numpy as np
 
@@ -120,7 +122,7 @@ def plot_sharing_savings(
 ) -> Figure:
     """Bars of measured savings; ``paper_ranges`` maps a result's workload label to a (lo, hi) band."""
     if not results:
-        raise ValueError("need at least one SharingResult")
+        raise ValueError("results must hold at least one SharingResult, got an empty sequence")
     fig, ax = _axes(ax, (8, 3.5))
     labels = [r.workload for r in results]
     ax.bar(range(len(results)), [100 * r.saving for r in results], color=COLORS["tokens"])
