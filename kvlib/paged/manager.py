@@ -147,13 +147,15 @@ class BlockManager:
             i = seq.num_registered
             parent = seq.block_ids[i - 1] if i > 0 else None
             tokens = seq.tokens[i * self.block_size : (i + 1) * self.block_size]
-            if not self.cache.insert_block(parent, tokens, seq.block_ids[i]):
+            # trusted path: the tokens were validated when they entered the sequence
+            if not self.cache._insert_block(parent, tuple(tokens), seq.block_ids[i]):
                 seq.cache_open = False  # a duplicate of a cached block: keep the rest private
                 return
             seq.num_registered += 1
 
     def _get(self, seq_id: int, name: str = "seq_id") -> Sequence:
-        seq_id = check_int(name, seq_id)  # "0" or 0.0 is a caller's mistake, not an unknown id
+        if type(seq_id) is not int:  # "0" or 0.0 is a caller's mistake, not an unknown id
+            seq_id = check_int(name, seq_id)
         try:
             return self.seqs[seq_id]
         except KeyError:
@@ -173,7 +175,7 @@ class BlockManager:
             raise ValueError("prompt: a sequence needs at least one prompt token, got an empty prompt")
         # match on prompt[:-1] so the last token is always computed (a full hit still yields logits);
         # touch=False: the hit counts as a use only once the allocation is sure to succeed
-        hit = self.cache.match(prompt[:-1], touch=False) if self.cache else []
+        hit = self.cache._lookup(prompt[:-1]) if self.cache else []  # match(touch=False), prompt checked
         pinned = sum(1 for b in hit if self.allocator.ref_count(b) == 0)
         return hit, self.blocks_needed(len(prompt)) - len(hit), pinned
 
@@ -207,14 +209,15 @@ class BlockManager:
     def append(self, seq_id: int, token: int) -> list[tuple[int, int]]:
         """Append one token; returns the ``(src_block, dst_block)`` copies the caller must do."""
         seq = self._get(seq_id)
-        token = check_int("token", token, minimum=0)  # before any block is taken
+        if type(token) is not int or token < 0:  # checked before any block is taken
+            token = check_int("token", token, minimum=0)
         copies: list[tuple[int, int]] = []
         offset = len(seq.tokens) % self.block_size
         if offset == 0:  # last block full (or no block yet): take a new one
             seq.block_ids.extend(self._take_fresh(1))
         else:
             last = seq.block_ids[-1]
-            if self.allocator.ref_count(last) > 1:  # shared partial block: copy on write
+            if self.allocator.blocks[last].ref_count > 1:  # shared partial block: copy on write
                 (new,) = self._take_fresh(1)
                 self._drop(last)
                 seq.block_ids[-1] = new

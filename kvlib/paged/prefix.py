@@ -102,7 +102,6 @@ class PrefixCache(ABC):
     def _lookup(self, tokens: Sequence[int]) -> list[int]:
         """The matched block ids of :meth:`match`, with no side effect."""
 
-    @abstractmethod
     def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
         """Register the full block ``block_id`` holding ``tokens`` after cached block ``parent_block``
         (``None`` for the first block of a sequence). The block must be in use (it is registered
@@ -111,6 +110,12 @@ class PrefixCache(ABC):
         ``block_id`` is now the cached block for that prefix (newly or already), False when the
         same prefix is already cached in a *different* block (the caller keeps its duplicate
         private and stops registering that sequence's later blocks)."""
+        return self._insert_block(*self._check_block_args(parent_block, tokens, block_id))
+
+    @abstractmethod
+    def _insert_block(self, parent_block: int | None, tokens: BlockTokens, block_id: int) -> bool:
+        """:meth:`insert_block` on checked arguments. The block manager calls it (and
+        :meth:`_lookup`) directly: its tokens and ids are validated once per call, not per block."""
 
     @abstractmethod
     def lock(self, block_id: int) -> None:
@@ -291,8 +296,7 @@ class HashPrefixCache(PrefixCache):
             parent = entry
         return ids
 
-    def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
-        parent_block, tokens, block_id = self._check_block_args(parent_block, tokens, block_id)
+    def _insert_block(self, parent_block: int | None, tokens: BlockTokens, block_id: int) -> bool:
         parent = None
         if parent_block is not None:
             if parent_block not in self._by_block:
@@ -462,8 +466,7 @@ class RadixPrefixCache(PrefixCache):
             node = child
         return ids
 
-    def insert_block(self, parent_block: int | None, tokens: Sequence[int], block_id: int) -> bool:
-        parent_block, tokens, block_id = self._check_block_args(parent_block, tokens, block_id)
+    def _insert_block(self, parent_block: int | None, tokens: BlockTokens, block_id: int) -> bool:
         node, split_at = self.root, 0  # attach below ``node``, after splitting it at ``split_at``
         if parent_block is not None:
             if parent_block not in self._node_of:
