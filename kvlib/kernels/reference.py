@@ -127,33 +127,38 @@ def check_paged_values(
     sequence uses in ``[0, num_blocks)``. A kernel does not bound-check its loads (the Triton
     interpreter reads out of bounds silently), so a bad table would read garbage.
 
-    Vectorized, with one device->host transfer of two flags; the details of a failure are
-    computed only then. Shapes must have passed :func:`check_paged_shapes`."""
-    max_blocks = block_table.shape[1]
+    Vectorized: a handful of small ops and one device->host transfer of four numbers (the min and
+    max of the lengths and of the used ids); where a failure is, is computed only then. Shapes
+    must have passed :func:`check_paged_shapes`."""
+    batch, max_blocks = block_table.shape
+    if batch == 0:
+        return
     cover = max_blocks * block_size
-    lens = seq_lens.long()
-    upper = cover if max_seq_len is None else min(cover, max_seq_len)
-    lens_bad = (lens < 1) | (lens > upper)
-    used_blocks = (lens.clamp(0, cover) + block_size - 1) // block_size  # (batch,)
-    used = torch.arange(max_blocks, device=lens.device)[None, :] < used_blocks[:, None]  # (batch, max_blocks)
-    ids_bad = used & ((block_table < 0) | (block_table >= num_blocks))
-    any_lens_bad, any_ids_bad = torch.stack([lens_bad.any(), ids_bad.any()]).tolist()
-    if any_lens_bad:
-        lo, hi = int(lens.min()), int(lens.max())
-        if lo >= 1 and hi <= cover:  # within the table: the bound that failed is max_seq_len
-            raise ValueError(
-                f"max_seq_len={max_seq_len} is below the longest sequence ({hi} tokens): it must be an "
-                "upper bound on seq_lens, or split-K would silently skip the tokens past it"
-            )
+    # entry j of row b is used when j < ceil(seq_lens[b] / block_size); unused entries count as 0
+    used = (
+        torch.arange(max_blocks, device=seq_lens.device)[None, :]
+        < ((seq_lens + (block_size - 1)) // block_size)[:, None]
+    )  # (batch, max_blocks)
+    ids = torch.where(used, block_table, 0) if max_blocks else block_table.new_zeros(1)
+    lo, hi, id_lo, id_hi = torch.cat(
+        [torch.stack(torch.aminmax(seq_lens)), torch.stack(torch.aminmax(ids))]
+    ).tolist()
+    if lo < 1 or hi > cover:
         raise ValueError(
             f"seq_lens must lie in [1, max_blocks * block_size = {cover}] (the tokens block_table "
             f"covers), got min {lo}, max {hi}"
         )
-    if any_ids_bad:
-        row, col = (int(i) for i in ids_bad.nonzero()[0])
+    if max_seq_len is not None and hi > max_seq_len:
+        raise ValueError(
+            f"max_seq_len={max_seq_len} is below the longest sequence ({hi} tokens): it must be an "
+            "upper bound on seq_lens, or split-K would silently skip the tokens past it"
+        )
+    if id_lo < 0 or id_hi >= num_blocks:
+        row, col = (int(i) for i in (used & ((block_table < 0) | (block_table >= num_blocks))).nonzero()[0])
         raise ValueError(
             f"block_table holds ids outside [0, {num_blocks}) within the sequences' lengths: "
-            f"block_table[{row}, {col}] = {int(block_table[row, col])} (seq_lens[{row}] = {int(lens[row])})"
+            f"block_table[{row}, {col}] = {int(block_table[row, col])} "
+            f"(seq_lens[{row}] = {int(seq_lens[row])})"
         )
 
 
