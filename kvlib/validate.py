@@ -21,6 +21,7 @@ __all__ = [
     "describe",
     "require_int",
     "require_token_ids",
+    "require_number",
     "positive_int_arg",
     "nonnegative_int_arg",
     "positive_float_arg",
@@ -30,7 +31,7 @@ __all__ = [
 
 def describe(value: Any) -> str:
     """``4.5 (float)``: the value as given plus its type, for error messages."""
-    text = repr(value)
+    text = " ".join(repr(value).split())  # a tensor's repr spans lines; messages are one line
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
@@ -52,6 +53,9 @@ def require_int(name: str, value: Any, *, minimum: int | None = None, maximum: i
     Accepts Python and NumPy integers (and 0-d integer tensors); rejects bool, float (even 4.0) and
     str, because a float block count or a bool length is always a caller's mistake.
     """
+    # fast path: block managers call this per token; building the message costs more than the check
+    if type(value) is int and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return value
     expected = _bound_text(minimum, maximum)
     integral = isinstance(value, numbers.Integral) or (
         hasattr(value, "dim") and value.dim() == 0 and not value.dtype.is_floating_point
@@ -69,10 +73,27 @@ def require_token_ids(name: str, tokens: Any, *, vocab_size: int | None = None) 
     if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
         raise TypeError(f"{name} must be a sequence of integer token ids, got {describe(tokens)}")
     maximum = None if vocab_size is None else vocab_size - 1
+    # fast path for the common list of plain ints: map(type), min and max run in C
+    if type(tokens) in (list, tuple) and set(map(type, tokens)) <= {int}:
+        low, high = min(tokens, default=0), max(tokens, default=0)
+        if low >= 0 and (maximum is None or high <= maximum):
+            return list(tokens)
     out = []
     for i, token in enumerate(tokens):
         out.append(require_int(f"{name}[{i}]", token, minimum=0, maximum=maximum))
     return out
+
+
+def require_number(name: str, value: Any, *, minimum: float = 0.0, inclusive: bool = True) -> float:
+    """A finite real number >= ``minimum`` (> it when ``inclusive`` is False) as a float: a median, a
+    spread, a temperature. Rejects bool, str, NaN and inf."""
+    expected = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return number
 
 
 # --- argparse converters --------------------------------------------------------------------------

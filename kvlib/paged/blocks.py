@@ -19,30 +19,11 @@ so that ``num_free + num_used + num_idle == num_blocks`` at all times.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from kvlib.validate import require_int, require_token_ids
+from kvlib.validate import require_int
 
 __all__ = ["Block", "BlockAllocator", "OutOfBlocks"]
-
-
-# Argument checks on the hot paths (one per append/incref): an exact ``int`` in range passes at the
-# cost of a type test; anything else (NumPy ints, bools, floats, strings) goes to kvlib.validate,
-# which converts it or raises the one-line error. The message is only built on that slow path.
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    if type(value) is int and (minimum is None or value >= minimum):
-        return value
-    return require_int(name, value, minimum=minimum)
-
-
-def check_token_ids(name: str, tokens: Iterable[Any]) -> list[int]:
-    """``tokens`` as a new list of ints >= 0 (a prompt or a block's tokens); see :func:`check_int`."""
-    # map(type) and min run in C: a few ns per token, against microseconds for require_token_ids
-    if type(tokens) in (list, tuple) and set(map(type, tokens)) <= {int} and min(tokens, default=0) >= 0:
-        return list(tokens)
-    return require_token_ids(name, tokens)
 
 
 class OutOfBlocks(RuntimeError):
@@ -111,7 +92,7 @@ class BlockAllocator:
     # --- operations -----------------------------------------------------------------------
     def allocate(self, n: int) -> list[int]:
         """Take ``n`` blocks from the free list, each with reference count 1 (all or nothing)."""
-        n = check_int("n (blocks to allocate)", n, minimum=0)
+        n = require_int("n (blocks to allocate)", n, minimum=0)
         if n > len(self.free_ids):
             raise OutOfBlocks(n, len(self.free_ids))
         ids = [self.free_ids.popleft() for _ in range(n)]
@@ -158,7 +139,7 @@ class BlockAllocator:
 
     def _check_id(self, block_id: int) -> int:
         """``block_id`` as an int; TypeError for a non-integer, IndexError outside the pool."""
-        block_id = check_int("block_id", block_id)
+        block_id = require_int("block_id", block_id)
         if not 0 <= block_id < self.num_blocks:
             raise IndexError(f"block_id {block_id} out of range [0, {self.num_blocks})")
         return block_id

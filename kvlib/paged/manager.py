@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 
-from kvlib.paged.blocks import BlockAllocator, OutOfBlocks, check_int, check_token_ids
+from kvlib.paged.blocks import BlockAllocator, OutOfBlocks
 from kvlib.paged.prefix import PrefixCache, make_prefix_cache
+from kvlib.validate import require_int, require_token_ids
 
 __all__ = ["Sequence", "BlockManager"]
 
@@ -96,7 +97,7 @@ class BlockManager:
 
     def blocks_needed(self, num_tokens: int) -> int:
         """Blocks that hold ``num_tokens`` tokens: ``ceil(num_tokens / block_size)``."""
-        return -(-check_int("num_tokens", num_tokens, minimum=0) // self.block_size)
+        return -(-require_int("num_tokens", num_tokens, minimum=0) // self.block_size)
 
     # --- internal helpers -----------------------------------------------------------------
     def _acquire(self, block_id: int) -> None:
@@ -155,14 +156,14 @@ class BlockManager:
 
     def _get(self, seq_id: int, name: str = "seq_id") -> Sequence:
         if type(seq_id) is not int:  # "0" or 0.0 is a caller's mistake, not an unknown id
-            seq_id = check_int(name, seq_id)
+            seq_id = require_int(name, seq_id)
         try:
             return self.seqs[seq_id]
         except KeyError:
             raise KeyError(f"{name} {seq_id}: unknown sequence id") from None
 
     def _new_id(self, seq_id: int, name: str = "seq_id") -> int:
-        seq_id = check_int(name, seq_id)
+        seq_id = require_int(name, seq_id)
         if seq_id in self.seqs:
             raise ValueError(f"{name} {seq_id} already exists: free it first or pick an unused id")
         return seq_id
@@ -183,7 +184,7 @@ class BlockManager:
     def can_allocate(self, prompt: SequenceABC[int]) -> bool:
         """Whether :meth:`allocate` would succeed now (no state change). Like ``allocate``, rejects
         an empty prompt with ValueError."""
-        _, need, pinned = self._plan(check_token_ids("prompt", prompt))
+        _, need, pinned = self._plan(require_token_ids("prompt", prompt))
         return need <= self.allocator.num_free + (self.cache.num_evictable if self.cache else 0) - pinned
 
     def allocate(self, seq_id: int, prompt: SequenceABC[int]) -> Sequence:
@@ -192,7 +193,7 @@ class BlockManager:
         Returns its :class:`Sequence`; its ``num_cached_tokens`` leading tokens already have
         their KV in the cache (a multiple of the block size, always < ``len(prompt)``)."""
         seq_id = self._new_id(seq_id)
-        prompt = check_token_ids("prompt", prompt)
+        prompt = require_token_ids("prompt", prompt)
         hit, need, pinned = self._plan(prompt)
         self._check_available(need, pinned)  # raises before any change
         if self.cache is not None:
@@ -210,7 +211,7 @@ class BlockManager:
         """Append one token; returns the ``(src_block, dst_block)`` copies the caller must do."""
         seq = self._get(seq_id)
         if type(token) is not int or token < 0:  # checked before any block is taken
-            token = check_int("token", token, minimum=0)
+            token = require_int("token", token, minimum=0)
         copies: list[tuple[int, int]] = []
         offset = len(seq.tokens) % self.block_size
         if offset == 0:  # last block full (or no block yet): take a new one
@@ -229,7 +230,7 @@ class BlockManager:
     def fork(self, parent_id: int, child_id: int) -> Sequence:
         """Create ``child_id`` sharing every block of ``parent_id`` (no copy until a write)."""
         parent = self._get(parent_id, "parent_id")
-        child_id = check_int("child_id", child_id)
+        child_id = require_int("child_id", child_id)
         if child_id == parent.seq_id:
             raise ValueError(f"child_id must differ from parent_id, got {child_id} for both")
         child_id = self._new_id(child_id, "child_id")
@@ -257,7 +258,7 @@ class BlockManager:
         """Evict ``n`` idle cached blocks (LRU leaves first) back to the free list; returns their ids.
 
         Allocation does this on demand; calling it directly models a cache-size limit."""
-        n = check_int("n (blocks to reclaim)", n, minimum=0)
+        n = require_int("n (blocks to reclaim)", n, minimum=0)
         if n == 0:
             return []
         if self.cache is None or n > self.cache.num_evictable:
@@ -273,7 +274,7 @@ class BlockManager:
     def slot(self, seq_id: int, position: int) -> int:
         """Flat KV slot (``block_id * block_size + offset``) of logical ``position``."""
         seq = self._get(seq_id)
-        position = check_int("position", position)
+        position = require_int("position", position)
         if not 0 <= position < len(seq.tokens):
             raise IndexError(f"position {position} out of range for a sequence of {len(seq.tokens)} tokens")
         return seq.block_ids[position // self.block_size] * self.block_size + position % self.block_size

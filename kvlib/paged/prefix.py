@@ -38,8 +38,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kvlib.paged.blocks import check_int, check_token_ids
-from kvlib.validate import describe, require_int
+from kvlib.validate import describe, require_int, require_token_ids
 
 __all__ = ["PrefixCache", "HashPrefixCache", "RadixPrefixCache", "make_prefix_cache"]
 
@@ -93,7 +92,7 @@ class PrefixCache(ABC):
         caller that may still back out (the block manager before its capacity check) passes
         False and calls :meth:`touch` once it commits. Does not lock them: the caller locks the
         blocks it decides to use (through the block manager's reference counts)."""
-        ids = self._lookup(check_token_ids("tokens", tokens))
+        ids = self._lookup(require_token_ids("tokens", tokens))
         if touch:
             self._stamp(ids)
         return ids
@@ -173,10 +172,10 @@ class PrefixCache(ABC):
     ) -> tuple[int | None, BlockTokens, int]:
         """``insert_block``'s arguments checked before any change: ids are ints >= 0, ``tokens`` one
         full block of token ids. Returns them as ``(parent_block, tokens tuple, block_id)``."""
-        block_id = check_int("block_id", block_id, minimum=0)
+        block_id = require_int("block_id", block_id, minimum=0)
         if parent_block is not None:
-            parent_block = check_int("parent_block", parent_block, minimum=0)
-        blk = tuple(check_token_ids("tokens", tokens))
+            parent_block = require_int("parent_block", parent_block, minimum=0)
+        blk = tuple(require_token_ids("tokens", tokens))
         if len(blk) != self.block_size:
             raise ValueError(
                 f"tokens: only full blocks are cached: got {len(blk)} tokens, block_size {self.block_size}"
@@ -184,7 +183,7 @@ class PrefixCache(ABC):
         return parent_block, blk, block_id
 
     def _check_evict(self, n: int) -> int:
-        n = check_int("n (blocks to evict)", n, minimum=0)
+        n = require_int("n (blocks to evict)", n, minimum=0)
         if n > self.num_evictable:
             raise ValueError(f"cannot evict {n} blocks: only {self.num_evictable} are unlocked")
         return n
@@ -201,12 +200,12 @@ class PrefixCache(ABC):
 
         Returns how many leading blocks are now cached under exactly these ids; registration stops
         at the first block whose prefix is already cached in another block."""
-        blocks = split_full_blocks(check_token_ids("tokens", tokens), self.block_size)
+        blocks = split_full_blocks(require_token_ids("tokens", tokens), self.block_size)
         if isinstance(block_ids, (str, bytes)) or not isinstance(block_ids, Sequence):
             raise TypeError(f"block_ids must be a sequence of block ids, got {describe(block_ids)}")
         if len(block_ids) < len(blocks):
             raise ValueError(f"{len(blocks)} full block(s) of tokens but only {len(block_ids)} block_ids")
-        block_ids = [check_int(f"block_ids[{i}]", b, minimum=0) for i, b in enumerate(block_ids)]
+        block_ids = [require_int(f"block_ids[{i}]", b, minimum=0) for i, b in enumerate(block_ids)]
         parent: int | None = None
         for i, blk in enumerate(blocks):
             if not self.insert_block(parent, blk, block_ids[i]):

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvlib.paged.manager import BlockManager
-from kvlib.validate import describe, require_int
+from kvlib.validate import describe, require_int, require_number
 
 __all__ = [
     "Request",
@@ -84,16 +84,6 @@ __all__ = [
     "paper_range_verdict",
     "WORKLOADS",
 ]
-
-
-def _require_number(name: str, value: Any, *, positive: bool) -> float:
-    """A finite real number, > 0 if ``positive`` else >= 0 (log-normal medians, spreads)."""
-    expected = "a finite number " + ("> 0" if positive else ">= 0")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {expected}, got {value}")
-    return float(value)
 
 
 def _require_requests(requests: Any) -> list[Request]:
@@ -173,10 +163,10 @@ def chat_workload(
     Lengths are rounded, at least 1, and clipped so that ``prompt + output <= max_len``."""
     n = require_int("n", n, minimum=0)
     max_len = require_int("max_len", max_len, minimum=2)  # room for one prompt and one output token
-    prompt_median = _require_number("prompt_median", prompt_median, positive=True)
-    output_median = _require_number("output_median", output_median, positive=True)
-    prompt_sigma = _require_number("prompt_sigma", prompt_sigma, positive=False)
-    output_sigma = _require_number("output_sigma", output_sigma, positive=False)
+    prompt_median = require_number("prompt_median", prompt_median, inclusive=False)
+    output_median = require_number("output_median", output_median, inclusive=False)
+    prompt_sigma = require_number("prompt_sigma", prompt_sigma)
+    output_sigma = require_number("output_sigma", output_sigma)
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -562,7 +552,7 @@ def parallel_sampling_savings(
     requests = _require_requests(requests)
     n = require_int("n", n, minimum=1)
     block_size = require_int("block_size", block_size, minimum=1)
-    length_sigma = _require_number("length_sigma", length_sigma, positive=False)
+    length_sigma = require_number("length_sigma", length_sigma)
     rng = random.Random(seed)
     shared = unshared = copies = 0
     for req in requests:
@@ -603,7 +593,7 @@ def beam_search_savings(
     width = require_int("width", width, minimum=1)
     block_size = require_int("block_size", block_size, minimum=1)
     vocab = require_int("vocab", vocab, minimum=1)
-    temperature = _require_number("temperature", temperature, positive=False)
+    temperature = require_number("temperature", temperature)
     rng = random.Random(seed)
     shared = unshared = copies = 0
     for req in requests:
