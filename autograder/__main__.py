@@ -9,17 +9,65 @@ from pathlib import Path
 
 from . import notebook as nbk
 from .paths import course_dir, instructor_notebook_for, mutants_dir, solutions_dir
+from .sandbox_kernel import DEFAULT_MEMORY_MB
+
+# Every chapter's solutions grade at 512 MiB (torch alone needs about 300): half that headroom again
+# for later chapters and CUDA; below it a check would end in a dead kernel, not a grade.
+MIN_MEMORY_MB = 1024
+
+
+def memory_mb_arg(text: str) -> int:
+    """argparse type of --memory-mb: an integer number of MiB, at least MIN_MEMORY_MB."""
+    expected = f"an integer number of MiB >= {MIN_MEMORY_MB} (default {DEFAULT_MEMORY_MB})"
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if number < MIN_MEMORY_MB:
+        raise argparse.ArgumentTypeError(
+            f"expected {expected}, got {number}: the grading kernel needs about 512 MiB for torch and "
+            "a chapter's model"
+        )
+    return number
+
+
+def notebook_file_arg(text: str) -> Path:
+    """argparse type of a notebook to read: an existing .ipynb file (not a folder)."""
+    path = Path(text)
+    if path.suffix != ".ipynb":
+        raise argparse.ArgumentTypeError(f"expected a .ipynb notebook file, got {text!r}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a .ipynb notebook file, got the folder {text!r}")
+    if not path.exists() and path.parent == Path(".") and (solutions_dir() / path).exists():
+        return path  # `mutants 01_naive_cache.ipynb` names a notebook in solutions/
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such notebook: {text!r}")
+    return path
+
+
+def folder_arg(text: str) -> Path:
+    """argparse type of an output folder: it may exist, but not as a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a folder, got the existing file {text!r}")
+    return path
+
+
+def fail(message: object) -> int:
+    """One line on stderr and exit status 2: the input cannot be graded, which is not a score."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def cmd_check(args) -> int:
     from .grading import check_notebook
+    from .kernel import KernelUnavailable
 
     try:
         instructor = instructor_notebook_for(args.notebook)
         report = check_notebook(args.notebook, instructor, memory_mb=args.memory_mb)
-    except (nbk.NotebookError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (nbk.NotebookError, FileNotFoundError, KernelUnavailable) as exc:
+        return fail(exc)
     if args.json:
         print(json.dumps(report.as_dict(), indent=1))
     else:
@@ -37,23 +85,31 @@ def cmd_check(args) -> int:
 def cmd_release(args) -> int:
     from .release import release
 
-    for path in release(Path(args.out or course_dir())):
+    for path in release(args.out or course_dir()):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_mutants(args) -> int:
-    from .mutation import mutants_command
+    from .mutation import BaselineFailed, mutants_command
 
-    notebooks = [Path(n) for n in args.notebooks] or sorted(solutions_dir().glob("*.ipynb"))
+    notebooks = list(args.notebooks) or sorted(solutions_dir().glob("*.ipynb"))
     notebooks = [n if n.parent != Path(".") or n.exists() else solutions_dir() / n for n in notebooks]
-    return mutants_command(notebooks, mutants_dir(), as_json=args.json)
+    try:
+        return mutants_command(notebooks, mutants_dir(), as_json=args.json)
+    except nbk.NotebookError as exc:
+        return fail(exc)
+    except BaselineFailed as exc:
+        return fail(f"{exc} (mutants run on complete solution notebooks, as in solutions/)")
 
 
 def cmd_grade(args) -> int:
     from .classroom import grade_submissions
 
-    summary = grade_submissions(Path(args.submissions), Path(args.out), course_root=args.course_dir)
+    try:
+        summary = grade_submissions(Path(args.submissions), args.out, course_root=args.course_dir)
+    except (FileNotFoundError, NotADirectoryError, nbk.NotebookError) as exc:
+        return fail(exc)
     print(summary)
     return 0
 
@@ -61,7 +117,13 @@ def cmd_grade(args) -> int:
 def cmd_instructor(args) -> int:
     from .release import make_course_dir
 
-    names = make_course_dir(Path(args.directory))
+    directory = Path(args.directory)
+    if directory.exists() and not directory.is_dir():
+        return fail(f"{directory}: is a file; the instructor command creates a new course folder there")
+    if directory.is_dir() and any(directory.iterdir()):
+        # make_course_dir overwrites source/ and the config: never over someone's existing course
+        return fail(f"{directory}: folder exists and is not empty; choose a new or empty folder")
+    names = make_course_dir(directory)
     print(f"nbgrader course in {args.directory} with assignments: {', '.join(names)}")
     print(
         "next: cd there, export JUPYTER_PATH=$PWD/jupyter, run nbgrader generate_assignment NAME (README)"
@@ -74,17 +136,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="self-check one learner notebook with the hidden tests")
-    p.add_argument("notebook", type=Path)
+    p.add_argument("notebook", type=notebook_file_arg)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--memory-mb", type=int, default=None, help="grading kernel memory cap (default 6144)")
+    p.add_argument(
+        "--memory-mb",
+        type=memory_mb_arg,
+        default=None,
+        help=f"grading kernel memory cap in MiB, at least {MIN_MEMORY_MB} (default {DEFAULT_MEMORY_MB})",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("release", help="regenerate course/ from solutions/ with nbgrader")
-    p.add_argument("--out", default=None, help="output folder (default: course/)")
+    p.add_argument("--out", type=folder_arg, default=None, help="output folder (default: course/)")
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("mutants", help="run the mutation catalog; non-zero exit if a mutant survives")
-    p.add_argument("notebooks", nargs="*", help="solution notebooks (default: all in solutions/)")
+    p.add_argument(
+        "notebooks", nargs="*", type=notebook_file_arg, help="solution notebooks (default: all in solutions/)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_mutants)
 
@@ -92,7 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         "grade", help="classroom: nbgrader autograde submitted/<student>/<assignment>/, CSV + feedback"
     )
     p.add_argument("submissions", help="a course folder holding submitted/, or the submitted/ folder itself")
-    p.add_argument("--out", default="grades", help="where grades.csv and feedback/ go (default: ./grades)")
+    p.add_argument(
+        "--out",
+        type=folder_arg,
+        default=Path("grades"),
+        help="where grades.csv and feedback/ go (default: ./grades)",
+    )
     p.add_argument(
         "--course-dir", default=None, help="keep the nbgrader course folder here (default: temporary)"
     )

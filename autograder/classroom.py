@@ -16,17 +16,21 @@ from pathlib import Path
 import nbformat
 
 from . import notebook as nbk
-from .release import make_course_dir, nbgrader
+from .release import make_course_dir, nbgrader, require_folder
 
 
 def find_submitted(path: Path) -> Path:
     """Accept a course folder holding submitted/, or the submitted/ folder itself."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such folder (expected a course folder holding submitted/)")
     if (path / "submitted").is_dir():
-        return path / "submitted"
-    if path.is_dir() and path.name == "submitted":
-        return path
-    raise FileNotFoundError(f"{path}: expected a folder named submitted/ or one that contains it")
+        path = path / "submitted"
+    elif not (path.is_dir() and path.name == "submitted"):
+        raise FileNotFoundError(f"{path}: expected a folder named submitted/ or one that contains it")
+    if not any(p.is_dir() for p in path.glob("*/*")):
+        raise FileNotFoundError(f"{path}: no submissions in it (expected submitted/<student>/<assignment>/)")
+    return path
 
 
 def cell_messages(autograded: Path) -> dict[str, str]:
@@ -45,6 +49,7 @@ def cell_messages(autograded: Path) -> dict[str, str]:
 def grade_submissions(submissions: Path, out_dir: Path, course_root: str | None = None) -> str:
     """Autograde everything under `submissions`; write out_dir/grades.csv and out_dir/feedback/."""
     submitted = find_submitted(submissions)
+    out_dir = require_folder("the grades folder (--out)", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kvcourse-grade-") as tmp:
         root = Path(course_root) if course_root else Path(tmp)

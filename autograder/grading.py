@@ -14,8 +14,11 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
+from kvlib.validate import require_int
+
 from . import notebook as nbk
-from .kernel import CellResult, GradingKernel
+from .kernel import CellResult, GradingKernel, KernelUnavailable, memory_cap_text
+from .sandbox_kernel import DEFAULT_MEMORY_MB
 
 # Runs before any learner code: snapshots the genuine torch/builtins functions (see _guard).
 PRELUDE = "import autograder._guard\n"
@@ -95,7 +98,15 @@ class Replayer:
 
     def __enter__(self) -> Replayer:
         self.kernel.start()
-        self.kernel.run(PRELUDE, timeout=120)
+        prelude = self.kernel.run(PRELUDE, timeout=120)
+        if not prelude.ok:  # importing torch failed before any notebook code: never a score
+            self.kernel.shutdown()
+            cap = memory_cap_text(self.kernel.memory_mb)
+            raise KernelUnavailable(
+                f"the grading kernel could not start: importing torch failed under {cap} "
+                f"({failure_message(prelude)}): try a larger --memory-mb or leave it out "
+                f"(default {DEFAULT_MEMORY_MB})"
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -122,10 +133,55 @@ class Replayer:
             self.kernel.run(code, timeout=self.timeout)
 
 
+def out_of_memory(result: CellResult) -> bool:
+    """The kernel died, or raised MemoryError / could not map memory: the cap's signature."""
+    return result.ename in ("KernelDied", "MemoryError") or "Cannot allocate memory" in result.evalue
+
+
+def setup_out_of_memory(gid: str, result: CellResult, memory_mb: int | None) -> KernelUnavailable:
+    """A setup cell that ran before any learner code is the instructor's alone: not a learner's score."""
+    return KernelUnavailable(
+        f"the grading kernel ran out of memory in the notebook's own setup cell {gid!r}, before any of "
+        f"your code ran, under {memory_cap_text(memory_mb)} ({failure_message(result)}): the cap is too "
+        f"small for this notebook; try a larger --memory-mb or leave it out (default {DEFAULT_MEMORY_MB})"
+    )
+
+
+def missing_exercise_problems(instructor: NotebookNode, learner: NotebookNode, name: str) -> dict[str, str]:
+    """What to say about exercise cells absent from `learner`; none at all means another notebook.
+
+    A notebook with none of the chapter's exercise cells (another chapter's file under this name, or
+    every cell deleted) is refused before anything runs. One with only some missing is graded: the
+    missing exercises score 0 with a message saying so, the others as usual.
+    """
+    missing = nbk.missing_exercises(instructor, learner)
+    stem = Path(name).stem
+    if missing and len(missing) == len(nbk.exercises(instructor)):
+        found = [nbk.grade_id(c) for c in learner.cells if nbk.is_solution(c)]
+        has = f"; its exercise cells are {', '.join(found[:6])}" if found else ""
+        raise nbk.WrongNotebook(
+            f"{name}: this notebook does not look like {stem}: exercise cells missing: {', '.join(missing)}"
+            f"{has} (another chapter's notebook saved under this name, or its cells deleted?); "
+            f"start again from a fresh copy of course/{stem}.ipynb"
+        )
+    return {
+        gid: f"your notebook has no exercise cell {gid!r} (deleted, or its cell metadata lost): "
+        f"copy that cell back from a fresh copy of course/{stem}.ipynb"
+        for gid in missing
+    }
+
+
 def grade(
     instructor: NotebookNode, learner: NotebookNode, name: str, cwd: Path, memory_mb=None
 ) -> NotebookReport:
-    """Score every exercise of `learner` against the instructor's hidden tests."""
+    """Score every exercise of `learner` against the instructor's hidden tests.
+
+    Raises `nbk.WrongNotebook` (before running anything) when `learner` has none of the
+    instructor's exercise cells, and `KernelUnavailable` when the kernel cannot start or runs out
+    of memory in a setup cell: neither is a score.
+    """
+    if memory_mb is not None:
+        memory_mb = require_int("memory_mb", memory_mb, minimum=1)
     started = time.monotonic()
     instructor = nbk.with_fixed_cell_ids(instructor)
     # A learner file without setup-cell ids (a solutions/ notebook, or one saved by a tool that drops
@@ -134,7 +190,8 @@ def grade(
     learner = nbk.with_fixed_cell_ids(copy.deepcopy(learner))
     points = {e.test_id: e for e in nbk.exercises(instructor)}
     report = NotebookReport(name)
-    problems: dict[str, str] = {}
+    problems = missing_exercise_problems(instructor, learner, name)
+    learner_ran = False  # an out-of-memory setup cell before any learner code is the cap, not a score
     with Replayer(cwd, memory_mb, cell_timeout(instructor)) as runner:
         for kind, cell in nbk.grading_cells(instructor, learner):
             gid = nbk.grade_id(cell) or ""
@@ -142,7 +199,13 @@ def grade(
             # (autograder.checks.delegation), so a comment or an import that mentions kvlib costs nothing.
             result = runner.run(cell.source, remember=kind != "test")
             if kind == "fixed" and not result.ok:
-                report.setup_errors.append(f"setup cell {gid!r}: {failure_message(result)}")
+                if out_of_memory(result) and not learner_ran:  # only the instructor's code has run
+                    raise setup_out_of_memory(gid, result, memory_mb)
+                hint = (
+                    f" (out of memory under {memory_cap_text(memory_mb)}?)" if out_of_memory(result) else ""
+                )
+                report.setup_errors.append(f"setup cell {gid!r}: {failure_message(result)}{hint}")
+            learner_ran = learner_ran or kind in ("solution", "extra")
             if kind == "solution" and not result.ok and gid not in problems:
                 if not (result.ename == "NotImplementedError"):
                     problems[gid] = solution_problem(result, gid)

@@ -20,7 +20,25 @@ from pathlib import Path
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
+from kvlib.validate import require_int
+
+from .sandbox_kernel import DEFAULT_MEMORY_MB
+
 KERNEL_NAME = "kvcourse-grader"
+
+
+class KernelUnavailable(RuntimeError):
+    """The grading kernel could not start, or died in code that is not the learner's.
+
+    Not a score: a cap too small for torch and the chapter's model, or a broken environment.
+    """
+
+
+def memory_cap_text(memory_mb: int | None) -> str:
+    """`a memory cap of 512 MiB (--memory-mb 512)`: how error messages name the cap in force."""
+    if memory_mb is None:
+        return f"the default memory cap of {DEFAULT_MEMORY_MB} MiB"
+    return f"a memory cap of {memory_mb} MiB (--memory-mb {memory_mb})"
 
 
 def write_kernelspec(directory: Path) -> Path:
@@ -63,7 +81,9 @@ class GradingKernel:
         self.env.setdefault("MPLBACKEND", "Agg")
         self.env.setdefault("HF_HUB_OFFLINE", "1")
         if memory_mb is not None:
+            memory_mb = require_int("memory_mb", memory_mb, minimum=1)
             self.env["KVCOURSE_GRADER_MEMORY_MB"] = str(memory_mb)
+        self.memory_mb = memory_mb
         self.km: KernelManager | None = None
         self.kc = None
         self.restarts = 0
@@ -77,10 +97,28 @@ class GradingKernel:
             transport="ipc",
             ip=str(self._spec_root / "kernel-ipc"),
         )
-        self.km.start_kernel(cwd=str(self.cwd), env=self.env)
+        # The kernel's own stderr (startup failures, not cell output: that travels over iopub) goes to
+        # a log, so a kernel that cannot start is one line from us, not its traceback on the terminal.
+        with open(self._spec_root / "kernel.log", "ab") as log:
+            self.km.start_kernel(cwd=str(self.cwd), env=self.env, stdout=log, stderr=log)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        try:
+            self.kc.wait_for_ready(timeout=60)
+        except (RuntimeError, TimeoutError) as exc:  # "Kernel died before replying to kernel_info"
+            self.shutdown()
+            raise KernelUnavailable(
+                f"the grading kernel could not start under {memory_cap_text(self.memory_mb)} "
+                f"({exc}; its log ends: {self.log_tail()}): "
+                f"a cap below about 512 MiB leaves too little to import torch; try a larger --memory-mb "
+                f"or leave it out (default {DEFAULT_MEMORY_MB})"
+            ) from None
+
+    def log_tail(self) -> str:
+        """The last line the kernel process wrote to its stderr, for error messages."""
+        path = self._spec_root / "kernel.log"
+        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        return lines[-1].strip()[:200] if lines else "nothing"
 
     def restart(self) -> None:
         self.shutdown()
@@ -106,7 +144,8 @@ class GradingKernel:
 
     def run(self, code: str, timeout: float = 60.0) -> CellResult:
         """Execute `code`; wait at most `timeout` seconds for it to finish."""
-        assert self.kc is not None and self.km is not None, "start() the kernel first"
+        if self.kc is None or self.km is None:
+            raise RuntimeError("GradingKernel.run: start() the kernel first")
         start = time.monotonic()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
         result = CellResult(status="ok")

@@ -24,6 +24,10 @@ class NotebookError(Exception):
     """A notebook file that cannot be graded (unreadable, malformed, or not one of ours)."""
 
 
+class WrongNotebook(NotebookError):
+    """A readable notebook that is not the chapter its name says (no exercise cell of it)."""
+
+
 @dataclass(frozen=True)
 class Exercise:
     solution_id: str
@@ -34,17 +38,32 @@ class Exercise:
 def read(path: Path) -> NotebookNode:
     """Read a notebook, with an error that names the file when it is not valid .ipynb JSON."""
     path = Path(path)
+    if path.is_dir():
+        raise NotebookError(f"{path}: is a folder, expected a .ipynb notebook file")
     try:
         nb = nbformat.read(path, as_version=4)
     except FileNotFoundError:
         raise NotebookError(f"{path}: no such notebook") from None
     except (json.JSONDecodeError, nbformat.reader.NotJSONError, UnicodeDecodeError) as exc:
-        raise NotebookError(f"{path}: not a valid .ipynb file (is it truncated?): {exc}") from None
+        raise NotebookError(
+            f"{path}: not a valid .ipynb file (is it truncated?): {_first_line(exc)}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for broken files
-        raise NotebookError(f"{path}: cannot be read as a notebook: {exc}") from None
+        raise NotebookError(f"{path}: is not a Jupyter notebook: {_first_line(exc)}") from None
     if not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{path}: has no list of cells")
+        raise NotebookError(f"{path}: is not a Jupyter notebook: it has no list of cells")
+    try:  # JSON that nbformat reads can still lack what grading uses (a cell's source, its metadata)
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        raise NotebookError(f"{path}: is not a valid Jupyter notebook: {_first_line(exc.message)}") from None
     return nb
+
+
+def _first_line(error: object) -> str:
+    """Error messages stay one line: nbformat's and jsonschema's run to several."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def nbgrader_meta(cell: NotebookNode) -> dict:
@@ -87,6 +106,12 @@ def exercises(nb: NotebookNode) -> list[Exercise]:
             raise NotebookError(f"solution cell {sid!r} must be followed by its test cell {sid + '_test'!r}")
         found.append(Exercise(sid, grade_id(test), float(nbgrader_meta(test).get("points", 0))))
     return found
+
+
+def missing_exercises(instructor: NotebookNode, learner: NotebookNode) -> list[str]:
+    """The instructor's exercise ``grade_id``s that no solution cell of ``learner`` carries, in order."""
+    present = {grade_id(c) for c in learner.cells if is_solution(c)}
+    return [e.solution_id for e in exercises(instructor) if e.solution_id not in present]
 
 
 def budget_seconds(nb: NotebookNode) -> float:

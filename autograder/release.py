@@ -8,6 +8,7 @@ nbgrader wants `source/<assignment>/<notebook>.ipynb`; our instructor notebooks 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,11 +22,22 @@ from .kernel import write_kernelspec
 from .paths import solutions_dir
 
 CONFIG_TEMPLATE = Path(__file__).with_name("nbgrader_config.py")
+# What a chapter notebook is called (`01_naive_cache.ipynb`): the only files a release may delete as stale.
+CHAPTER_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
+
+
+def require_folder(what: str, path: Path) -> Path:
+    """`path` as a Path that is a folder or does not exist yet; NotADirectoryError naming it otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder, got the existing file {str(path)!r}")
+    return path
 
 
 def make_course_dir(root: Path, solutions: Path | None = None) -> list[str]:
     """Lay out an nbgrader course in `root`; return the assignment names."""
     solutions = solutions or solutions_dir()
+    root = require_folder("the course folder", root)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(CONFIG_TEMPLATE, root / "nbgrader_config.py")
     write_kernelspec(root / "jupyter")
@@ -60,7 +72,12 @@ def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
-    """Regenerate the learner notebooks into `out_dir` (deterministic: same input, same bytes)."""
+    """Regenerate the learner notebooks into `out_dir` (deterministic: same input, same bytes).
+
+    Chapter notebooks in `out_dir` that no longer exist in the solutions are deleted; any other
+    file there is left alone.
+    """
+    out_dir = require_folder("the release folder (--out)", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="kvcourse-release-") as tmp:
@@ -74,6 +91,6 @@ def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
             written.append(target)
     expected = {p.name for p in written}
     for stale in out_dir.glob("*.ipynb"):
-        if stale.name not in expected:
+        if stale.name not in expected and CHAPTER_NAME.match(stale.name):
             stale.unlink()
     return written

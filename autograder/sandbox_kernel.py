@@ -18,8 +18,12 @@ DEFAULT_MEMORY_MB = 6144
 
 
 def cap_memory() -> int:
-    """Apply the address-space cap from the environment; return it in bytes."""
-    limit = int(os.environ.get("KVCOURSE_GRADER_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
+    """Apply the memory cap from the environment; return it in bytes."""
+    text = os.environ.get("KVCOURSE_GRADER_MEMORY_MB", str(DEFAULT_MEMORY_MB))
+    # A negative or zero cap would make setrlimit fail or mean "no cap": refuse it by name.
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SystemExit(f"KVCOURSE_GRADER_MEMORY_MB must be an integer number of MiB >= 1, got {text!r}")
+    limit = int(text) * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     return limit
 
