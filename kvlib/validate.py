@@ -22,6 +22,7 @@ __all__ = [
     "require_int",
     "require_token_ids",
     "require_number",
+    "require_tensor",
     "positive_int_arg",
     "nonnegative_int_arg",
     "positive_float_arg",
@@ -30,7 +31,10 @@ __all__ = [
 
 
 def describe(value: Any) -> str:
-    """``4.5 (float)``: the value as given plus its type, for error messages."""
+    """``4.5 (float)``: the value as given plus its type, for error messages; an array or tensor by
+    its type and shape (``a numpy.ndarray of shape (1, 2)``), since its values say nothing useful."""
+    if getattr(value, "ndim", 0) and hasattr(value, "shape"):
+        return f"a {type(value).__module__}.{type(value).__name__} of shape {tuple(value.shape)}"
     text = " ".join(repr(value).split())  # a tensor's repr spans lines; messages are one line
     if len(text) > 60:
         text = text[:57] + "..."
@@ -94,6 +98,20 @@ def require_number(name: str, value: Any, *, minimum: float = 0.0, inclusive: bo
     if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
         raise ValueError(f"{name} must be {expected}, got {value}")
     return number
+
+
+def require_tensor(name: str, value: Any, dims: int | None = None, layout: str = "") -> Any:
+    """``value`` if it is a torch.Tensor (with ``dims`` dimensions when given), else TypeError/ValueError
+    naming ``name`` and the expected ``layout`` such as ``"[B, kv_heads, T, head_dim]"``."""
+    import torch  # here, so that the argparse converters above stay importable without torch
+
+    expected = f"a torch.Tensor {layout}".rstrip()
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
+    if dims is not None and value.dim() != dims:
+        shape = list(value.shape)
+        raise ValueError(f"{name} must be {layout or 'a tensor'} ({dims} dims), got shape {shape}")
+    return value
 
 
 # --- argparse converters --------------------------------------------------------------------------

@@ -6,23 +6,7 @@ from typing import Any
 
 import torch
 
-from kvlib.validate import describe, require_int
-
-
-def require_tensor(name: str, value: Any, dims: int, layout: str) -> torch.Tensor:
-    """``value`` if it is a tensor with ``dims`` dimensions, else TypeError/ValueError naming ``name``."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor {layout}, got {_kind(value)}")
-    if value.dim() != dims:
-        raise ValueError(f"{name} must be {layout} ({dims} dims), got shape {list(value.shape)}")
-    return value
-
-
-def _kind(value: Any) -> str:
-    """What a non-tensor is: arrays by type and shape (their repr spans lines), the rest as described."""
-    if hasattr(value, "shape"):
-        return f"a {type(value).__module__}.{type(value).__name__} of shape {tuple(value.shape)}"
-    return describe(value)
+from kvlib.validate import require_int, require_tensor
 
 
 def check_layer(layer: Any, num_layers: int) -> int:

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from kvlib.cache.dense import check_appendable, check_layer, require_tensor
+from kvlib.cache.dense import check_appendable, check_layer
 from kvlib.memory import bytes_per_element
 from kvlib.model import apply_rope, rope_cos_sin
-from kvlib.validate import require_int
+from kvlib.validate import require_int, require_tensor
 
 __all__ = [
     "DEEPSEEK_V2_MLA",

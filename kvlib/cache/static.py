@@ -24,8 +24,8 @@ import warnings
 
 import torch
 
-from kvlib.cache.dense import check_layer, check_same_kind, require_tensor
-from kvlib.validate import describe, require_int
+from kvlib.cache.dense import check_layer, check_same_kind
+from kvlib.validate import describe, require_int, require_tensor
 
 
 class StaticKVCache:

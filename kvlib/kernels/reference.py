@@ -25,7 +25,7 @@ import numbers
 
 import torch
 
-from kvlib.validate import describe, require_int
+from kvlib.validate import describe, require_int, require_tensor
 
 __all__ = [
     "check_paged_shapes",
@@ -41,13 +41,6 @@ __all__ = [
 
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def require_tensor(name: str, value: object) -> torch.Tensor:
-    """``value`` if it is a tensor, else TypeError naming ``name``."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {describe(value)}")
-    return value
 
 
 def require_scale(scale: object) -> float | None:
