@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kvlib.attention import causal_attention, repeat_kv
+from kvlib.validate import describe, require_int, require_number, require_tensor
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MODEL_NAMES: tuple[str, ...] = ("shakespeare-mha", "shakespeare-gqa")
@@ -51,6 +53,13 @@ class ModelConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        # Normalise numpy ints to Python ints too: the config is written to JSON by save_pretrained.
+        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
+            setattr(self, name, require_int(name, getattr(self, name), minimum=1))
+        self.rope_theta = require_number("rope_theta", self.rope_theta, minimum=0, inclusive=False)
+        self.norm_eps = require_number("norm_eps", self.norm_eps, minimum=0)
+        if not isinstance(self.tie_embeddings, bool):
+            raise TypeError(f"tie_embeddings must be True or False, got {describe(self.tie_embeddings)}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} must be divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
@@ -64,21 +73,38 @@ class ModelConfig:
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any]) -> ModelConfig:
-        """Build from a Llama ``config.json`` dict (``rope_parameters`` or the older ``rope_theta``)."""
+        """Build from a Llama ``config.json`` dict (``rope_parameters`` or the older ``rope_theta``).
+
+        Errors name the config.json key. Without a ``head_dim`` key, head_dim is
+        ``hidden_size // num_attention_heads`` (Llama's rule).
+        """
+        if not isinstance(cfg, dict):
+            raise TypeError(f"a Llama config must be a JSON object (dict), got {describe(cfg)}")
+        missing = [key for key in _HF_REQUIRED if key not in cfg]
+        if missing:
+            raise ValueError(f"config is missing {missing}; a Llama config.json needs {list(_HF_REQUIRED)}")
+        ints = {key: require_int(key, cfg[key], minimum=1) for key in _HF_REQUIRED}
+        n_heads = ints["num_attention_heads"]
+        kv_heads = cfg.get("num_key_value_heads")
+        n_kv_heads = n_heads if kv_heads is None else require_int("num_key_value_heads", kv_heads, minimum=1)
         rope = cfg.get("rope_parameters") or {}
-        if rope.get("rope_type", "default") != "default":
+        if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default":
             raise ValueError(f"only default RoPE is supported, got rope_parameters={rope}")
-        if cfg.get("head_dim") not in (None, cfg["hidden_size"] // cfg["num_attention_heads"]):
-            raise ValueError("head_dim must equal hidden_size // num_attention_heads")
+        derived = ints["hidden_size"] // n_heads
+        if cfg.get("head_dim") is not None and require_int("head_dim", cfg["head_dim"], minimum=1) != derived:
+            raise ValueError(
+                f"head_dim must equal hidden_size // num_attention_heads = {ints['hidden_size']} // "
+                f"{n_heads} = {derived}, got head_dim={cfg['head_dim']}"
+            )
         return cls(
-            vocab_size=cfg["vocab_size"],
-            dim=cfg["hidden_size"],
-            n_layers=cfg["num_hidden_layers"],
-            n_heads=cfg["num_attention_heads"],
-            n_kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
-            ffn_dim=cfg["intermediate_size"],
-            max_seq_len=cfg["max_position_embeddings"],
-            rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+            vocab_size=ints["vocab_size"],
+            dim=ints["hidden_size"],
+            n_layers=ints["num_hidden_layers"],
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads,
+            ffn_dim=ints["intermediate_size"],
+            max_seq_len=ints["max_position_embeddings"],
+            rope_theta=rope.get("rope_theta", cfg.get("rope_theta", 10000.0)),
             norm_eps=cfg.get("rms_norm_eps", 1e-6),
             tie_embeddings=cfg.get("tie_word_embeddings", False),
         )
@@ -105,6 +131,26 @@ class ModelConfig:
             "bos_token_id": 0,
             "eos_token_id": 0,
         }
+
+    def weight_layout(self) -> dict[str, Any]:
+        """The config.json keys that fix the weights' layout, saved beside the tensors by save_pretrained.
+
+        Tensor shapes alone cannot pin these down: 8 heads of 32 and 16 heads of 16 have the same
+        [256, 256] projections, so an edited config.json would load and compute wrong logits.
+        """
+        hf = self.to_hf_config()
+        return {key: hf[key] for key in _LAYOUT_KEYS}
+
+
+_HF_REQUIRED = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "max_position_embeddings",
+)  # fmt: skip
+_LAYOUT_KEYS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "tie_word_embeddings",
+)  # fmt: skip
+LAYOUT_METADATA_KEY = "kvlib.weight_layout"  # safetensors metadata entry written by save_pretrained
 
 
 class RMSNorm(nn.Module):
@@ -207,11 +253,19 @@ class Block(nn.Module):
 
 
 class TinyDecoder(nn.Module):
-    """The course's decoder. ``forward(input_ids, positions=None, cache=None) -> float32 logits``."""
+    """The course's decoder. ``forward(input_ids, positions=None, cache=None) -> float32 logits``.
 
-    def __init__(self, config: ModelConfig) -> None:
+    ``allow_long_context`` (constructor keyword and attribute, default False): positions at or past
+    ``config.max_seq_len`` were never seen in training and give silently worse logits, so ``forward``
+    raises on them. A chapter that extends the context sets ``model.allow_long_context = True`` on purpose.
+    """
+
+    def __init__(self, config: ModelConfig, *, allow_long_context: bool = False) -> None:
         super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {describe(config)}")
         self.config = config
+        self.allow_long_context = allow_long_context
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
@@ -241,19 +295,53 @@ class TinyDecoder(nn.Module):
         Default: ``cache.seq_len + arange(T)`` with a cache (continue where the cache stopped), else
         ``arange(T)``. With a cache, every layer stores its new keys/values and attends over all of them.
         """
+        require_tensor("input_ids", input_ids, layout="[B, T] of token ids (torch.long)")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
         B, T = input_ids.shape
+        if cache is not None:
+            require_cache(cache)
         if positions is None:
             offset = cache.seq_len if cache is not None else 0
             positions = torch.arange(offset, offset + T, device=input_ids.device)  # (T,)
+        require_tensor("positions", positions, layout="[T] or [B, T] (torch.long)")
         if positions.shape not in ((T,), (B, T)):
             raise ValueError(f"positions must be [T]={T} or [B, T]={B, T}, got {tuple(positions.shape)}")
+        self._check_values(input_ids, positions)
         x = self.embed_tokens(input_ids)  # (B, T, C)
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, cache)
         return self.lm_head(self.norm(x)).float()  # (B, T, V)
+
+    def _check_values(self, input_ids: torch.Tensor, positions: torch.Tensor) -> None:
+        """dtypes, devices and ranges of the inputs, checked once per forward (one device sync)."""
+        for name, t in (("input_ids", input_ids), ("positions", positions)):
+            if t.dtype not in (torch.long, torch.int32):
+                raise ValueError(f"{name} must be integers (torch.long), got dtype {t.dtype}")
+        device = self.embed_tokens.weight.device
+        if input_ids.device != device or positions.device != device:
+            raise ValueError(
+                f"input_ids ({input_ids.device}) and positions ({positions.device}) must be on the "
+                f"model's device ({device})"
+            )
+        if input_ids.numel() == 0:
+            return
+        low_id, high_id, low_pos, high_pos = torch.stack(
+            [input_ids.min().long(), input_ids.max().long(), positions.min().long(), positions.max().long()]
+        ).tolist()
+        vocab, context = self.config.vocab_size, self.config.max_seq_len
+        if low_id < 0 or high_id >= vocab:
+            bad = low_id if low_id < 0 else high_id
+            raise ValueError(f"input_ids must be token ids in [0, vocab_size={vocab}), got id {bad}")
+        if low_pos < 0:
+            raise ValueError(f"positions must be >= 0, got {low_pos}")
+        if high_pos >= context and not self.allow_long_context:
+            raise ValueError(
+                f"position {high_pos} is past the model's context (max_seq_len={context}: positions "
+                f"0..{context - 1}); {input_ids.shape[1]} input token(s) at positions {low_pos}..{high_pos}. "
+                "Set model.allow_long_context = True to go past it on purpose"
+            )
 
     # --- checkpoints (Hugging Face Llama layout) -----------------------------------------------------------
 
@@ -269,32 +357,192 @@ class TinyDecoder(nn.Module):
         return out
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (weights cast to ``dtype``) into ``path``."""
+        """Write ``config.json`` and ``model.safetensors`` (weights cast to ``dtype``) into ``path``.
+
+        The safetensors header also records :meth:`ModelConfig.weight_layout`, so that loading can
+        tell an edited config.json (say 16 heads of 16 instead of 8 of 32) from the one it was saved with.
+        """
         from safetensors.torch import save_file
 
+        _check_float_dtype(dtype)
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.config.to_hf_config() | {"dtype": str(dtype).removeprefix("torch.")}
         (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         tensors = {k: v.detach().to(dtype).contiguous() for k, v in self.hf_state_dict().items()}
-        save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+        metadata = {"format": "pt", LAYOUT_METADATA_KEY: json.dumps(self.config.weight_layout())}
+        save_file(tensors, str(path / "model.safetensors"), metadata=metadata)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, dtype: torch.dtype = torch.float32) -> TinyDecoder:
-        """Load a checkpoint folder (or a name in :data:`MODEL_NAMES`) in eval mode, weights in ``dtype``."""
-        from safetensors.torch import load_file
+        """Load a checkpoint folder (or a name in :data:`MODEL_NAMES`) in eval mode, weights in ``dtype``.
 
-        path = Path(path_or_name)
-        if not path.is_dir():
-            path = checkpoint_path(str(path_or_name))
-        config = ModelConfig.from_hf_config(json.loads((path / "config.json").read_text()))
+        Every mistake in the folder is one error naming the file (and the tensor): a missing folder or
+        file, a config.json that is not JSON or lacks a key, a config whose layers, heads or head_dim
+        disagree with the tensors (or with the layout recorded at save time), non-float or NaN/inf weights.
+        """
+        _check_float_dtype(dtype)
+        path = _checkpoint_folder(path_or_name)
+        config_file, weights_file = path / "config.json", path / "model.safetensors"
+        config = _read_config(config_file)
+        tensors, metadata = _read_weights(weights_file)
+        _check_recorded_layout(config, metadata, config_file, weights_file)
         model = cls(config)
-        tensors = load_file(str(path / "model.safetensors"))
-        state = {k.removeprefix("model."): v for k, v in tensors.items()}
-        if config.tie_embeddings:
-            state["lm_head.weight"] = state["embed_tokens.weight"]
+        state = _checked_state(model, tensors, weights_file)
         model.load_state_dict(state, strict=True)
         return model.to(dtype).eval()
+
+
+# --- checkpoint loading: each check names the file, the tensor and what the config implies ----------------
+
+
+def _check_float_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float16, got {describe(dtype)}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype such as torch.float16, got {dtype}")
+
+
+def _checkpoint_folder(path_or_name: Any) -> Path:
+    """A shipped name or an existing folder; a missing path says so and lists the shipped names."""
+    if not isinstance(path_or_name, (str, Path)):
+        raise TypeError(
+            f"path_or_name must be a checkpoint folder or one of {MODEL_NAMES}, got {describe(path_or_name)}"
+        )
+    if str(path_or_name) in MODEL_NAMES:
+        return checkpoint_path(str(path_or_name))
+    path = Path(path_or_name)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ValueError(
+            f"{path} is a file; pass the checkpoint folder that holds config.json and model.safetensors"
+        )
+    raise FileNotFoundError(
+        f"no checkpoint folder {path} (the path does not exist) and not a shipped model: "
+        f"choose one of {', '.join(MODEL_NAMES)} or a folder with config.json and model.safetensors"
+    )
+
+
+def _read_config(config_file: Path) -> ModelConfig:
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} is missing: a checkpoint folder needs config.json")
+    try:
+        raw = json.loads(config_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{config_file} is not valid JSON ({exc})") from None
+    try:
+        return ModelConfig.from_hf_config(raw)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{config_file}: {exc}") from None
+
+
+def _read_weights(weights_file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    if not weights_file.is_file():
+        raise FileNotFoundError(f"{weights_file} is missing: a checkpoint folder needs model.safetensors")
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except SafetensorError as exc:
+        raise ValueError(f"{weights_file} is not a readable safetensors file ({exc})") from None
+
+
+def _check_recorded_layout(
+    config: ModelConfig, metadata: dict[str, str], config_file: Path, weights_file: Path
+) -> None:
+    """config.json against the layout save_pretrained recorded (files from elsewhere have none)."""
+    if LAYOUT_METADATA_KEY not in metadata:
+        return
+    recorded = json.loads(metadata[LAYOUT_METADATA_KEY])
+    for key, value in config.weight_layout().items():
+        if key in recorded and recorded[key] != value:
+            raise ValueError(
+                f"{config_file} gives {key}={value} (with head_dim={config.head_dim}) but {weights_file} was "
+                f"saved with {key}={recorded[key]}: the weights fit either, the logits would be wrong; "
+                f"fix config.json"
+            )
+
+
+_SHAPE_HINTS = {  # which config.json keys set each tensor's shape, for the error message
+    "q_proj": "num_attention_heads x head_dim, hidden_size",
+    "k_proj": "num_key_value_heads x head_dim, hidden_size",
+    "v_proj": "num_key_value_heads x head_dim, hidden_size",
+    "o_proj": "hidden_size, num_attention_heads x head_dim",
+    "gate_proj": "intermediate_size, hidden_size",
+    "up_proj": "intermediate_size, hidden_size",
+    "down_proj": "hidden_size, intermediate_size",
+    "embed_tokens": "vocab_size, hidden_size",
+    "lm_head": "vocab_size, hidden_size",
+}
+
+
+def _checked_state(model: TinyDecoder, tensors: dict[str, torch.Tensor], weights_file: Path) -> dict:
+    """The file's tensors under the model's names, after checking names, shapes, dtypes and values."""
+    state = {k.removeprefix("model."): v for k, v in tensors.items()}
+    file_name = {k.removeprefix("model."): k for k in tensors}
+    cfg = model.config
+    if cfg.tie_embeddings and "embed_tokens.weight" in state:
+        lm_head = state.get("lm_head.weight")
+        if lm_head is not None and not torch.equal(lm_head, state["embed_tokens.weight"]):
+            raise ValueError(
+                f"{weights_file} has an lm_head.weight that differs from the embedding, but config.json "
+                "says tie_word_embeddings=true (the lm_head would be ignored); set it to false"
+            )
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    _check_names(model, state, file_name, weights_file)
+    expected = model.state_dict()
+    for name, t in state.items():
+        where = f"tensor {file_name.get(name, name)} in {weights_file}"
+        if t.shape != expected[name].shape:
+            kind = name.split(".")[-2]
+            hint = f" ({_SHAPE_HINTS[kind]})" if kind in _SHAPE_HINTS else " (hidden_size)"
+            raise ValueError(
+                f"{where} has shape {list(t.shape)} but config.json implies "
+                f"{list(expected[name].shape)}{hint}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(f"{where} has dtype {t.dtype}; weights must be floating point")
+        finite = torch.isfinite(t)
+        if not finite.all():
+            first = tuple(torch.nonzero(~finite)[0].tolist())
+            raise ValueError(
+                f"{where} holds {int((~finite).sum())} NaN/inf value(s), first at index {first}: "
+                "the file is corrupt"
+            )
+    return state
+
+
+def _check_names(model: TinyDecoder, state: dict, file_name: dict[str, str], weights_file: Path) -> None:
+    """Missing or unexpected tensors: a layer count that disagrees is said in those words."""
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if not (missing or unexpected):
+        return
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
+    n_file = max(layers) + 1 if layers else 0
+    if n_file != model.config.n_layers:
+        example = f"model.{missing[0]} is missing" if missing else f"{file_name[unexpected[0]]} is unexpected"
+        raise ValueError(
+            f"config.json gives num_hidden_layers={model.config.n_layers} but {weights_file} holds "
+            f"{n_file} layers (tensor {example})"
+        )
+    if missing:
+        raise ValueError(f"{weights_file} has no tensor model.{missing[0]}, which config.json implies")
+    raise ValueError(
+        f"{weights_file} has a tensor {file_name[unexpected[0]]} that config.json does not describe"
+    )
+
+
+def require_cache(cache: Any) -> None:
+    """TypeError unless ``cache`` is a cache instance with the KVCache interface (update, seq_len, reset).
+
+    Without it a class or another object would fail deep inside forward (``'str' has no attribute``).
+    """
+    if isinstance(cache, type) or not all(hasattr(cache, a) for a in ("update", "seq_len", "reset")):
+        what = f"the class {cache.__name__} (call it)" if isinstance(cache, type) else type(cache).__name__
+        raise TypeError(f"cache must be a KV cache instance (update, seq_len, reset), got {what}")
 
 
 def checkpoint_path(name: str) -> Path:
@@ -307,9 +555,9 @@ def checkpoint_path(name: str) -> Path:
     return path
 
 
-def load_model(name: str = "shakespeare-mha", dtype: torch.dtype = torch.float32) -> TinyDecoder:
-    """A shipped checkpoint as a TinyDecoder in eval mode."""
-    return TinyDecoder.from_pretrained(checkpoint_path(name), dtype=dtype)
+def load_model(name: str | Path = "shakespeare-mha", dtype: torch.dtype = torch.float32) -> TinyDecoder:
+    """A shipped checkpoint (a name in :data:`MODEL_NAMES`) or a checkpoint folder, in eval mode."""
+    return TinyDecoder.from_pretrained(name, dtype=dtype)
 
 
 def gpt2_shaped_model(
@@ -340,6 +588,7 @@ __all__ = [
     "checkpoint_path",
     "gpt2_shaped_model",
     "load_model",
+    "require_cache",
     "apply_rope",
     "rope_cos_sin",
 ]
