@@ -23,23 +23,69 @@ from typing import Any
 
 import torch
 
+from kvlib.model import require_cache
+from kvlib.validate import require_int, require_tensor
 
-def _check_prompt(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
-    if not isinstance(prompt_ids, torch.Tensor) or prompt_ids.dim() != 2 or prompt_ids.dtype != torch.long:
-        got = (
-            f"{tuple(prompt_ids.shape)} {prompt_ids.dtype}"
-            if isinstance(prompt_ids, torch.Tensor)
-            else prompt_ids
+
+def _check_prompt(
+    prompt_ids: Any, max_new_tokens: Any, name: str = "max_new_tokens", minimum: int = 0
+) -> int:
+    """Validate a [batch, T] LongTensor prompt and the step count; returns the count as an int."""
+    require_tensor("prompt_ids", prompt_ids, layout="[batch, T] of token ids (torch.long)")
+    if prompt_ids.dim() != 2 or prompt_ids.dtype != torch.long:
+        raise ValueError(
+            f"prompt_ids must be a LongTensor of shape [batch, T] with T >= 1, "
+            f"got {tuple(prompt_ids.shape)} {prompt_ids.dtype}"
         )
-        raise ValueError(f"prompt_ids must be a LongTensor of shape [batch, T] with T >= 1, got {got}")
     if prompt_ids.shape[1] < 1:
         raise ValueError("prompt_ids must contain at least one token")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+    return require_int(name, max_new_tokens, minimum=minimum)
+
+
+def _check_model(model: Any) -> None:
+    if not callable(model):
+        what = type(model).__name__
+        raise TypeError(f"model must be callable as model(input_ids, positions=..., cache=...), got {what}")
+
+
+def _check_fits_context(model: Any, last_position: int, what: str) -> None:
+    """Refuse up front when a run would feed ``last_position`` past the model's context
+    (``config.max_seq_len``), instead of failing midway with a half-filled cache."""
+    context = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if not isinstance(context, int) or getattr(model, "allow_long_context", False):
+        return
+    if last_position >= context:
+        raise ValueError(
+            f"{what} needs positions up to {last_position}, past the model's context "
+            f"(max_seq_len={context}: positions 0..{context - 1})"
+        )
+
+
+def _check_generation_fits(model: Any, prompt_len: int, max_new_tokens: int) -> None:
+    """The last call feeds the token chosen at step N-2, at position T + N - 2."""
+    if max_new_tokens > 0:
+        what = f"a prompt of {prompt_len} tokens plus max_new_tokens={max_new_tokens}"
+        _check_fits_context(model, prompt_len + max_new_tokens - 2, what)
+
+
+def _check_cache_instance(model: Any, cache: Any) -> None:
+    """A cache instance with as many layers as the model (else it fails at layer L, half filled)."""
+    if cache is None:
+        raise TypeError("cache must be a KV cache instance, got None; use generate_uncached for no cache")
+    require_cache(cache)
+    cache_layers = getattr(cache, "num_layers", None)
+    model_layers = getattr(getattr(model, "config", None), "n_layers", None)
+    if isinstance(cache_layers, int) and isinstance(model_layers, int) and cache_layers != model_layers:
+        raise ValueError(
+            f"cache has num_layers={cache_layers} but the model has {model_layers} layers; "
+            f"make the cache with num_layers=model.config.n_layers"
+        )
 
 
 def new_token_positions(start: int, length: int, device: torch.device | None = None) -> torch.Tensor:
     """Absolute positions of `length` tokens appended after `start` cached ones: a 1-D torch.long [length]."""
+    start = require_int("start", start, minimum=0)
+    length = require_int("length", length, minimum=0)
     return torch.arange(start, start + length, dtype=torch.long, device=device)  # [T]
 
 
@@ -59,7 +105,10 @@ def generate(
     call 0 is the prefill over positions 0..T-1, call s >= 1 feeds the token chosen at step s-1
     at position T + s - 1.
     """
-    _check_prompt(prompt_ids, max_new_tokens)
+    _check_model(model)
+    max_new_tokens = _check_prompt(prompt_ids, max_new_tokens)
+    _check_cache_instance(model, cache)
+    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
     if cache.seq_len != 0:
         raise ValueError(
             f"generate needs an empty cache, this one holds {cache.seq_len} tokens; call reset()"
@@ -96,7 +145,9 @@ def generate_uncached(
 
     Same return values as `generate`. This is the O(n^2) baseline the cache must reproduce.
     """
-    _check_prompt(prompt_ids, max_new_tokens)
+    _check_model(model)
+    max_new_tokens = _check_prompt(prompt_ids, max_new_tokens)
+    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
     ids, step_logits = prompt_ids, []
     for _ in range(max_new_tokens):
         logits = model(ids, positions=new_token_positions(0, ids.shape[1], ids.device), cache=None)
@@ -142,10 +193,12 @@ class GenerationTimings:
 def timed_generate(
     model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, cache: Any
 ) -> tuple[torch.Tensor, GenerationTimings]:
-    """`generate` with a stopwatch around the prefill call and each decode call."""
-    _check_prompt(prompt_ids, max_new_tokens)
-    if max_new_tokens < 1:
-        raise ValueError("timed_generate needs max_new_tokens >= 1 (the prefill produces the first token)")
+    """`generate` with a stopwatch around the prefill call and each decode call (max_new_tokens >= 1:
+    the prefill produces the first token)."""
+    _check_model(model)
+    max_new_tokens = _check_prompt(prompt_ids, max_new_tokens, minimum=1)
+    _check_cache_instance(model, cache)
+    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
     prompt_len = prompt_ids.shape[1]
     start = time.perf_counter()
     logits = model(prompt_ids, positions=new_token_positions(0, prompt_len, prompt_ids.device), cache=cache)
@@ -172,8 +225,16 @@ def time_next_token(
     `steps` decode calls on one token each are timed: the cost of a cached step at length ~n.
     Without it every timed step is a full forward over the n + s tokens so far, the uncached cost.
     """
-    _check_prompt(context_ids, steps)
+    _check_model(model)
+    steps = _check_prompt(context_ids, steps, name="steps", minimum=1)
+    repeats = require_int("repeats", repeats, minimum=1)
+    if make_cache is not None and not callable(make_cache):
+        raise TypeError(
+            f"make_cache must be a zero-argument cache factory or None, got {type(make_cache).__name__}"
+        )
     n = context_ids.shape[1]
+    # the cached run decodes at positions n .. n + steps - 1
+    _check_fits_context(model, n + steps - 1, f"a context of {n} tokens plus steps={steps}")
     token = context_ids[:, -1:]
     best = float("inf")
     for _ in range(repeats):
