@@ -34,8 +34,29 @@ import torch
 
 from kvlib import data
 from kvlib.model import ASSETS, ModelConfig, TinyDecoder
+from kvlib.validate import nonnegative_int_arg, positive_float_arg, positive_int_arg
 
 SAMPLE_PROMPTS = ("ROMEO:\n", "KING RICHARD III:\nNow is the", "First Citizen:\nWhat say you to")
+CARD_WINDOW = 256  # perplexity window of the model card (data.perplexity's default), capped by the context
+
+
+def _float_arg(minimum: float, maximum: float | None = None):
+    """argparse type: a finite number in [minimum, maximum] (argparse turns the error into exit 2)."""
+    expected = (
+        f"a number in [{minimum:g}, {maximum:g}]" if maximum is not None else f"a number >= {minimum:g}"
+    )
+
+    def convert(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not (math.isfinite(number) and minimum <= number and (maximum is None or number <= maximum)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return number
+
+    convert.__name__ = "number"
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,40 +67,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default="shakespeare-mha", help="checkpoint name (folder name under --out-dir)")
     p.add_argument("--out-dir", type=Path, default=ASSETS, help="where the checkpoint folder is written")
-    p.add_argument("--dim", type=int, default=256, help="model width")
-    p.add_argument("--n-layers", type=int, default=6, help="number of transformer blocks")
-    p.add_argument("--n-heads", type=int, default=8, help="query heads")
-    p.add_argument("--n-kv-heads", type=int, default=8, help="key/value heads (8: MHA, 2: GQA, 1: MQA)")
-    p.add_argument("--ffn-dim", type=int, default=704, help="SwiGLU hidden width")
-    p.add_argument("--max-seq-len", type=int, default=512, help="context length stored in the config")
-    p.add_argument("--seq-len", type=int, default=256, help="training window length (<= --max-seq-len)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per step")
+    p.add_argument("--dim", type=positive_int_arg, default=256, help="model width")
+    p.add_argument("--n-layers", type=positive_int_arg, default=6, help="number of transformer blocks")
+    p.add_argument("--n-heads", type=positive_int_arg, default=8, help="query heads")
+    p.add_argument(
+        "--n-kv-heads", type=positive_int_arg, default=8, help="key/value heads (8: MHA, 2: GQA, 1: MQA)"
+    )
+    p.add_argument("--ffn-dim", type=positive_int_arg, default=704, help="SwiGLU hidden width")
+    p.add_argument(
+        "--max-seq-len", type=positive_int_arg, default=512, help="context length stored in the config"
+    )
+    p.add_argument(
+        "--seq-len", type=positive_int_arg, default=256, help="training window length (<= --max-seq-len)"
+    )
+    p.add_argument("--batch-size", type=positive_int_arg, default=8, help="windows per step")
     p.add_argument(
         "--long-frac",
-        type=float,
+        type=_float_arg(0.0, 1.0),
         default=0.25,
         help="fraction of the schedule (at the end) trained on windows of --max-seq-len tokens, with the "
         "batch shrunk to keep tokens per step constant, so that positions up to --max-seq-len are learned",
     )
-    p.add_argument("--steps", type=int, default=800, help="optimizer steps (the budget on an idle machine)")
+    p.add_argument(
+        "--steps", type=positive_int_arg, default=800, help="optimizer steps (the budget on an idle machine)"
+    )
     p.add_argument(
         "--max-minutes",
-        type=float,
+        type=positive_float_arg,
         default=18.0,
         help="time budget: the LR schedule follows max(step/--steps, elapsed/--max-minutes) and training "
         "stops when either is used up, so a busy machine gets fewer steps but a fully annealed model",
     )
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    p.add_argument("--min-lr", type=float, default=3e-4, help="learning rate at the end of the cosine decay")
-    p.add_argument("--warmup", type=int, default=30, help="linear warm-up steps")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on weight matrices")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0: off)")
-    p.add_argument("--eval-every", type=int, default=100, help="steps between validation-loss prints")
-    p.add_argument("--eval-windows", type=int, default=16, help="validation windows for the printed loss")
-    p.add_argument("--seed", type=int, default=1337, help="seed for init and data order")
+    p.add_argument("--lr", type=positive_float_arg, default=3e-3, help="peak learning rate")
+    p.add_argument(
+        "--min-lr", type=_float_arg(0.0), default=3e-4, help="learning rate at the end of the cosine decay"
+    )
+    p.add_argument("--warmup", type=nonnegative_int_arg, default=30, help="linear warm-up steps")
+    p.add_argument(
+        "--weight-decay", type=_float_arg(0.0), default=0.1, help="AdamW weight decay on weight matrices"
+    )
+    p.add_argument("--grad-clip", type=_float_arg(0.0), default=1.0, help="max global gradient norm (0: off)")
+    p.add_argument(
+        "--eval-every", type=positive_int_arg, default=100, help="steps between validation-loss prints"
+    )
+    p.add_argument(
+        "--eval-windows", type=positive_int_arg, default=16, help="validation windows for the printed loss"
+    )
+    p.add_argument("--seed", type=nonnegative_int_arg, default=1337, help="seed for init and data order")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int_arg,
         default=1,
         help="torch CPU threads (results depend on it; 1 copes best with a busy CPU)",
     )
@@ -232,10 +269,12 @@ def write_checkpoint(model: TinyDecoder, args: argparse.Namespace, argv: list[st
     # The card describes the shipped (fp16-rounded) weights, so reload them before measuring.
     shipped = TinyDecoder.from_pretrained(out)
     t0 = time.perf_counter()
-    result = data.perplexity(shipped, "val", progress=not args.no_progress)
+    window = min(CARD_WINDOW, shipped.config.max_seq_len)  # never past the model's context
+    result = data.perplexity(shipped, "val", window=window, progress=not args.no_progress)
     eval_s = time.perf_counter() - t0
     samples = [greedy_sample(shipped, p) for p in SAMPLE_PROMPTS]
-    (out / "MODEL_CARD.md").write_text(model_card(shipped, args, argv, result, eval_s, samples))
+    card = model_card(shipped, args, argv, result, eval_s, samples, window)
+    (out / "MODEL_CARD.md").write_text(card)
     print(f"validation perplexity {result.ppl:.3f} over {result.tokens} tokens ({eval_s:.0f} s); wrote {out}")
     return out
 
@@ -247,6 +286,7 @@ def model_card(
     result: data.PerplexityResult,
     eval_s: float,
     samples: list[str],
+    window: int = CARD_WINDOW,
 ) -> str:
     c = model.config
     kind = "multi-head" if c.n_kv_heads == c.n_heads else f"grouped-query ({c.n_heads // c.n_kv_heads} q/kv)"
@@ -255,6 +295,7 @@ def model_card(
     tokens_per_step = args.batch_size * args.seq_len
     n_tokens = args.steps_done * tokens_per_step
     sample_md = "\n\n".join(f"```\n{s}\n```" for s in samples)
+    settings = "default settings" if window == CARD_WINDOW else f"window={window} (the model's context)"
     return f"""# {args.name}
 
 A Llama-style decoder trained from scratch on Shakespeare's plays for the KV-cache course.
@@ -292,7 +333,7 @@ The tokenizer was trained on the training split only.
 validation perplexity: {result.ppl:.3f}
 
 Measured on the shipped fp16 weights loaded in fp32 by `kvlib.data.perplexity(model, "val")` with its
-default settings: disjoint windows of 256 tokens (stride 256), batch 8, all full windows of the
+{settings}: disjoint windows of {window} tokens (stride {window}), batch 8, all full windows of the
 validation split, every token after the first scored once: {result.tokens:,} tokens,
 mean NLL {result.nll:.4f} nats ({eval_s:.0f} s on this CPU).
 
@@ -302,9 +343,24 @@ mean NLL {result.nll:.4f} nats ({eval_s:.0f} s on this CPU).
 """
 
 
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Checks across options, before minutes of data loading and training (argparse exit 2)."""
+    if args.seq_len > args.max_seq_len:
+        parser.error(f"argument --seq-len: must be <= --max-seq-len ({args.max_seq_len}), got {args.seq_len}")
+    if args.min_lr > args.lr:
+        parser.error(f"argument --min-lr: must be <= --lr ({args.lr:g}), got {args.min_lr:g}")
+    try:
+        ModelConfig(dim=args.dim, n_layers=args.n_layers, n_heads=args.n_heads, n_kv_heads=args.n_kv_heads,
+                    ffn_dim=args.ffn_dim, max_seq_len=args.max_seq_len)  # fmt: skip
+    except ValueError as exc:  # e.g. dim=250 not divisible by n_heads=8; names use ModelConfig's fields
+        parser.error(f"model shape: {exc} (flags --dim, --n-heads, --n-kv-heads)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
     model = train(args)
     write_checkpoint(model, args, argv)
 
