@@ -386,9 +386,10 @@ class TinyDecoder(nn.Module):
         config_file, weights_file = path / "config.json", path / "model.safetensors"
         config = _read_config(config_file)
         tensors, metadata = _read_weights(weights_file)
-        _check_recorded_layout(config, metadata, config_file, weights_file)
         model = cls(config)
         state = _checked_state(model, tensors, weights_file)
+        # after the shape checks: what is left is a config the tensors cannot tell from the saved one
+        _check_recorded_layout(config, metadata, config_file, weights_file)
         model.load_state_dict(state, strict=True)
         return model.to(dtype).eval()
 
