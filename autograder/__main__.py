@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where grades.csv and feedback/ go (default: ./grades)",
     )
     p.add_argument(
-        "--course-dir", default=None, help="keep the nbgrader course folder here (default: temporary)"
+        "--course-dir",
+        type=folder_arg,
+        default=None,
+        help="keep the nbgrader course folder here (default: temporary)",
     )
     p.set_defaults(func=cmd_grade)
 

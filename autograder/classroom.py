@@ -50,14 +50,15 @@ def grade_submissions(submissions: Path, out_dir: Path, course_root: str | None 
     """Autograde everything under `submissions`; write out_dir/grades.csv and out_dir/feedback/."""
     submitted = find_submitted(submissions)
     out_dir = require_folder("the grades folder (--out)", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kvcourse-grade-") as tmp:
         root = Path(course_root) if course_root else Path(tmp)
         assignments = set(make_course_dir(root))
         wanted = sorted({p.name for p in submitted.glob("*/*") if p.is_dir()})
         unknown = [a for a in wanted if a not in assignments]
         if unknown:
-            raise FileNotFoundError(f"submissions for unknown assignments: {', '.join(unknown)}")
+            names, known = ", ".join(unknown), ", ".join(sorted(assignments))
+            raise FileNotFoundError(f"submissions for unknown assignments: {names} (known: {known})")
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the submissions make sense
         shutil.copytree(submitted, root / "submitted", dirs_exist_ok=True)
         for name in wanted:
             nbgrader(root, "generate_assignment", name, "--force")

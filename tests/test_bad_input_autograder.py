@@ -38,7 +38,8 @@ def _write_bad_inputs(root) -> None:
     (root / "not_json" / "00_setup.ipynb").write_text("hello\n")
     (root / "json").mkdir(exist_ok=True)
     (root / "json" / "00_setup.ipynb").write_text('{"a": 1}\n')
-    bad_cell = {"cell_type": "code", "source": 5, "metadata": {}, "outputs": [], "execution_count": None}
+    bad_cell = {"id": "c1", "cell_type": "code", "source": 5, "metadata": {}, "outputs": []}
+    bad_cell["execution_count"] = None
     invalid = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [bad_cell]}
     (root / "invalid").mkdir(exist_ok=True)
     (root / "invalid" / "00_setup.ipynb").write_text(json.dumps(invalid))
@@ -55,6 +56,7 @@ def _write_bad_inputs(root) -> None:
     (root / "course_no_submitted").mkdir(exist_ok=True)
     (root / "course_empty" / "submitted").mkdir(parents=True, exist_ok=True)
     (root / "with_submission" / "submitted" / "alice" / "00_setup").mkdir(parents=True, exist_ok=True)
+    (root / "unknown_assignment" / "submitted" / "alice" / "99_nope").mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,6 +113,16 @@ CLI_CASES = [
         "grade-out-is-a-file",
         ["grade", f"{BAD}/course_empty", "--out", f"{BAD}/a_file"],
         ("--out", "folder", "a_file"),
+    ),
+    CliCase(
+        "grade-course-dir-is-a-file",
+        ["grade", f"{BAD}/with_submission", "--out", f"{BAD}/grades", "--course-dir", f"{BAD}/a_file"],
+        ("--course-dir", "folder", "a_file"),
+    ),
+    CliCase(
+        "grade-unknown-assignment",
+        ["grade", f"{BAD}/unknown_assignment", "--out", f"{BAD}/grades"],
+        ("unknown assignments", "99_nope"),
     ),
     CliCase("instructor-onto-a-file", ["instructor", f"{BAD}/a_file"], ("a_file", "is a file")),
     CliCase("instructor-onto-nonempty", ["instructor", f"{BAD}/nonempty"], ("nonempty", "not empty")),
