@@ -34,29 +34,10 @@ import torch
 
 from kvlib import data
 from kvlib.model import ASSETS, ModelConfig, TinyDecoder
-from kvlib.validate import nonnegative_int_arg, positive_float_arg, positive_int_arg
+from kvlib.validate import nonnegative_int_arg, number_arg, positive_float_arg, positive_int_arg
 
 SAMPLE_PROMPTS = ("ROMEO:\n", "KING RICHARD III:\nNow is the", "First Citizen:\nWhat say you to")
 CARD_WINDOW = 256  # perplexity window of the model card (data.perplexity's default), capped by the context
-
-
-def _float_arg(minimum: float, maximum: float | None = None):
-    """argparse type: a finite number in [minimum, maximum] (argparse turns the error into exit 2)."""
-    expected = (
-        f"a number in [{minimum:g}, {maximum:g}]" if maximum is not None else f"a number >= {minimum:g}"
-    )
-
-    def convert(text: str) -> float:
-        try:
-            number = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not (math.isfinite(number) and minimum <= number and (maximum is None or number <= maximum)):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return number
-
-    convert.__name__ = "number"
-    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int_arg, default=8, help="windows per step")
     p.add_argument(
         "--long-frac",
-        type=_float_arg(0.0, 1.0),
+        type=number_arg(0.0, 1.0),
         default=0.25,
         help="fraction of the schedule (at the end) trained on windows of --max-seq-len tokens, with the "
         "batch shrunk to keep tokens per step constant, so that positions up to --max-seq-len are learned",
@@ -100,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=positive_float_arg, default=3e-3, help="peak learning rate")
     p.add_argument(
-        "--min-lr", type=_float_arg(0.0), default=3e-4, help="learning rate at the end of the cosine decay"
+        "--min-lr", type=number_arg(0.0), default=3e-4, help="learning rate at the end of the cosine decay"
     )
     p.add_argument("--warmup", type=nonnegative_int_arg, default=30, help="linear warm-up steps")
     p.add_argument(
-        "--weight-decay", type=_float_arg(0.0), default=0.1, help="AdamW weight decay on weight matrices"
+        "--weight-decay", type=number_arg(0.0), default=0.1, help="AdamW weight decay on weight matrices"
     )
-    p.add_argument("--grad-clip", type=_float_arg(0.0), default=1.0, help="max global gradient norm (0: off)")
+    p.add_argument("--grad-clip", type=number_arg(0.0), default=1.0, help="max global gradient norm (0: off)")
     p.add_argument(
         "--eval-every", type=positive_int_arg, default=100, help="steps between validation-loss prints"
     )

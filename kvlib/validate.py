@@ -27,6 +27,7 @@ __all__ = [
     "nonnegative_int_arg",
     "positive_float_arg",
     "int_list_arg",
+    "number_arg",
 ]
 
 
@@ -88,14 +89,22 @@ def require_token_ids(name: str, tokens: Any, *, vocab_size: int | None = None) 
     return out
 
 
-def require_number(name: str, value: Any, *, minimum: float = 0.0, inclusive: bool = True) -> float:
-    """A finite real number >= ``minimum`` (> it when ``inclusive`` is False) as a float: a median, a
-    spread, a temperature. Rejects bool, str, NaN and inf."""
-    expected = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
+def _number_text(minimum: float, inclusive: bool, maximum: float | None) -> str:
+    text = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
+    return text if maximum is None else f"{text} and <= {maximum:g}"
+
+
+def require_number(
+    name: str, value: Any, *, minimum: float = 0.0, inclusive: bool = True, maximum: float | None = None
+) -> float:
+    """A finite real number >= ``minimum`` (> it when ``inclusive`` is False) and <= ``maximum`` as a
+    float: a median, a spread, a temperature, a fraction. Rejects bool, str, NaN and inf."""
+    expected = _number_text(minimum, inclusive, maximum)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {expected}, got {describe(value)}")
     number = float(value)
-    if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+    too_low = number < minimum or (not inclusive and number == minimum)
+    if not math.isfinite(number) or too_low or (maximum is not None and number > maximum):
         raise ValueError(f"{name} must be {expected}, got {value}")
     return number
 
@@ -171,3 +180,18 @@ def int_list_arg(text: str) -> list[int]:
     if not text.strip() or any(not item for item in items):
         raise ValueError(f"expected comma-separated integers >= 1 like 16,64,128, got {text!r}")
     return [_parse_int(item, 1) for item in items]
+
+
+def number_arg(minimum: float = 0.0, maximum: float | None = None) -> Callable[[str], float]:
+    """argparse type factory: a finite number in [minimum, maximum], e.g. ``number_arg(0, 1)`` for a
+    fraction (:func:`positive_float_arg` is the common ``> 0`` case)."""
+
+    expected = _number_text(minimum, True, maximum)
+
+    def number(text: str) -> float:
+        try:
+            return require_number("value", float(text), minimum=minimum, maximum=maximum)
+        except ValueError:  # float() or the range: either way, say it in the converters' words
+            raise ValueError(f"expected {expected}, got {text!r}") from None
+
+    return _arg_converter(number)

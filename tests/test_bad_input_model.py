@@ -403,7 +403,7 @@ TRAIN_CLI = [
     CliCase("nan_lr", ["--lr", "nan"], ("--lr", "finite")),
     CliCase("negative_min_lr", ["--min-lr", "-0.0001"], ("--min-lr", ">= 0")),
     CliCase("min_lr_above_lr", ["--lr", "1e-3", "--min-lr", "1e-2"], ("--min-lr", "<= --lr")),
-    CliCase("long_frac_above_one", ["--long-frac", "1.5"], ("--long-frac", "[0, 1]")),
+    CliCase("long_frac_above_one", ["--long-frac", "1.5"], ("--long-frac", ">= 0 and <= 1", "1.5")),
     CliCase("negative_grad_clip", ["--grad-clip", "-1"], ("--grad-clip", ">= 0")),
     CliCase("zero_max_minutes", ["--max-minutes", "0"], ("--max-minutes", "> 0")),
     CliCase("seq_len_past_context", ["--seq-len", "600"], ("--seq-len", "--max-seq-len", "512", "600")),

@@ -12,9 +12,12 @@ from kvlib.validate import (
     describe,
     int_list_arg,
     nonnegative_int_arg,
+    number_arg,
     positive_float_arg,
     positive_int_arg,
     require_int,
+    require_number,
+    require_tensor,
     require_token_ids,
 )
 from tests.bad_input import Case, CliCase, assert_clear_error, assert_cli_error, params
@@ -205,3 +208,31 @@ def test_cli_good_values_parse() -> None:
 
     code, out, err = run_cli(_main, ["--steps", "3", "--warmup", "0", "--scale", "0.5", "--lengths", "8,16"])
     assert code == 0 and err == "" and out.split() == ["3", "0", "0.5", "[8,", "16]"]
+
+
+def test_number_arg_takes_a_closed_range():
+    fraction = number_arg(0, 1)
+    assert fraction("0") == 0.0 and fraction("1") == 1.0 and fraction("0.25") == 0.25
+    for text in ("1.5", "-0.1", "nan", "inf", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"expected a finite number >= 0 and <= 1"):
+            fraction(text)
+    assert number_arg(0)("1e9") == 1e9
+
+
+def test_require_number_bounds():
+    assert require_number("p", 1, maximum=1) == 1.0
+    with pytest.raises(ValueError, match=r"p must be a finite number >= 0 and <= 1, got 2"):
+        require_number("p", 2, maximum=1)
+    with pytest.raises(ValueError, match=r"> 0"):
+        require_number("median", 0, inclusive=False)
+    with pytest.raises(TypeError, match=r"\(bool\)"):
+        require_number("median", True)
+
+
+def test_require_tensor_names_layout_and_dims():
+    t = torch.zeros(2, 3)
+    assert require_tensor("k", t) is t and require_tensor("k", t, 2, "[B, T]") is t
+    with pytest.raises(TypeError, match=r"torch.Tensor \[B, T\], got a numpy.ndarray of shape \(2, 3\)"):
+        require_tensor("k", np.zeros((2, 3)), 2, "[B, T]")
+    with pytest.raises(ValueError, match=r"k must be \[B, H, T, D\] \(4 dims\), got shape \[2, 3\]"):
+        require_tensor("k", t, 4, "[B, H, T, D]")
