@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from bad_input import Case, assert_clear_error, params
 
 from kvlib import course, viz
 from kvlib.attention import causal_attention, repeat_kv
@@ -47,7 +48,6 @@ from kvlib.memory import (
     measure_allocations,
     model_shape,
 )
-from tests.bad_input import Case, assert_clear_error, params
 
 pytestmark = pytest.mark.ch01
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bad_input import Case, CliCase, assert_clear_error, assert_cli_error, params
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -30,7 +31,6 @@ from kvlib.generate import (
     timed_generate,
 )
 from kvlib.model import ASSETS, ModelConfig, TinyDecoder, load_model
-from tests.bad_input import Case, CliCase, assert_clear_error, assert_cli_error, params
 
 pytestmark = pytest.mark.model
 

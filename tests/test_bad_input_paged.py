@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 import pytest
+from bad_input import Case, assert_clear_error, params
 
 from kvlib.paged import BlockAllocator, BlockManager, HashPrefixCache, RadixPrefixCache, make_prefix_cache
 from kvlib.paged import simulate as sim
-from tests.bad_input import Case, assert_clear_error, params
 
 pytestmark = pytest.mark.ch06
 

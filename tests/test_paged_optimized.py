@@ -18,8 +18,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import REPO
+from conftest import REPO
 
 pytestmark = [pytest.mark.ch06, pytest.mark.slow]
 

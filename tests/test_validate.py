@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 import pytest
 import torch
+from bad_input import Case, CliCase, assert_clear_error, assert_cli_error, params
 
 from kvlib.validate import (
     describe,
@@ -20,7 +21,6 @@ from kvlib.validate import (
     require_tensor,
     require_token_ids,
 )
-from tests.bad_input import Case, CliCase, assert_clear_error, assert_cli_error, params
 
 # --- describe --------------------------------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ def test_cli_exit_2(case: CliCase) -> None:
 
 
 def test_cli_good_values_parse() -> None:
-    from tests.bad_input import run_cli
+    from bad_input import run_cli
 
     code, out, err = run_cli(_main, ["--steps", "3", "--warmup", "0", "--scale", "0.5", "--lengths", "8,16"])
     assert code == 0 and err == "" and out.split() == ["3", "0", "0.5", "[8,", "16]"]
