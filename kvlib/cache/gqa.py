@@ -224,9 +224,10 @@ def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
 
     In every layer `self_attn.k_proj` and `self_attn.v_proj` are mean-pooled per group
     (`mean_pool_heads`); queries, output projections, MLPs, norms and embeddings are copied
-    unchanged. The input model is not modified. With `n_kv_heads == n_heads` the copy computes
-    exactly the same logits; with fewer KV heads it is an approximation that the GQA paper then
-    "uptrains" for ~5% of the pre-training steps (we do not: chapter 03 measures the raw cost).
+    unchanged, and so is `allow_long_context`. The input model is not modified. With
+    `n_kv_heads == n_heads` the copy computes exactly the same logits; with fewer KV heads it is an
+    approximation that the GQA paper then "uptrains" for ~5% of the pre-training steps
+    (we do not: chapter 03 measures the raw cost).
     """
     if not isinstance(model, TinyDecoder):
         raise TypeError(f"model must be a kvlib.model.TinyDecoder, got {type(model).__name__}")
@@ -236,7 +237,10 @@ def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
         raise ValueError(
             f"expected an MHA model (n_kv_heads == n_heads), got {cfg.n_kv_heads} of {cfg.n_heads}"
         )
-    new = TinyDecoder(dataclasses.replace(cfg, n_kv_heads=n_kv_heads))
+    # a copy keeps the model's context opt-in: converting heads does not change what it may attend to
+    new = TinyDecoder(
+        dataclasses.replace(cfg, n_kv_heads=n_kv_heads), allow_long_context=model.allow_long_context
+    )
     state = {name: t.detach().clone() for name, t in model.state_dict().items()}
     for i in range(cfg.n_layers):
         for proj in ("k_proj", "v_proj"):
