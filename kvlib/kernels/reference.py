@@ -227,13 +227,17 @@ def paged_attention_reference(
     return out
 
 
-def _check_contiguous_kv(k: torch.Tensor, v: torch.Tensor) -> None:
-    require_tensor("k", k)
-    require_tensor("v", v)
+PAGED_LAYOUT = "(num_blocks, block_size, kv_heads, head_dim)"
+CONTIGUOUS_LAYOUT = "(batch, max_len, kv_heads, head_dim)"
+
+
+def _check_kv_pair(names: tuple[str, str], k: torch.Tensor, v: torch.Tensor, layout: str) -> None:
+    """Two tensors of one 4-d ``layout``, e.g. a contiguous (k, v) or a paged (k_cache, v_cache)."""
+    require_tensor(names[0], k)
+    require_tensor(names[1], v)
     if k.dim() != 4 or k.shape != v.shape:
         raise ValueError(
-            "k and v must both be (batch, max_len, kv_heads, head_dim), "
-            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            f"{names[0]} and {names[1]} must both be {layout}, got {tuple(k.shape)} and {tuple(v.shape)}"
         )
 
 
@@ -284,7 +288,7 @@ def build_paged_cache(
         ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, kv_heads, head_dim)``,
         int32 block table ``(batch, max_blocks)`` (unused entries = 0, the null block).
     """
-    _check_contiguous_kv(k, v)
+    _check_kv_pair(("k", "v"), k, v, CONTIGUOUS_LAYOUT)
     batch, max_len, kv_heads, head_dim = k.shape
     block_size = require_int("block_size", block_size, minimum=1)
     lens = _check_lens(seq_lens, batch, max_len)
@@ -323,7 +327,7 @@ def contiguous_as_paged(
     Lets the paged kernel run on a contiguous cache, to measure what paging itself costs.
     ``seq_lens`` (``(batch,)``, each in ``[1, max_len]``) is checked against the cache here, so a
     length that overruns its row fails now rather than reading the next sequence's keys."""
-    _check_contiguous_kv(k, v)
+    _check_kv_pair(("k", "v"), k, v, CONTIGUOUS_LAYOUT)
     batch, max_len = k.shape[:2]
     require_tensor("seq_lens", seq_lens)
     _check_lens(seq_lens, batch, max_len)
@@ -339,7 +343,7 @@ def write_kv(
     ``slots``: int ``(T,)`` as given by ``BlockManager.slot``; ``k``, ``v``: ``(T, kv_heads, head_dim)``.
     This is the write half of paged attention (vLLM calls it ``reshape_and_cache``). Everything is
     checked before the first write, so a rejected call leaves both caches as they were."""
-    _check_cache_pair(k_cache, v_cache)
+    _check_kv_pair(("k_cache", "v_cache"), k_cache, v_cache, PAGED_LAYOUT)
     for name, value in (("slots", slots), ("k", k), ("v", v)):
         require_tensor(name, value)
     num_blocks, block_size, kv_heads, head_dim = k_cache.shape
@@ -364,22 +368,12 @@ def write_kv(
     v_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = v.to(v_cache.dtype)
 
 
-def _check_cache_pair(k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
-    require_tensor("k_cache", k_cache)
-    require_tensor("v_cache", v_cache)
-    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(
-            "k_cache and v_cache must both be (num_blocks, block_size, kv_heads, head_dim); "
-            f"got {tuple(k_cache.shape)} and {tuple(v_cache.shape)}"
-        )
-
-
 def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
     """Perform copy-on-write copies ``(src_block, dst_block)`` reported by ``BlockManager.append``.
 
     Every id is checked (an int in ``[0, num_blocks)``) before the first copy: a negative id would
     silently copy the pool's last block."""
-    _check_cache_pair(k_cache, v_cache)
+    _check_kv_pair(("k_cache", "v_cache"), k_cache, v_cache, PAGED_LAYOUT)
     if not copies:
         return
     num_blocks = k_cache.shape[0]
