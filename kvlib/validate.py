@@ -23,6 +23,8 @@ __all__ = [
     "require_token_ids",
     "require_number",
     "require_tensor",
+    "require_bool",
+    "require_device",
     "positive_int_arg",
     "nonnegative_int_arg",
     "positive_float_arg",
@@ -34,7 +36,8 @@ __all__ = [
 def describe(value: Any) -> str:
     """``4.5 (float)``: the value as given plus its type, for error messages; an array or tensor by
     its type and shape (``a numpy.ndarray of shape (1, 2)``), since its values say nothing useful."""
-    if getattr(value, "ndim", 0) and hasattr(value, "shape"):
+    # not for a class: on numpy.ndarray or torch.Tensor itself, ndim and shape are descriptors
+    if not isinstance(value, type) and getattr(value, "ndim", 0) and hasattr(value, "shape"):
         return f"a {type(value).__module__}.{type(value).__name__} of shape {tuple(value.shape)}"
     text = " ".join(repr(value).split())  # a tensor's repr spans lines; messages are one line
     if len(text) > 60:
@@ -121,6 +124,31 @@ def require_tensor(name: str, value: Any, dims: int | None = None, layout: str =
         shape = list(value.shape)
         raise ValueError(f"{name} must be {layout or 'a tensor'} ({dims} dims), got shape {shape}")
     return value
+
+
+def require_bool(name: str, value: Any) -> bool:
+    """True or False (NumPy bools too); a string such as "no" would be truthy, so it is an error."""
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    if type(value) is bool or numpy_bool:
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {describe(value)}")
+
+
+def require_device(name: str, value: Any, *, allowed: tuple[str, ...] | None = None) -> Any:
+    """``value`` as a torch.device, ValueError naming ``name`` for a name torch does not know
+    (``'gpu'``), a type outside ``allowed``, or CUDA on a machine without it."""
+    import torch
+
+    expected = f"one of {', '.join(allowed)} (or 'cuda:N')" if allowed else "a name like 'cpu' or 'cuda:0'"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):  # torch's own message lists 20 device types
+        raise ValueError(f"{name} must be a torch.device or {expected}, got {describe(value)}") from None
+    if allowed is not None and device.type not in allowed:
+        raise ValueError(f"{name} must be {expected}, got {describe(value)}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={str(value)!r} but CUDA is not available on this machine; use 'cpu'")
+    return device
 
 
 # --- argparse converters --------------------------------------------------------------------------

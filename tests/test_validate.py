@@ -16,6 +16,8 @@ from kvlib.validate import (
     number_arg,
     positive_float_arg,
     positive_int_arg,
+    require_bool,
+    require_device,
     require_int,
     require_number,
     require_tensor,
@@ -236,3 +238,26 @@ def test_require_tensor_names_layout_and_dims():
         require_tensor("k", np.zeros((2, 3)), 2, "[B, T]")
     with pytest.raises(ValueError, match=r"k must be \[B, H, T, D\] \(4 dims\), got shape \[2, 3\]"):
         require_tensor("k", t, 4, "[B, H, T, D]")
+
+
+def test_require_bool_refuses_truthy_stand_ins():
+    assert require_bool("flag", True) is True and require_bool("flag", np.bool_(False)) is False
+    for value in ("no", 1, 0, None, "False"):
+        with pytest.raises(TypeError, match=r"flag must be True or False"):
+            require_bool("flag", value)
+
+
+def test_require_device_names_the_argument():
+    assert require_device("device", "cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"device must be a torch.device or a name like.*'gpu' \(str\)"):
+        require_device("device", "gpu")
+    with pytest.raises(ValueError, match=r"must be one of cuda"):
+        require_device("device", "cpu", allowed=("cuda",))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda' but CUDA is not available"):
+            require_device("device", "cuda")
+
+
+def test_describe_a_class_names_it():
+    # numpy.ndarray and torch.Tensor have ndim/shape descriptors on the class itself
+    assert "ndarray" in describe(np.ndarray) and "Tensor" in describe(torch.Tensor)
