@@ -26,14 +26,15 @@ import numbers
 import os
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, KeysView, ValuesView
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import torch
 
-from kvlib.validate import describe, require_int
+from kvlib.validate import describe, require_device, require_int
 
 GiB = 1024**3
 MiB = 1024**2
@@ -269,9 +270,11 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
             yield f"[{i}]", value
-    elif isinstance(obj, (set, frozenset)):
-        for value in obj:
+    elif isinstance(obj, (set, frozenset, deque, KeysView, ValuesView)):
+        for value in obj:  # re-iterable views and collections, unlike a generator
             yield "{...}", value
+    elif isinstance(obj, torch.nn.Module):
+        yield from _module_children(obj)
     else:
         attrs = dict(getattr(obj, "__dict__", {}))
         for slot in getattr(type(obj), "__slots__", ()):
@@ -281,11 +284,29 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f".{name}", value
 
 
+# What every nn.Module keeps in its __dict__ (hooks, flags, the parameter/buffer/submodule tables).
+_MODULE_INTERNALS = frozenset(vars(torch.nn.Module()))
+
+
+def _module_children(module: torch.nn.Module) -> Iterator[tuple[str, Any]]:
+    """A cache written as an nn.Module: its own buffers and plain attributes, not its parameters
+    (weights are not cache memory) and not its submodules (a cache may hold its model)."""
+    for name, buffer in module._buffers.items():
+        if buffer is not None:
+            yield f".{name}", buffer
+    for name, value in vars(module).items():
+        if name not in _MODULE_INTERNALS:
+            yield f".{name}", value
+
+
 def iter_tensors(
     obj: Any, _seen: set[int] | None = None, _depth: int = 0, _path: _Path | None = None
 ) -> Iterator[torch.Tensor]:
     """Yield every tensor reachable from `obj` through lists, tuples, dicts and object attributes.
 
+    An `nn.Module` passed in (a cache written as a module) contributes its buffers and the tensors
+    in its attributes; its parameters and submodules are skipped, and so is any module found deeper
+    down, because a cache may reference its model and model weights are not cache memory.
     Each object is visited once (shared and cyclic references are fine). A structure nesting
     containers more than `MAX_DEPTH` levels deep raises ValueError naming where it stopped, rather
     than silently leaving the deeper tensors out of the count.
@@ -297,7 +318,7 @@ def iter_tensors(
     if isinstance(obj, torch.Tensor):
         yield obj
         return
-    if isinstance(obj, _LEAVES) or isinstance(obj, torch.nn.Module):
+    if isinstance(obj, _LEAVES) or (_depth > 0 and isinstance(obj, torch.nn.Module)):
         return  # a cache may point at its model; model weights are not cache memory
     if _depth >= MAX_DEPTH:
         raise ValueError(
@@ -309,8 +330,21 @@ def iter_tensors(
         yield from iter_tensors(value, seen, _depth + 1, (_path, step))
 
 
-def _is_scalar(obj: Any) -> bool:
-    return obj is not None and isinstance(obj, _LEAVES)
+def _check_cache_arg(cache: Any) -> None:
+    """What cache_nbytes cannot count: walking these would return 0 bytes without a word."""
+    expected = "a cache object, a container of tensors or a tensor"
+    if cache is not None and isinstance(cache, (*_LEAVES, numbers.Number)):  # np.int64 too
+        raise TypeError(f"cache must be {expected}, got {describe(cache)}")
+    if type(cache).__module__ == "numpy":
+        raise TypeError(
+            f"cache must be {expected}, got {describe(cache)}: NumPy memory is not torch memory; "
+            "pass the tensors (torch.from_numpy shares the buffer)"
+        )
+    if isinstance(cache, Iterator):
+        raise TypeError(
+            f"cache must be {expected}, got {describe(cache)}: an iterator would be consumed by the "
+            "count; pass a list of the tensors"
+        )
 
 
 def cache_nbytes(cache: Any) -> int:
@@ -322,11 +356,13 @@ def cache_nbytes(cache: Any) -> int:
     underlying buffer once, because that buffer is what occupies memory. Raises ValueError (naming
     the path) on a structure nested more than `MAX_DEPTH` levels deep instead of undercounting it,
     and TypeError for a number or string, which holds no cache at all.
+
+    A cache that is itself an `nn.Module` counts its buffers and the tensors in its attributes, not
+    its parameters or submodules (see `iter_tensors`). A NumPy array (not torch memory) and a
+    generator or other one-shot iterator (counting would consume it) are TypeErrors; pass tensors,
+    in a list if there are several.
     """
-    if _is_scalar(cache):
-        raise TypeError(
-            f"cache must be a cache object, a container of tensors or a tensor, got {describe(cache)}"
-        )
+    _check_cache_arg(cache)
     storages: dict[tuple[str, int], int] = {}
     for tensor in iter_tensors(cache):
         storage = tensor.untyped_storage()
@@ -389,19 +425,17 @@ def _measured_device(
     """Check `fn` is callable and `device` names an allowed (and, if CUDA, available) device."""
     if not callable(fn):
         raise TypeError(f"{what}: fn must be a callable taking no arguments, got {describe(fn)}")
+    name = f"{what}: device"
+    if not need_cuda and not torch.cuda.is_available() and _names_cuda(device):
+        return torch.device(device)  # cuda_memory_delta answers None here rather than refusing the name
+    return require_device(name, device, allowed=allowed)
+
+
+def _names_cuda(device: Any) -> bool:
     try:
-        parsed = torch.device(device)
+        return torch.device(device).type == "cuda"
     except (RuntimeError, TypeError):
-        parsed = None
-    if parsed is None or parsed.type not in allowed:
-        raise ValueError(
-            f"{what}: device must be one of {', '.join(allowed)} (or 'cuda:N'), got {describe(device)}"
-        )
-    if need_cuda and parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"{what}: device={str(device)!r} but CUDA is not available on this machine; use 'cpu'"
-        )
-    return parsed
+        return False  # require_device says what is wrong with it
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 from kvlib.memory import MODEL_CONFIGS, GiB, format_bytes, kv_cache_bytes
 from kvlib.validate import describe, require_int
@@ -39,9 +40,13 @@ def _finite_numbers(name: str, values: Any) -> list[float]:
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (6.0, 3.6)) -> tuple[Any, Any]:
+    """The caller's axes, or a new figure. Call it only after every argument is checked, so that a
+    failed call neither draws on the caller's axes nor leaves an empty figure open."""
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes (or None for a new figure), got {describe(ax)}")
     return ax.figure, ax
 
 
@@ -95,7 +100,7 @@ def plot_bytes(
 ) -> Any:
     """Bytes versus a variable (sequence length, batch) for several named series (e.g. measured, formula)."""
     scales = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": GiB}
-    if unit not in scales:
+    if not isinstance(unit, str) or unit not in scales:
         raise ValueError(f"unit must be one of {', '.join(scales)}, got {describe(unit)}")
     scale = scales[unit]
     xs = _finite_numbers("xs", xs)
@@ -104,11 +109,12 @@ def plot_bytes(
     if not series:
         raise ValueError("series must hold at least one named series, got an empty dict")
     series = {name: _finite_numbers(f"series[{name!r}]", ys) for name, ys in series.items()}
+    for name, ys in series.items():  # every series checked before drawing: a failed call draws nothing
+        if len(ys) != len(xs):
+            raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x values")
     fig, ax = _axes(ax)
     markers = ["o", "x", "s", "^", "d"]
     for i, (name, ys) in enumerate(series.items()):
-        if len(ys) != len(xs):
-            raise ValueError(f"series {name!r} has {len(ys)} values for {len(xs)} x values")
         ax.plot(
             xs,
             [y / scale for y in ys],

@@ -232,6 +232,8 @@ CASES = [
         "static-dtype-int", lambda: static(dtype=torch.int8), TypeError, ("dtype", "floating-point", "int8")
     ),
     Case("static-device-unknown", lambda: static(device="tpu"), ValueError, ("device", "'cpu'", "'tpu'")),
+    Case("static-device-gpu", lambda: static(device="gpu"), ValueError, ("device", "'cuda:0'", "'gpu'")),
+    Case("static-device-int-list", lambda: static(device=[0]), ValueError, ("device", "[0] (list)")),
     Case(
         "static-too-big",
         lambda: static(max_seq_len=10**12),
@@ -342,6 +344,12 @@ CASES = [
     ),
     Case("mean-pool-float-kv", lambda: mean_pool_heads(t(32, 8), 4, 1.5), TypeError, ("n_kv_heads", "1.5")),
     Case(
+        "mean-pool-int-weight",
+        lambda: mean_pool_heads(torch.ones(32, 8, dtype=torch.int64), 4, 2),
+        ValueError,
+        ("weight", "floating-point", "int64"),
+    ),
+    Case(
         "mean-pool-rows",
         lambda: mean_pool_heads(t(30, 8), 4, 2),
         ValueError,
@@ -382,6 +390,18 @@ CASES = [
     Case("expand-2d-latent", lambda: expand_latent(t(3, 4), W, W, 2), ValueError, ("c_kv", "[B, T, d_c]")),
     Case(
         "absorbed-3d-q", lambda: absorbed_attention(t(2, 1, 4), t(1, 3, 4), W, W), ValueError, ("q", "4 dims")
+    ),
+    Case(
+        "absorbed-int-q",
+        lambda: absorbed_attention(torch.ones(1, 2, 1, 4, dtype=torch.int64), t(1, 3, 4), W, W),
+        ValueError,
+        ("q", "floating-point", "int64"),
+    ),
+    Case(
+        "absorbed-int-c-kv",
+        lambda: absorbed_attention(t(1, 2, 1, 4), torch.ones(1, 3, 4, dtype=torch.int32), W, W),
+        ValueError,
+        ("c_kv", "floating-point", "int32"),
     ),
     Case(
         "absorbed-batch",
@@ -453,6 +473,25 @@ CASES = [
     ),
     Case("cache-nbytes-str", lambda: cache_nbytes("cache"), TypeError, ("cache", "'cache' (str)")),
     Case("cache-nbytes-int", lambda: cache_nbytes(5), TypeError, ("cache", "5 (int)")),
+    Case("cache-nbytes-numpy-int", lambda: cache_nbytes(np.int64(5)), TypeError, ("cache", "5) (int64)")),
+    Case(
+        "cache-nbytes-numpy",
+        lambda: cache_nbytes(np.zeros((2, 3))),
+        TypeError,
+        ("cache", "numpy.ndarray of shape (2, 3)", "not torch memory", "pass the tensors"),
+    ),
+    Case(
+        "cache-nbytes-generator",
+        lambda: cache_nbytes(torch.zeros(4) for _ in range(2)),
+        TypeError,
+        ("cache", "generator", "consumed", "pass a list"),
+    ),
+    Case(
+        "cache-nbytes-iterator",
+        lambda: cache_nbytes(iter([torch.zeros(4)])),
+        TypeError,
+        ("cache", "list_iterator", "pass a list"),
+    ),
     Case("format-bytes-nan", lambda: format_bytes(float("nan")), ValueError, ("n", "finite", "nan")),
     Case("format-bytes-inf", lambda: format_bytes(float("inf")), ValueError, ("n", "finite", "inf")),
     Case("format-bytes-str", lambda: format_bytes("1024"), TypeError, ("n", "number", "'1024' (str)")),
@@ -496,6 +535,18 @@ CASES = [
         lambda: measure_allocations(lambda: 1, device="tpu"),
         ValueError,
         ("device", "cpu, cuda", "'tpu'"),
+    ),
+    Case(
+        "measure-device-gpu",
+        lambda: measure_allocations(lambda: 1, device="gpu"),
+        ValueError,
+        ("measure_allocations: device", "cpu, cuda", "'gpu'"),
+    ),
+    Case(
+        "cuda-delta-gpu",
+        lambda: cuda_memory_delta(lambda: 1, device="gpu"),
+        ValueError,
+        ("cuda_memory_delta: device", "cuda", "'gpu'"),
     ),
     Case(
         "measure-device-mps",
@@ -560,6 +611,24 @@ CASES = [
         ValueError,
         ("series", "empty"),
     ),
+    Case(
+        "plot-bytes-unit-list",
+        lambda: viz.plot_bytes([1], {"a": [1]}, "x", "t", unit=["MiB"]),
+        ValueError,
+        ("unit", "MiB", "list"),
+    ),
+    Case(
+        "plot-bytes-ax-str",
+        lambda: viz.plot_bytes([1], {"a": [1]}, "x", "t", ax="left"),
+        TypeError,
+        ("ax", "matplotlib Axes", "'left' (str)"),
+    ),
+    Case(
+        "plot-time-ax-int",
+        lambda: viz.plot_time_per_token([1], [1.0], [1.0], ax=0),
+        TypeError,
+        ("ax", "Axes", "0 (int)"),
+    ),
     Case("plot-model-table-seq-0", lambda: viz.plot_model_table(seq_len=0), ValueError, ("seq_len", ">= 1")),
     Case(
         "calculator-seq-negative",
@@ -605,6 +674,22 @@ CASES = [
         ("try_it", "callable", "None"),
     ),
 ]
+
+if not torch.cuda.is_available():  # on a CUDA machine these calls are legal
+    CASES += [
+        Case(
+            "static-device-cuda-missing",
+            lambda: static(device="cuda"),
+            ValueError,
+            ("device='cuda'", "CUDA is not available", "'cpu'"),
+        ),
+        Case(
+            "measure-device-cuda-missing",
+            lambda: measure_allocations(lambda: 1, device="cuda:0"),
+            ValueError,
+            ("measure_allocations: device='cuda:0'", "not available"),
+        ),
+    ]
 
 
 @pytest.mark.parametrize("case", params(CASES))
@@ -736,3 +821,61 @@ def test_mixed_precision_attention_still_works() -> None:
     out = causal_attention(t(1, 2, 1, 8, dtype=torch.float16), t(1, 2, 3, 8), t(1, 2, 3, 8))
     assert out.dtype == torch.float16 and out.shape == (1, 2, 1, 8)
     assert causal_attention(t(1, 2, 0, 8), t(1, 2, 0, 8), t(1, 2, 0, 8)).shape == (1, 2, 0, 8)
+
+
+# --- round 2: an independent probe's cases ---------------------------------------------------------------
+
+
+def test_plot_bytes_draws_nothing_when_a_later_series_is_bad() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    open_before = plt.get_fignums()
+    try:
+        for call in (
+            lambda: viz.plot_bytes([1, 2], {"a": [1, 2], "b": [1]}, "x", "t", ax=ax),
+            lambda: viz.plot_bytes([1, 2], {"a": [1, 2], "b": [1]}, "x", "t"),  # no empty figure left open
+        ):
+            with pytest.raises(ValueError, match="series 'b' has 1 values for 2"):
+                call()
+        assert not ax.lines and plt.get_fignums() == open_before
+    finally:
+        plt.close(fig)
+
+
+def test_static_cache_stores_values_not_autograd_history() -> None:
+    cache = static()
+    k = t(1, 2, 3, 4).requires_grad_()
+    k_all, v_all = cache.update(0, k, k * 2)
+    for tensor in (cache.keys[0], cache.values[0], k_all, v_all):
+        assert not tensor.requires_grad and tensor.grad_fn is None
+    assert torch.equal(k_all, k.detach()) and torch.equal(v_all, 2 * k.detach())
+
+
+def test_naive_cache_keeps_the_callers_first_tensor() -> None:
+    # documented, like transformers' DynamicCache: the first update stores k itself, not a copy
+    cache, k = NaiveKVCache(1), t(1, 2, 3, 4)
+    cache.update(0, k, k.clone())
+    k.zero_()
+    assert not cache.keys[0].any()
+
+
+class _ModuleCache(torch.nn.Module):
+    """A cache written as an nn.Module: buffers for state, plus a reference to its model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("keys", torch.zeros(2, 8))  # 64 bytes
+        self.register_buffer("unset", None)
+        self.scale = torch.nn.Parameter(torch.ones(100))  # a parameter: not cache memory
+        self.lengths = [torch.zeros(4, dtype=torch.int64)]  # 32 bytes in a plain attribute
+        self.model = model  # a submodule: its weights and buffers are not cache memory
+
+
+def test_cache_nbytes_counts_a_module_cache_but_not_its_model() -> None:
+    model = torch.nn.Linear(16, 16)
+    model.register_buffer("mask", torch.ones(1000))
+    cache = _ModuleCache(model)
+    assert cache_nbytes(cache) == 64 + 32
+    assert cache_nbytes([cache.keys, model]) == 64  # a module inside a container is still skipped
+    assert cache_nbytes({"a": t(4)}.values()) == 16  # a view is re-iterable: counted, not refused

@@ -64,6 +64,11 @@ class NaiveKVCache:
     traffic, so a sequence of n tokens costs O(n^2) copying overall (chapter 02 fixes this).
     Every update of a layer must keep its batch, kv_heads, head_dim, dtype and device; a change is
     a ValueError naming it, and the cache is left as it was.
+
+    The first update of a layer stores the caller's ``k`` and ``v`` themselves, not copies (as
+    transformers' ``DynamicCache`` does; a copy would double the memory of the prompt's keys):
+    changing them in place afterwards (``k.zero_()``) changes the cache too, so pass tensors you
+    will not modify, or ``k.clone()``. Later updates concatenate into new tensors.
     """
 
     def __init__(self, num_layers: int) -> None:

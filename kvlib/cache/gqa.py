@@ -210,6 +210,8 @@ def mean_pool_heads(weight: Tensor, n_heads: int, n_kv_heads: int) -> Tensor:
         raise ValueError(
             f"expected a 2-D projection weight [n_heads * head_dim, in], got {tuple(weight.shape)}"
         )
+    if not weight.dtype.is_floating_point:  # a mean of integers has no dtype (and no meaning here)
+        raise ValueError(f"weight must be a floating-point projection weight, got {weight.dtype}")
     g = _check_heads(n_heads, n_kv_heads)
     out_features, in_features = weight.shape
     if out_features % n_heads:

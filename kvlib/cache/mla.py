@@ -144,6 +144,9 @@ def absorbed_attention(
     b, h, tq, d = q.shape
     if _check_up_projection(c_kv, w_uk, h, "w_uk") != d:
         raise ValueError(f"w_uk rows must be H * D = {h} * {d}, got {w_uk.shape[0]}")
+    for name, t in (("q", q), ("c_kv", c_kv)):
+        if not t.dtype.is_floating_point:  # the output is cast back to q's dtype: int would truncate
+            raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
     _check_up_projection(c_kv, w_uv, h, "w_uv")
     tk, d_c = c_kv.shape[1], c_kv.shape[2]
     if c_kv.shape[0] != b:

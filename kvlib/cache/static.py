@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from kvlib.cache.dense import check_layer, check_same_kind
-from kvlib.validate import describe, require_int, require_tensor
+from kvlib.validate import describe, require_device, require_int, require_tensor
 
 
 class StaticKVCache:
@@ -35,6 +35,9 @@ class StaticKVCache:
     [batch, kv_heads, T_new, head_dim] after the tokens already cached in that layer and returns
     (k_all, v_all) of shape [batch, kv_heads, T_cached + T_new, head_dim]; `seq_len` is the number
     of tokens cached (in layer 0); `reset()` forgets them without freeing the buffers.
+
+    The buffers store values, never autograd history: keys that require grad are copied in
+    detached, and the returned views do not require grad (a cache is inference state).
     """
 
     def __init__(
@@ -66,7 +69,7 @@ class StaticKVCache:
         self.max_seq_len = max_seq_len
         self.shape = (batch, kv_heads, max_seq_len, head_dim)
         self.dtype = dtype
-        self.device = _parse_device(device)
+        self.device = require_device("device", device)
         self._warned_overflow = False
         # One allocation per layer, up front: [B, H_kv, max_seq_len, D] each.
         self.keys, self.values = self._allocate()
@@ -113,9 +116,12 @@ class StaticKVCache:
                 f"StaticKVCache is full: layer {layer} holds {start} tokens, adding {new} would exceed "
                 f"max_seq_len={self.max_seq_len}; allocate a larger cache or call reset()"
             )
-        # In-place copy of only the new tokens: no allocation, O(T_new) bytes moved.
-        self.keys[layer][:, :, start:end].copy_(k)
-        self.values[layer][:, :, start:end].copy_(v)
+        # In-place copy of only the new tokens: no allocation, O(T_new) bytes moved. Under no_grad,
+        # because the buffers are inference state: a requires_grad k would otherwise make every
+        # buffer a node of the caller's autograd graph (grad_fn=CopySlices) and keep that graph alive.
+        with torch.no_grad():
+            self.keys[layer][:, :, start:end].copy_(k)
+            self.values[layer][:, :, start:end].copy_(v)
         self.lengths[layer] = end
         if k.dtype != self.dtype and not self._warned_overflow:
             self._warn_if_overflowed(layer, start, end, k, v)
@@ -157,13 +163,3 @@ class StaticKVCache:
             f"StaticKVCache(layers={self.num_layers}, shape={list(self.shape)}, dtype={self.dtype}, "
             f"seq_len={self.seq_len})"
         )
-
-
-def _parse_device(device: object) -> torch.device:
-    """``device`` as a torch.device, or ValueError naming it (torch's own error lists 20 device types)."""
-    try:
-        return torch.device(device)  # type: ignore[arg-type]
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be a torch.device or a name like 'cpu' or 'cuda:0', got {describe(device)}"
-        ) from None
