@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kvlib.attention import causal_attention, repeat_kv
-from kvlib.validate import describe, require_int, require_number, require_tensor
+from kvlib.validate import describe, require_bool, require_int, require_number, require_tensor
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MODEL_NAMES: tuple[str, ...] = ("shakespeare-mha", "shakespeare-gqa")
@@ -53,13 +53,17 @@ class ModelConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field (TypeError/ValueError naming it). Run at construction and again by
+        TinyDecoder, since a dataclass field edited afterwards (``cfg.n_heads = 3``) is not re-checked."""
         # Normalise numpy ints to Python ints too: the config is written to JSON by save_pretrained.
         for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
             setattr(self, name, require_int(name, getattr(self, name), minimum=1))
         self.rope_theta = require_number("rope_theta", self.rope_theta, minimum=0, inclusive=False)
         self.norm_eps = require_number("norm_eps", self.norm_eps, minimum=0)
-        if not isinstance(self.tie_embeddings, bool):
-            raise TypeError(f"tie_embeddings must be True or False, got {describe(self.tie_embeddings)}")
+        self.tie_embeddings = require_bool("tie_embeddings", self.tie_embeddings)
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} must be divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
@@ -90,6 +94,12 @@ class ModelConfig:
         rope = cfg.get("rope_parameters") or {}
         if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default":
             raise ValueError(f"only default RoPE is supported, got rope_parameters={rope}")
+        # checked here so that the error names the config.json key, not our field name
+        rope_key = "rope_parameters.rope_theta" if "rope_theta" in rope else "rope_theta"
+        rope_theta = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
+        rope_theta = require_number(rope_key, rope_theta, minimum=0, inclusive=False)
+        norm_eps = require_number("rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), minimum=0)
+        tied = require_bool("tie_word_embeddings", cfg.get("tie_word_embeddings", False))
         derived = ints["hidden_size"] // n_heads
         if cfg.get("head_dim") is not None and require_int("head_dim", cfg["head_dim"], minimum=1) != derived:
             raise ValueError(
@@ -104,9 +114,9 @@ class ModelConfig:
             n_kv_heads=n_kv_heads,
             ffn_dim=ints["intermediate_size"],
             max_seq_len=ints["max_position_embeddings"],
-            rope_theta=rope.get("rope_theta", cfg.get("rope_theta", 10000.0)),
-            norm_eps=cfg.get("rms_norm_eps", 1e-6),
-            tie_embeddings=cfg.get("tie_word_embeddings", False),
+            rope_theta=rope_theta,
+            norm_eps=norm_eps,
+            tie_embeddings=tied,
         )
 
     def to_hf_config(self) -> dict[str, Any]:
@@ -175,6 +185,7 @@ def rope_cos_sin(
     positions [T] -> (1, 1, T, D); positions [B, T] -> (B, 1, T, D). Angles are computed in float32.
     Frequency i is used twice (for dims i and i + D/2): Llama rotates the pair (x_i, x_{i+D/2}).
     """
+    _check_rope_args(positions, head_dim, theta, dtype)
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
     angles = positions.float()[..., None] * inv_freq  # (..., T, D/2)
     angles = torch.cat([angles, angles], dim=-1)  # (..., T, D)
@@ -182,11 +193,48 @@ def rope_cos_sin(
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+def _check_rope_args(positions: Any, head_dim: Any, theta: Any, dtype: Any) -> None:
+    """Metadata only (no device sync): rope_cos_sin runs once per forward."""
+    require_tensor("positions", positions, layout="[T] or [B, T] of token positions")
+    if positions.dim() not in (1, 2) or positions.dtype == torch.bool or positions.is_complex():
+        raise ValueError(
+            f"positions must be a real tensor [T] or [B, T], "
+            f"got shape {list(positions.shape)} {positions.dtype}"
+        )
+    head_dim = require_int("head_dim", head_dim, minimum=2)
+    if head_dim % 2:
+        raise ValueError(f"head_dim must be even for RoPE (it rotates pairs of dims), got {head_dim}")
+    require_number("theta", theta, minimum=0, inclusive=False)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        # an integer dtype would round every cos/sin to 0 or 1 and rotate nothing
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype such as torch.float32, got {describe(dtype)}"
+        )
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x_i, x_{i+D/2}) of x [B, H, T, D] by its angle: x*cos + rotate_half(x)*sin."""
+    """Rotate each pair (x_i, x_{i+D/2}) of x [B, H, T, D] by its angle: x*cos + rotate_half(x)*sin.
+
+    cos and sin come from :func:`rope_cos_sin` and end in the same (T, D) as x.
+    """
+    _check_rope_shapes(x, cos, sin)
     x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, D/2) each
     rotated = torch.cat([-x2, x1], dim=-1)  # (B, H, T, D)
     return x * cos + rotated * sin
+
+
+def _check_rope_shapes(x: Any, cos: Any, sin: Any) -> None:
+    """Metadata only: apply_rope runs twice per layer per forward."""
+    require_tensor("x", x, 4, "[B, H, T, D]")
+    if x.shape[-1] % 2:
+        raise ValueError(f"x must have an even last dim D (RoPE rotates pairs), got shape {list(x.shape)}")
+    for name, t in (("cos", cos), ("sin", sin)):
+        require_tensor(name, t, layout="[1|B, 1, T, D] from rope_cos_sin")
+        if t.dim() != 4 or t.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"{name} must be [1|B, 1, T, D] with (T, D) = {tuple(x.shape[-2:])} as in x "
+                f"{list(x.shape)}, got shape {list(t.shape)}"
+            )
 
 
 class Attention(nn.Module):
@@ -264,6 +312,7 @@ class TinyDecoder(nn.Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {describe(config)}")
+        config.validate()  # a field edited after construction would otherwise build a wrong model
         self.config = config
         self.allow_long_context = allow_long_context
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
@@ -276,6 +325,15 @@ class TinyDecoder(nn.Module):
         for name, p in self.named_parameters():  # GPT-2 style: scale residual projections by depth
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @property
+    def allow_long_context(self) -> bool:
+        return self._allow_long_context
+
+    @allow_long_context.setter
+    def allow_long_context(self, value: bool) -> None:
+        # a string such as "no" is truthy and would switch the context check off
+        self._allow_long_context = require_bool("allow_long_context", value)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -300,7 +358,7 @@ class TinyDecoder(nn.Module):
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
         B, T = input_ids.shape
         if cache is not None:
-            require_cache(cache)
+            require_cache(cache, num_layers=self.config.n_layers)  # before any layer writes to it
         if positions is None:
             offset = cache.seq_len if cache is not None else 0
             positions = torch.arange(offset, offset + T, device=input_ids.device)  # (T,)
@@ -536,14 +594,38 @@ def _check_names(model: TinyDecoder, state: dict, file_name: dict[str, str], wei
     )
 
 
-def require_cache(cache: Any) -> None:
-    """TypeError unless ``cache`` is a cache instance with the KVCache interface (update, seq_len, reset).
+def require_cache(cache: Any, num_layers: int | None = None) -> None:
+    """TypeError unless ``cache`` is a cache instance with the KVCache interface (update, seq_len, reset);
+    ValueError if it exposes ``num_layers`` and that differs from the model's ``num_layers``.
 
-    Without it a class or another object would fail deep inside forward (``'str' has no attribute``).
+    Without it a class or another object would fail deep inside forward (``'str' has no attribute``),
+    and a cache with too few layers would fail at the first missing layer after the others had
+    stored the new tokens (a half-written cache).
     """
     if isinstance(cache, type) or not all(hasattr(cache, a) for a in ("update", "seq_len", "reset")):
         what = f"the class {cache.__name__} (call it)" if isinstance(cache, type) else type(cache).__name__
         raise TypeError(f"cache must be a KV cache instance (update, seq_len, reset), got {what}")
+    cache_layers = getattr(cache, "num_layers", None)
+    if isinstance(num_layers, int) and isinstance(cache_layers, int) and cache_layers != num_layers:
+        raise ValueError(
+            f"cache has num_layers={cache_layers} but the model has {num_layers} layers; "
+            f"make the cache with num_layers=model.config.n_layers"
+        )
+
+
+def require_cache_room(cache: Any, new_tokens: int, what: str) -> None:
+    """ValueError if a cache with a fixed capacity (``max_seq_len``, e.g. StaticKVCache) cannot take
+    ``new_tokens`` more tokens: found up front, not when it fills halfway through a run."""
+    capacity = getattr(cache, "max_seq_len", None)
+    if not isinstance(capacity, int) or isinstance(capacity, bool):
+        return
+    free = capacity - cache.seq_len
+    if new_tokens > free:
+        raise ValueError(
+            f"{what} stores {new_tokens} tokens in the cache, but it has room for {free} "
+            f"(max_seq_len={capacity}, {cache.seq_len} cached); allocate a cache with "
+            f"max_seq_len >= {cache.seq_len + new_tokens}"
+        )
 
 
 def checkpoint_path(name: str) -> Path:
@@ -590,6 +672,7 @@ __all__ = [
     "gpt2_shaped_model",
     "load_model",
     "require_cache",
+    "require_cache_room",
     "apply_rope",
     "rope_cos_sin",
 ]
