@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from kvlib.model import require_cache
-from kvlib.validate import require_int, require_tensor
+from kvlib.model import require_cache, require_cache_room
+from kvlib.validate import require_bool, require_device, require_int, require_tensor
 
 
 def _check_prompt(
@@ -68,24 +68,27 @@ def _check_generation_fits(model: Any, prompt_len: int, max_new_tokens: int) -> 
         _check_fits_context(model, prompt_len + max_new_tokens - 2, what)
 
 
-def _check_cache_instance(model: Any, cache: Any) -> None:
-    """A cache instance with as many layers as the model (else it fails at layer L, half filled)."""
+def _check_cache_instance(model: Any, cache: Any, prompt_len: int, max_new_tokens: int) -> None:
+    """An empty cache instance with as many layers as the model and room for the whole run
+    (else it fails at layer L, or when full, half filled)."""
     if cache is None:
         raise TypeError("cache must be a KV cache instance, got None; use generate_uncached for no cache")
-    require_cache(cache)
-    cache_layers = getattr(cache, "num_layers", None)
-    model_layers = getattr(getattr(model, "config", None), "n_layers", None)
-    if isinstance(cache_layers, int) and isinstance(model_layers, int) and cache_layers != model_layers:
+    require_cache(cache, num_layers=getattr(getattr(model, "config", None), "n_layers", None))
+    if cache.seq_len != 0:
         raise ValueError(
-            f"cache has num_layers={cache_layers} but the model has {model_layers} layers; "
-            f"make the cache with num_layers=model.config.n_layers"
+            f"generate needs an empty cache, this one holds {cache.seq_len} tokens; call reset()"
         )
+    if max_new_tokens > 0:  # the prefill stores the prompt, each later call one token
+        what = f"a prompt of {prompt_len} tokens plus max_new_tokens={max_new_tokens}"
+        require_cache_room(cache, prompt_len + max_new_tokens - 1, what)
 
 
 def new_token_positions(start: int, length: int, device: torch.device | None = None) -> torch.Tensor:
     """Absolute positions of `length` tokens appended after `start` cached ones: a 1-D torch.long [length]."""
     start = require_int("start", start, minimum=0)
     length = require_int("length", length, minimum=0)
+    if device is not None and not isinstance(device, torch.device):  # generate passes a torch.device
+        device = require_device("device", device)
     return torch.arange(start, start + length, dtype=torch.long, device=device)  # [T]
 
 
@@ -107,12 +110,9 @@ def generate(
     """
     _check_model(model)
     max_new_tokens = _check_prompt(prompt_ids, max_new_tokens)
-    _check_cache_instance(model, cache)
+    return_logits = require_bool("return_logits", return_logits)
+    _check_cache_instance(model, cache, prompt_ids.shape[1], max_new_tokens)
     _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
-    if cache.seq_len != 0:
-        raise ValueError(
-            f"generate needs an empty cache, this one holds {cache.seq_len} tokens; call reset()"
-        )
     batch, prompt_len = prompt_ids.shape
     ids, step_logits = prompt_ids, []
     next_input, position = prompt_ids, 0
@@ -147,6 +147,7 @@ def generate_uncached(
     """
     _check_model(model)
     max_new_tokens = _check_prompt(prompt_ids, max_new_tokens)
+    return_logits = require_bool("return_logits", return_logits)
     _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
     ids, step_logits = prompt_ids, []
     for _ in range(max_new_tokens):
@@ -197,7 +198,7 @@ def timed_generate(
     the prefill produces the first token)."""
     _check_model(model)
     max_new_tokens = _check_prompt(prompt_ids, max_new_tokens, minimum=1)
-    _check_cache_instance(model, cache)
+    _check_cache_instance(model, cache, prompt_ids.shape[1], max_new_tokens)
     _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
     prompt_len = prompt_ids.shape[1]
     start = time.perf_counter()
@@ -240,6 +241,7 @@ def time_next_token(
     for _ in range(repeats):
         if make_cache is not None:
             cache = make_cache()
+            require_cache_room(cache, n + steps, f"a context of {n} tokens plus steps={steps}")
             model(context_ids, positions=new_token_positions(0, n, context_ids.device), cache=cache)
             start = time.perf_counter()
             for s in range(steps):
