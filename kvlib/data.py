@@ -34,11 +34,12 @@ Perplexity
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +47,8 @@ from typing import Any, Literal
 import torch
 from tokenizers import Tokenizer
 
-from kvlib.validate import describe, require_int, require_token_ids
+from kvlib.model import require_cache_room
+from kvlib.validate import describe, require_bool, require_int, require_token_ids
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_PATH = ASSETS / "tokenizer.json"
@@ -85,7 +87,15 @@ def play_paths() -> dict[str, Path]:
 
 
 def play_to_text(markdown: str) -> str:
-    """Plain dialogue of one play (see the module docstring for the exact rules)."""
+    """Plain dialogue of one play (see the module docstring for the exact rules).
+
+    ``markdown`` is the play's text: ``play_to_text(path.read_text(encoding="utf-8"))`` for a path
+    from :func:`play_paths`.
+    """
+    if not isinstance(markdown, str):
+        hint = "; read the file first: path.read_text(encoding='utf-8')" if isinstance(markdown, Path) else ""
+        hint = "; decode it first: markdown.decode('utf-8')" if isinstance(markdown, bytes) else hint
+        raise TypeError(f"markdown must be the play's text (str), got {describe(markdown)}{hint}")
     speeches: list[str] = []
     for block in re.split(r"\n\s*\n", markdown):
         lines = [line.rstrip() for line in block.strip("\n").splitlines()]
@@ -111,13 +121,19 @@ def _play_texts() -> dict[str, str]:
 
 def split_plays(split: Split) -> list[str]:
     """Names of the plays in ``split`` ("train" or "val"), in corpus order."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    _check_split(split)
     names = list(play_paths())
     missing = set(VAL_PLAYS) - set(names)
     if missing:
         raise RuntimeError(f"validation plays {sorted(missing)} not found in {plays_dir()}")
     return [n for n in names if (n in VAL_PLAYS) == (split == "val")]
+
+
+def _check_split(split: Any) -> None:
+    if not isinstance(split, str):  # before any functools.cache: a list is unhashable there
+        raise TypeError(f"split must be 'train' or 'val' (a str), got {describe(split)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
 
 
 def load_corpus(split: Split) -> str:
@@ -152,8 +168,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Token
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(_checked_texts(texts), trainer=trainer)
     return tok
+
+
+def _checked_texts(texts: Iterable[Any]) -> Iterable[str]:
+    """The documents, each checked as the trainer pulls it (``texts`` may be a one-pass generator);
+    the TypeError raised here reaches the caller unchanged through the tokenizers library."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str (one document), got {describe(text)}")
+        yield text
 
 
 @functools.cache
@@ -180,6 +205,11 @@ def load_hf_tokenizer(path: str | Path | None = None):
             raise TypeError(f"path must be a checkpoint folder (str or Path) or None, got {describe(path)}")
         if not Path(path).is_dir():
             raise FileNotFoundError(f"tokenizer folder {path} does not exist (expected a checkpoint folder)")
+        if not (Path(path) / "tokenizer.json").is_file():  # transformers would say it in 6 lines
+            raise FileNotFoundError(
+                f"{Path(path) / 'tokenizer.json'} is missing: {path} has no tokenizer files (model."
+                "save_pretrained writes none); save them with load_hf_tokenizer().save_pretrained(folder)"
+            )
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     return PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_PATH), **hf_tokenizer_kwargs())
 
@@ -220,6 +250,7 @@ def _token_ids(split: Split) -> torch.Tensor:
 
 def token_ids(split: Split) -> torch.Tensor:
     """The whole split as one LongTensor [N] of token ids (computed once per process, then cached)."""
+    _check_split(split)
     return _token_ids(split)
 
 
@@ -258,6 +289,21 @@ def window_starts(n_tokens: int, window: int, stride: int, max_windows: int | No
         idx = torch.linspace(0, n_windows - 1, max_windows).round().long().unique().tolist()
         starts = [starts[i] for i in idx]
     return starts
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """``model`` in eval mode inside the block; every submodule's own mode restored after it."""
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    modes = [(module, module.training) for module in model.modules()]  # parents before children
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.train(training)
 
 
 @torch.no_grad()
@@ -308,6 +354,7 @@ def perplexity(
     if prefill is not None:
         prefill = require_int("prefill", prefill, minimum=1, maximum=window)
     batch_size = require_int("batch_size", batch_size, minimum=1)
+    progress = require_bool("progress", progress)
     if not callable(model):
         raise TypeError(f"model must be callable as model(ids, positions=...), got {type(model).__name__}")
 
@@ -315,42 +362,45 @@ def perplexity(
     starts = window_starts(len(ids), window, stride, max_windows)
     positions = torch.arange(window)
     if isinstance(model, torch.nn.Module):
-        model.eval()
         device = next(model.parameters(), torch.empty(0)).device
     else:
         device = torch.device("cpu")
-
     total_nll, total_tokens = 0.0, 0
     batches = range(0, len(starts), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc=f"perplexity[{split}]", unit="batch", leave=False)
-    for b0 in batches:
-        batch_starts = starts[b0 : b0 + batch_size]
-        chunk = torch.stack([ids[s : s + window + 1] for s in batch_starts]).to(device)  # (B, window+1)
-        inputs, targets = chunk[:, :-1], chunk[:, 1:]  # (B, window) each
-        if make_cache is None:
-            logits = model(inputs, positions=positions.to(device))  # (B, window, V)
-        else:
-            cache = make_cache()
-            step_logits = [model(inputs[:, :prefill], positions=positions[:prefill].to(device), cache=cache)]
-            for t in range(prefill, window):
-                step_logits.append(
-                    model(inputs[:, t : t + 1], positions=positions[t : t + 1].to(device), cache=cache)
-                )
-            logits = torch.cat(step_logits, dim=1)  # (B, window, V)
-        if logits.shape[:2] != inputs.shape:
-            raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B, T, V)")
-        for row, start in enumerate(batch_starts):
-            if prefill is not None:
-                s = prefill - 1
+    with _eval_mode(model):  # and back to the caller's mode, e.g. mid-training, even on an error
+        for b0 in batches:
+            batch_starts = starts[b0 : b0 + batch_size]
+            chunk = torch.stack([ids[s : s + window + 1] for s in batch_starts]).to(device)  # (B, window+1)
+            inputs, targets = chunk[:, :-1], chunk[:, 1:]  # (B, window) each
+            if make_cache is None:
+                logits = model(inputs, positions=positions.to(device))  # (B, window, V)
             else:
-                s = 0 if start == 0 else window - stride
-            nll = torch.nn.functional.cross_entropy(
-                logits[row, s:].float(), targets[row, s:], reduction="sum"
-            )
-            total_nll += nll.item()
-            total_tokens += window - s
+                cache = make_cache()
+                # a model's forward checks the cache's layers; only the run knows how many tokens it needs
+                require_cache_room(cache, window, f"a window of {window} tokens")
+                step_logits = [
+                    model(inputs[:, :prefill], positions=positions[:prefill].to(device), cache=cache)
+                ]
+                for t in range(prefill, window):
+                    step_logits.append(
+                        model(inputs[:, t : t + 1], positions=positions[t : t + 1].to(device), cache=cache)
+                    )
+                logits = torch.cat(step_logits, dim=1)  # (B, window, V)
+            if logits.shape[:2] != inputs.shape:
+                raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B, T, V)")
+            for row, start in enumerate(batch_starts):
+                if prefill is not None:
+                    s = prefill - 1
+                else:
+                    s = 0 if start == 0 else window - stride
+                nll = torch.nn.functional.cross_entropy(
+                    logits[row, s:].float(), targets[row, s:], reduction="sum"
+                )
+                total_nll += nll.item()
+                total_tokens += window - s
     mean_nll = total_nll / total_tokens
     return PerplexityResult(ppl=math.exp(mean_nll), tokens=total_tokens, nll=mean_nll)
