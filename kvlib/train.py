@@ -328,6 +328,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
     """Checks across options, before minutes of data loading and training (argparse exit 2)."""
     if args.seq_len > args.max_seq_len:
         parser.error(f"argument --seq-len: must be <= --max-seq-len ({args.max_seq_len}), got {args.seq_len}")
+    _check_output(args, parser)
     if args.min_lr > args.lr:
         parser.error(f"argument --min-lr: must be <= --lr ({args.lr:g}), got {args.min_lr:g}")
     try:
@@ -335,6 +336,23 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
                     ffn_dim=args.ffn_dim, max_seq_len=args.max_seq_len)  # fmt: skip
     except ValueError as exc:  # e.g. dim=250 not divisible by n_heads=8; names use ModelConfig's fields
         parser.error(f"model shape: {exc} (flags --dim, --n-heads, --n-kv-heads)")
+
+
+def _check_output(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Where the checkpoint goes, checked now: writing it is the last step, after the training minutes."""
+    name = args.name
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        parser.error(f"argument --name: must be a folder name without a path separator, got {name!r}")
+    out_dir = Path(args.out_dir)
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())  # "." or "/" at the latest
+    if not existing.is_dir():
+        parser.error(
+            f"argument --out-dir: {existing} is a file, not a folder; "
+            "the checkpoint folder is made in --out-dir"
+        )
+    target = out_dir / name
+    if target.exists() and not target.is_dir():
+        parser.error(f"argument --name: {target} is a file; the checkpoint is written as a folder there")
 
 
 def main(argv: list[str] | None = None) -> None:
