@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from kvlib import data, train
 from kvlib.cache.dense import NaiveKVCache
+from kvlib.cache.static import StaticKVCache
 from kvlib.generate import (
     compare_cached_uncached,
     generate,
@@ -30,7 +31,7 @@ from kvlib.generate import (
     time_next_token,
     timed_generate,
 )
-from kvlib.model import ASSETS, ModelConfig, TinyDecoder, load_model
+from kvlib.model import ASSETS, ModelConfig, TinyDecoder, apply_rope, load_model, rope_cos_sin
 
 pytestmark = pytest.mark.model
 
@@ -227,8 +228,90 @@ CONFIG = [
     ]
 ] + [
     Case("tinydecoder_of_a_dict", lambda: TinyDecoder(dict(SMALL)), TypeError, ("config", "ModelConfig")),
+    Case("config_edited_after_construction", lambda: TinyDecoder(_edited(n_heads=3)),
+         ValueError, ("dim=32", "divisible by n_heads=3")),
+    Case("config_edited_kv_heads", lambda: TinyDecoder(_edited(n_kv_heads=3)),
+         ValueError, ("n_heads=4", "divisible by n_kv_heads=3")),
+    Case("config_edited_dim_float", lambda: TinyDecoder(_edited(dim=32.0)),
+         TypeError, ("dim", "32.0 (float)")),
+    Case("allow_long_context_a_str", lambda: TinyDecoder(ModelConfig(**SMALL), allow_long_context="no"),
+         TypeError, ("allow_long_context", "True or False", "'no' (str)")),
+    Case("allow_long_context_set_to_a_str", lambda: setattr(tiny(), "allow_long_context", "no"),
+         TypeError, ("allow_long_context", "True or False", "'no' (str)")),
+    Case("allow_long_context_set_to_1", lambda: setattr(tiny(), "allow_long_context", 1),
+         TypeError, ("allow_long_context", "1 (int)")),
+    Case("hf_rms_norm_eps_a_str", lambda: ModelConfig.from_hf_config(_hf(rms_norm_eps="1e-6")),
+         TypeError, ("rms_norm_eps", "'1e-6' (str)")),
+    Case("hf_rms_norm_eps_negative", lambda: ModelConfig.from_hf_config(_hf(rms_norm_eps=-1e-6)),
+         ValueError, ("rms_norm_eps", ">= 0")),
+    Case("hf_tie_word_embeddings_a_str", lambda: ModelConfig.from_hf_config(_hf(tie_word_embeddings="true")),
+         TypeError, ("tie_word_embeddings", "True or False")),
+    Case("hf_rope_theta_negative",
+         lambda: ModelConfig.from_hf_config(_hf(rope_parameters={"rope_type": "default", "rope_theta": -1})),
+         ValueError, ("rope_parameters.rope_theta", "> 0", "-1")),
+    Case("hf_old_style_rope_theta_a_str",
+         lambda: ModelConfig.from_hf_config(_hf(rope_parameters=None, rope_theta="10000")),
+         TypeError, ("rope_theta", "'10000' (str)")),
+    Case("hf_rms_norm_eps_in_a_file", lambda: load(_set(rms_norm_eps="1e-6")),
+         TypeError, ("config.json", "rms_norm_eps")),
     Case("from_hf_config_of_a_str", lambda: ModelConfig.from_hf_config("config.json"),
          TypeError, ("JSON object", "(str)")),
+]  # fmt: skip
+
+
+def _edited(**fields) -> ModelConfig:
+    """A valid config with fields changed afterwards (dataclass assignment is not re-checked)."""
+    cfg = ModelConfig(**SMALL)
+    for name, value in fields.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def _hf(**keys) -> dict:
+    return ModelConfig(**SMALL).to_hf_config() | keys
+
+
+def static(length: int = 64, layers: int = SMALL["n_layers"]) -> StaticKVCache:
+    return StaticKVCache(layers, 1, SMALL["n_kv_heads"], SMALL["dim"] // SMALL["n_heads"], length)
+
+
+COS, SIN = rope_cos_sin(torch.arange(3), 8, 10000.0, torch.float32)  # (1, 1, 3, 8)
+
+ROPE = [
+    Case("rope_integer_dtype", lambda: rope_cos_sin(torch.arange(3), 8, 10000.0, torch.long),
+         TypeError, ("dtype", "floating-point", "torch.int64")),
+    Case("rope_dtype_a_str", lambda: rope_cos_sin(torch.arange(3), 8, 10000.0, "float32"),
+         TypeError, ("dtype", "'float32' (str)")),
+    Case("rope_theta_zero", lambda: rope_cos_sin(torch.arange(3), 8, 0.0, torch.float32),
+         ValueError, ("theta", "> 0")),
+    Case("rope_theta_negative", lambda: rope_cos_sin(torch.arange(3), 8, -1.0, torch.float32),
+         ValueError, ("theta", "> 0", "-1")),
+    Case("rope_theta_nan", lambda: rope_cos_sin(torch.arange(3), 8, float("nan"), torch.float32),
+         ValueError, ("theta", "finite")),
+    Case("rope_odd_head_dim", lambda: rope_cos_sin(torch.arange(3), 7, 10000.0, torch.float32),
+         ValueError, ("head_dim", "even", "7")),
+    Case("rope_head_dim_float", lambda: rope_cos_sin(torch.arange(3), 8.0, 10000.0, torch.float32),
+         TypeError, ("head_dim", "8.0 (float)")),
+    Case("rope_positions_a_list", lambda: rope_cos_sin([0, 1, 2], 8, 10000.0, torch.float32),
+         TypeError, ("positions", "torch.Tensor", "(list)")),
+    Case("rope_args_swapped", lambda: rope_cos_sin(8, torch.arange(3), 10000.0, torch.float32),
+         TypeError, ("positions", "8 (int)")),
+    Case("rope_positions_3d", lambda: rope_cos_sin(torch.zeros(1, 1, 3), 8, 10000.0, torch.float32),
+         ValueError, ("positions", "[T] or [B, T]", "[1, 1, 3]")),
+    Case("rope_positions_bool", lambda: rope_cos_sin(torch.ones(3, dtype=torch.bool), 8, 1e4, torch.float32),
+         ValueError, ("positions", "torch.bool")),
+    Case("apply_rope_3d_x", lambda: apply_rope(torch.zeros(2, 3, 8), COS, SIN),
+         ValueError, ("x", "[B, H, T, D]", "[2, 3, 8]")),
+    Case("apply_rope_odd_last_dim", lambda: apply_rope(torch.zeros(1, 2, 3, 7), COS[..., :7], SIN[..., :7]),
+         ValueError, ("x", "even", "[1, 2, 3, 7]")),
+    Case("apply_rope_cos_for_other_length", lambda: apply_rope(torch.zeros(1, 2, 4, 8), COS, SIN),
+         ValueError, ("cos", "(4, 8)", "[1, 1, 3, 8]")),
+    Case("apply_rope_sin_for_other_head_dim", lambda: apply_rope(torch.zeros(1, 2, 3, 8), COS, SIN[..., :4]),
+         ValueError, ("sin", "(3, 8)", "[1, 1, 3, 4]")),
+    Case("apply_rope_numpy_x", lambda: apply_rope(np.zeros((1, 2, 3, 8)), COS, SIN),
+         TypeError, ("x", "torch.Tensor", "numpy.ndarray")),
+    Case("apply_rope_cos_a_list", lambda: apply_rope(torch.zeros(1, 2, 3, 8), [1.0], SIN),
+         TypeError, ("cos", "(list)")),
 ]  # fmt: skip
 
 FORWARD = [
@@ -261,6 +344,12 @@ FORWARD = [
          ValueError, ("positions", "meta", "model's device")),
     Case("cache_a_string", lambda: tiny()(ids([1]), cache="cache"), TypeError, ("cache", "str")),
     Case("cache_the_class", lambda: tiny()(ids([1]), cache=NaiveKVCache), TypeError, ("cache", "call it")),
+    Case("cache_with_fewer_layers", lambda: tiny()(ids([1, 2]), cache=NaiveKVCache(1)),
+         ValueError, ("num_layers=1", "2 layers", "model.config.n_layers")),
+    Case("cache_with_more_layers", lambda: tiny()(ids([1, 2]), cache=NaiveKVCache(3)),
+         ValueError, ("num_layers=3", "2 layers")),
+    Case("static_cache_with_fewer_layers", lambda: tiny()(ids([1, 2]), cache=static(layers=1)),
+         ValueError, ("num_layers=1", "2 layers")),
 ]  # fmt: skip
 
 PROMPT = ids([1, 2, 3])
@@ -327,6 +416,28 @@ GENERATE = [
          TypeError, ("start", "(float)")),
     Case("new_token_positions_negative_length", lambda: new_token_positions(0, -1),
          ValueError, ("length", ">= 0")),
+    Case("new_token_positions_device_gpu", lambda: new_token_positions(0, 2, "gpu"),
+         ValueError, ("device", "'gpu' (str)", "'cpu'")),
+    Case("new_token_positions_device_an_int_list", lambda: new_token_positions(0, 2, [0]),
+         ValueError, ("device", "(list)")),
+    Case("static_cache_too_short", lambda: generate(tiny(), PROMPT, 10, static(length=8)),
+         ValueError, ("max_new_tokens=10", "stores 12 tokens", "room for 8", "max_seq_len >= 12")),
+    Case("timed_generate_static_cache_too_short",
+         lambda: timed_generate(tiny(), PROMPT, 10, static(length=8)),
+         ValueError, ("max_new_tokens=10", "room for 8")),
+    Case("return_logits_a_str", lambda: generate(tiny(), PROMPT, 2, cache(), return_logits="no"),
+         TypeError, ("return_logits", "True or False", "'no' (str)")),
+    Case("generate_uncached_return_logits_an_int",
+         lambda: generate_uncached(tiny(), PROMPT, 2, return_logits=1),
+         TypeError, ("return_logits", "1 (int)")),
+    Case("timed_generate_cache_not_empty", lambda: timed_generate(tiny(), PROMPT, 2, prefilled(3)),
+         ValueError, ("empty cache", "3")),
+    Case("time_next_token_cache_of_wrong_depth",
+         lambda: time_next_token(tiny(), PROMPT, make_cache=lambda: NaiveKVCache(1)),
+         ValueError, ("num_layers=1", "2 layers")),
+    Case("time_next_token_static_cache_too_short",
+         lambda: time_next_token(tiny(), PROMPT, make_cache=lambda: static(length=5)),
+         ValueError, ("steps=4", "stores 7 tokens", "room for 5")),
 ]  # fmt: skip
 
 
@@ -336,7 +447,8 @@ class _Uniform:
 
 
 def _ppl(model=None, **kwargs):
-    return lambda: data.perplexity(model() if model else _Uniform(), progress=False, **kwargs)
+    kwargs.setdefault("progress", False)
+    return lambda: data.perplexity(model() if model else _Uniform(), **kwargs)
 
 
 DATA = [
@@ -382,10 +494,31 @@ DATA = [
          ValueError, ("vocab_size", ">= 257", "100")),
     Case("hf_tokenizer_missing_folder", lambda: data.load_hf_tokenizer("/no/such/folder"),
          FileNotFoundError, ("/no/such/folder", "does not exist")),
+    Case("hf_tokenizer_folder_without_tokenizer", lambda: data.load_hf_tokenizer(_saved_tiny()),
+         FileNotFoundError, ("tokenizer.json", "is missing", "save_pretrained")),
+    Case("perplexity_cache_of_wrong_depth", _ppl(model=tiny, window=8, make_cache=lambda: NaiveKVCache(1)),
+         ValueError, ("num_layers=1", "2 layers")),
+    Case("perplexity_static_cache_too_short", _ppl(model=tiny, window=8, make_cache=lambda: static(length=4)),
+         ValueError, ("window of 8", "room for 4")),
+    Case("perplexity_progress_a_str", _ppl(window=8, progress="no"), TypeError, ("progress", "'no' (str)")),
+    Case("play_to_text_a_path", lambda: data.play_to_text(next(iter(data.play_paths().values()))),
+         TypeError, ("markdown", "(PosixPath)", "read_text")),
+    Case("play_to_text_bytes", lambda: data.play_to_text(b"**ROMEO**\nhi"),
+         TypeError, ("markdown", "(bytes)", "decode")),
+    Case("play_to_text_none", lambda: data.play_to_text(None), TypeError, ("markdown", "None (NoneType)")),
+    Case("token_ids_a_list", lambda: data.token_ids(["val"]),
+         TypeError, ("split", "'train' or 'val'", "(list)")),
+    Case("load_corpus_a_list", lambda: data.load_corpus(["val"]), TypeError, ("split", "(list)")),
+    Case("split_plays_none", lambda: data.split_plays(None), TypeError, ("split", "None")),
+    Case("train_tokenizer_on_ints", lambda: data.train_tokenizer([1, 2, 3], 300),
+         TypeError, ("texts[0]", "str", "1 (int)")),
+    Case("train_tokenizer_on_a_generator_with_bytes",
+         lambda: data.train_tokenizer((t for t in ["to be", b"or not"]), 300),
+         TypeError, ("texts[1]", "(bytes)")),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", params(LOADING + CONFIG + FORWARD + GENERATE + DATA))
+@pytest.mark.parametrize("case", params(LOADING + CONFIG + ROPE + FORWARD + GENERATE + DATA))
 def test_clear_error(case):
     assert_clear_error(case)
 
@@ -409,6 +542,9 @@ TRAIN_CLI = [
     CliCase("seq_len_past_context", ["--seq-len", "600"], ("--seq-len", "--max-seq-len", "512", "600")),
     CliCase("dim_not_divisible_by_heads", ["--dim", "250"], ("divisible", "--dim", "--n-heads")),
     CliCase("kv_heads_not_dividing_heads", ["--n-kv-heads", "3"], ("n_kv_heads", "--n-kv-heads")),
+    CliCase("name_empty", ["--name", ""], ("--name", "folder name", "''")),
+    CliCase("name_climbs_out", ["--name", "../x"], ("--name", "path separator", "'../x'")),
+    CliCase("name_dot_dot", ["--name", ".."], ("--name", "'..'")),
 ]
 
 
@@ -505,3 +641,99 @@ def test_decode_accepts_numpy_and_tensor_ids():
     encoded = data.encode(text)
     assert data.decode(np.array(encoded)) == text
     assert data.decode(torch.tensor([encoded])) == text
+
+
+# --- round 2: refused before anything is written; modes and attributes as the caller left them -----------
+
+
+def test_a_cache_with_too_few_layers_is_refused_before_any_layer_writes():
+    torch.manual_seed(0)
+    deep = TinyDecoder(ModelConfig(**(SMALL | {"n_layers": 3}))).eval()
+    for shallow in (NaiveKVCache(2), StaticKVCache(2, 1, 4, 8, 16)):
+        for _ in range(2):  # the old code stored 5 tokens, then 10 on a retry
+            with pytest.raises(ValueError, match="num_layers=2"):
+                deep(torch.zeros(1, 5, dtype=torch.long), cache=shallow)
+            assert shallow.seq_len == 0
+    assert all(k is None for k in NaiveKVCache(2).keys)
+
+
+def test_a_static_cache_too_short_is_refused_before_the_prefill():
+    c = static(length=8)
+    with pytest.raises(ValueError, match="room for 8"):
+        generate(tiny(), PROMPT, 10, c)
+    assert c.seq_len == 0 and c.lengths == [0, 0] and not any(k.any() for k in c.keys)
+    # the exact fit still works: 3 prompt tokens + 5 decode tokens = 8 stored
+    assert generate(tiny(), PROMPT, 6, c).shape == (1, 9) and c.seq_len == 8
+
+
+def test_perplexity_restores_the_callers_mode():
+    torch.manual_seed(0)
+    model = TinyDecoder(ModelConfig(**(SMALL | {"vocab_size": data.VOCAB_SIZE}))).train()
+    model.layers[0].eval()  # a submodule the caller froze stays frozen
+    data.perplexity(model, window=8, max_windows=1, progress=False)
+    assert model.training and not model.layers[0].training and model.layers[1].training
+    with pytest.raises(ValueError, match="num_layers=1"):  # and after an error inside the loop
+        data.perplexity(model, window=8, max_windows=1, make_cache=lambda: NaiveKVCache(1), progress=False)
+    assert model.training and not model.layers[0].training
+    model.eval()
+    data.perplexity(model, window=8, max_windows=1, progress=False)
+    assert not model.training
+
+
+def test_a_refused_allow_long_context_keeps_the_old_value():
+    model = TinyDecoder(ModelConfig(**SMALL), allow_long_context=True)
+    with pytest.raises(TypeError):
+        model.allow_long_context = "no"
+    assert model.allow_long_context is True
+    model.allow_long_context = np.bool_(False)  # numpy bools are fine, stored as bool
+    assert model.allow_long_context is False
+    with pytest.raises(ValueError, match="context"):
+        model(torch.zeros(1, 100, dtype=torch.long))
+
+
+def test_rope_still_accepts_float_positions_and_batched_positions():
+    cos, sin = rope_cos_sin(torch.arange(3).float(), 8, 10000, torch.float16)  # int theta is fine
+    assert cos.shape == (1, 1, 3, 8) and cos.dtype == torch.float16
+    torch.testing.assert_close(cos.float(), COS, atol=1e-3, rtol=0)
+    cos_b, sin_b = rope_cos_sin(torch.arange(6).view(2, 3), 8, 10000.0, torch.float32)
+    assert apply_rope(torch.ones(2, 4, 3, 8), cos_b, sin_b).shape == (2, 4, 3, 8)
+
+
+def test_from_hf_config_reads_valid_eps_theta_and_tying():
+    cfg = ModelConfig.from_hf_config(_hf(rms_norm_eps=1e-6, tie_word_embeddings=False, rope_theta=500000))
+    assert cfg.norm_eps == 1e-6 and cfg.tie_embeddings is False
+    assert cfg.rope_theta == 10000.0  # rope_parameters wins over the older top-level key
+    cfg = ModelConfig.from_hf_config(_hf(rope_parameters=None, rope_theta=500000))
+    assert cfg.rope_theta == 500000.0
+
+
+def test_train_tokenizer_still_takes_a_generator_of_documents():
+    tok = data.train_tokenizer((t for t in ["to be or not to be", "that is the question"]), 300)
+    assert tok.decode(tok.encode("to be").ids) == "to be"
+
+
+def test_load_hf_tokenizer_reads_a_folder_with_tokenizer_files(tmp_path):
+    data.load_hf_tokenizer().save_pretrained(str(tmp_path))
+    assert data.load_hf_tokenizer(tmp_path).encode("ROMEO:") == data.encode("ROMEO:")
+
+
+def test_new_token_positions_takes_a_device_name():
+    assert new_token_positions(2, 3, "cpu").tolist() == [2, 3, 4]
+
+
+def _no_training(args):
+    raise AssertionError("argument checks let a bad output path through to training")
+
+
+@pytest.mark.parametrize("where", ["out_dir_is_a_file", "out_dir_under_a_file", "name_is_a_file"])
+def test_train_cli_rejects_an_output_path_it_cannot_write(where, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "train", _no_training)  # training would take minutes before the write failed
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    argv = {
+        "out_dir_is_a_file": ["--out-dir", str(blocker)],
+        "out_dir_under_a_file": ["--out-dir", str(blocker / "sub")],
+        "name_is_a_file": ["--out-dir", str(tmp_path), "--name", "a_file"],
+    }[where]
+    err = assert_cli_error(train.main, CliCase(where, argv, ("a_file", "is a file")))
+    assert ("--name" if where == "name_is_a_file" else "--out-dir") in err
