@@ -51,6 +51,24 @@ def _requests() -> list[sim.Request]:
     return [sim.Request(5, 3), sim.Request(9, 2)]
 
 
+def cached(cls: type) -> HashPrefixCache | RadixPrefixCache:
+    """A block-size-2 prefix cache holding [1, 2, 3, 4] in blocks 0 and 1 (both still locked)."""
+    cache = cls(2)
+    cache.insert([1, 2, 3, 4], [0, 1])
+    return cache
+
+
+def two_managers(cache: HashPrefixCache | RadixPrefixCache) -> None:
+    BlockManager(8, BS, cache).allocate(0, list(range(9)))
+    BlockManager(8, BS, cache)
+
+
+def used(allocator: sim.ContiguousAllocator | sim.PagedAllocator):
+    """An allocator that still holds request 0 (5 prompt tokens + 1), as after a partial hand-made run."""
+    allocator.admit(0, _requests()[0])
+    return allocator
+
+
 CASES = [
     # --- BlockAllocator: sizes, counts, ids ---------------------------------------------------
     Case(
@@ -277,6 +295,42 @@ CASES = [
             ),
             Case(
                 f"{kind}-touch-uncached", lambda cls=cls: cls(2).touch([3]), KeyError, ("[3]", "not cached")
+            ),
+            Case(
+                f"{kind}-touch-bare-int",
+                lambda cls=cls: cls(2).touch(5),
+                TypeError,
+                ("block_ids", "sequence", "5 (int)"),
+            ),
+            Case(
+                f"{kind}-touch-float-id",
+                lambda cls=cls: cls(2).touch([1.5]),
+                TypeError,
+                ("block_ids[0]", "1.5"),
+            ),
+            Case(
+                f"{kind}-insert-id-cached-for-another-prefix",
+                lambda cls=cls: cached(cls).insert([9, 9, 8, 8], [5, 0]),
+                ValueError,
+                ("block_ids[1] = 0", "already cached", "another prefix"),
+            ),
+            Case(
+                f"{kind}-insert-id-twice",
+                lambda cls=cls: cls(2).insert([1, 2, 3, 4], [7, 7]),
+                ValueError,
+                ("block_ids", "block 7 twice", "positions 0 and 1"),
+            ),
+            Case(
+                f"{kind}-manager-shares-a-cache",
+                lambda cls=cls: two_managers(cls(BS)),
+                ValueError,
+                ("prefix_cache", "already serves another BlockManager", cls.__name__),
+            ),
+            Case(
+                f"{kind}-manager-cache-with-entries",
+                lambda cls=cls: BlockManager(8, 2, cached(cls)),
+                ValueError,
+                ("prefix_cache", "must be empty", "2 cached block"),
             ),
         )
     ],
@@ -505,6 +559,54 @@ CASES = [
         ("key", "beam_alpaca"),
     ),
     Case(
+        "verdict-percentage",
+        lambda: sim.paper_range_verdict(45, "beam_alpaca"),
+        ValueError,
+        ("saving", "fraction, not a percentage", "<= 1", "45"),
+    ),
+    Case(
+        "verdict-negative-saving",
+        lambda: sim.paper_range_verdict(-0.1, "beam_alpaca"),
+        ValueError,
+        ("saving", ">= 0", "-0.1"),
+    ),
+    Case(
+        "verdict-str-saving",
+        lambda: sim.paper_range_verdict("0.4", "beam_alpaca"),
+        TypeError,
+        ("saving", "str"),
+    ),
+    Case(
+        "simulate-used-paged-allocator",
+        lambda: sim.simulate_stream(_requests(), used(sim.PagedAllocator(100, 4))),
+        ValueError,
+        ("allocator", "must be empty", "holds 2 of 25 blocks", "request ids [0]", "new PagedAllocator"),
+    ),
+    Case(
+        "simulate-used-contiguous-allocator",
+        lambda: sim.simulate_stream(_requests(), used(sim.ContiguousAllocator(100, "oracle"))),
+        ValueError,
+        ("allocator", "must be empty", "1 reserved range", "new ContiguousAllocator"),
+    ),
+    Case(
+        "sharing-result-zero-unshared",
+        lambda: sim.SharingResult("x", 4, 0, 0),
+        ValueError,
+        ("blocks_unshared", ">= 1", "got 0"),
+    ),
+    Case(
+        "sharing-result-float-shared",
+        lambda: sim.SharingResult("x", 4, 2.5, 4),
+        TypeError,
+        ("blocks_shared", "2.5"),
+    ),
+    Case(
+        "parallel-huge-sigma",
+        lambda: sim.parallel_sampling_savings(_requests(), 2, length_sigma=5),
+        ValueError,
+        ("length_sigma", f"<= {sim.MAX_LENGTH_SIGMA:g}", "5"),
+    ),
+    Case(
         "verdict-nan-saving",
         lambda: sim.paper_range_verdict(float("nan"), "beam_alpaca"),
         ValueError,
@@ -617,6 +719,68 @@ def test_check_invariants_raise_assertion_error_explicitly() -> None:
         cache.check_invariants()
 
 
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        lambda c: c.insert([9, 9, 8, 8], [5, 0]),  # block 5 would be registered before 0 is refused
+        lambda c: c.insert([9, 9, 8, 8, 7, 7], [5, 6, 5]),
+        lambda c: c.insert([1, 2, 3, 4, 5, 6, 7, 8], [0, 1, 9, 9]),  # the new tail repeats an id
+        lambda c: c.insert([1, 2, 3, 4, 5, 6], [0, 1, 0]),
+        lambda c: c.touch(5),
+        lambda c: c.touch([0, "1"]),
+    ],
+)
+def test_failed_insert_or_touch_leaves_the_cache_unchanged(cls, mistake) -> None:
+    cache = cached(cls)
+    before = cache.state()
+    with pytest.raises((TypeError, ValueError)):
+        mistake(cache)
+    assert cache.state() == before
+    cache.check_invariants()
+
+
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_insert_of_a_prefix_cached_elsewhere_registers_nothing(cls) -> None:
+    """The same tokens under other ids: 0 blocks are now cached under them, and nothing was added."""
+    cache = cached(cls)
+    before = cache.state()
+    assert cache.insert([1, 2, 3, 4], [7, 7]) == 0
+    assert cache.state() == before
+    assert cache.insert([1, 2, 3, 4, 5, 6], [0, 1, 2]) == 3  # extending one's own chain still works
+    assert cache.cached_blocks() == {0: None, 1: 0, 2: 1}
+
+
+@pytest.mark.parametrize("kind", [HashPrefixCache, RadixPrefixCache])
+def test_a_cache_object_serves_one_manager(kind) -> None:
+    cache = kind(BS)
+    with pytest.raises(TypeError):
+        BlockManager(4.5, BS, cache)  # a refused manager does not claim the cache
+    first = BlockManager(8, BS, cache)
+    first.allocate(0, list(range(9)))
+    before = first.snapshot()
+    with pytest.raises(ValueError, match="another BlockManager"):
+        BlockManager(8, BS, cache)
+    assert first.snapshot() == before
+    first.check_invariants()
+
+
+def test_a_used_allocator_is_refused_and_a_finished_one_reused() -> None:
+    """simulate_stream releases everything it admitted, so the same allocator may run again; one a
+    caller filled by hand is refused (it gave 0.76 instead of 0.98 and leaked its blocks)."""
+    reqs = sim.chat_workload(30, seed=1)
+    for make in (lambda: sim.PagedAllocator(4096, 16), lambda: sim.ContiguousAllocator(16384, "oracle")):
+        fresh = sim.simulate_stream(reqs, make())
+        allocator = make()
+        sim.simulate_stream(reqs, allocator)
+        assert allocator.holding() == ""
+        again = sim.simulate_stream(reqs, allocator)
+        assert (again.token_share, again.steps) == (fresh.token_share, fresh.steps)
+        allocator.admit(0, reqs[0])
+        with pytest.raises(ValueError, match="must be empty"):
+            sim.simulate_stream(reqs, allocator)
+
+
 # --- correct inputs keep working -------------------------------------------------------------
 def test_numpy_integers_and_tuples_are_accepted() -> None:
     mgr = BlockManager(np.int64(8), np.int32(4), "radix")
@@ -643,6 +807,11 @@ def test_edge_values_compute_the_right_thing() -> None:
     seq = mgr.allocate(-7, [0])  # any integer is a valid sequence id, token 0 a valid token
     assert mgr.block_table(-7) == seq.block_ids
     assert sim.paper_range_verdict(0, "beam_alpaca") == "below"
+    assert sim.paper_range_verdict(1, "beam_alpaca") == "above"  # the bounds of a fraction are valid
+    assert sim.paper_range_verdict(np.float64(0.4), "beam_alpaca") == "in range"
+    assert sim.SharingResult("x", 4, 0, 5).saving == 1.0  # nothing stored with sharing: all saved
+    top = sim.parallel_sampling_savings([sim.Request(4, 8)], 2, length_sigma=sim.MAX_LENGTH_SIGMA)
+    assert 0 <= top.saving <= 1
     assert sim.chat_workload(0) == []
     assert len(sim.chat_workload(2, prompt_sigma=0, output_sigma=0)) == 2  # sigma 0: fixed lengths
 

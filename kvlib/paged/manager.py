@@ -53,21 +53,44 @@ class Sequence:
         return len(self.tokens)
 
 
+def _require_fresh_cache(cache: PrefixCache) -> None:
+    """A PrefixCache object given to a new BlockManager: not another manager's, and empty (a cached
+    block it does not own would look free to this manager's allocator and be handed out twice)."""
+    name = type(cache).__name__
+    if cache.attached:
+        raise ValueError(
+            f"prefix_cache: this {name} already serves another BlockManager (its entries name that "
+            f"manager's blocks); pass 'hash' or 'radix', or a new {name}(block_size)"
+        )
+    if cache.num_cached:
+        raise ValueError(
+            f"prefix_cache must be empty, but this {name} holds {cache.num_cached} cached block(s) that "
+            "this manager's pool never handed out; pass 'hash' or 'radix', or a new one"
+        )
+
+
 class BlockManager:
     """Paged KV bookkeeping: allocator + block tables + copy-on-write + optional prefix cache.
 
     Args:
         num_blocks: physical blocks in the pool.
         block_size: tokens per block.
-        prefix_cache: ``None`` (no caching), ``"hash"``, ``"radix"`` or a :class:`PrefixCache`.
+        prefix_cache: ``None`` (no caching), ``"hash"``, ``"radix"`` or a :class:`PrefixCache`. A
+            cache object serves one manager for its whole life and must come empty: its entries name
+            physical blocks of its manager's pool (ValueError for one already used by a manager).
     """
 
     def __init__(
         self, num_blocks: int, block_size: int, prefix_cache: str | PrefixCache | None = None
     ) -> None:
-        self.allocator = BlockAllocator(num_blocks, block_size)  # validates both sizes
-        self.block_size = self.allocator.block_size
-        self.cache: PrefixCache | None = make_prefix_cache(prefix_cache, block_size)
+        allocator = BlockAllocator(num_blocks, block_size)  # validates both sizes
+        cache = make_prefix_cache(prefix_cache, allocator.block_size)
+        if isinstance(prefix_cache, PrefixCache):
+            _require_fresh_cache(prefix_cache)
+            prefix_cache.attached = True
+        self.allocator = allocator
+        self.block_size = allocator.block_size
+        self.cache: PrefixCache | None = cache
         self.seqs: dict[int, Sequence] = {}
 
     # --- counters -------------------------------------------------------------------------

@@ -51,6 +51,13 @@ def split_full_blocks(tokens: Sequence[int], block_size: int) -> list[BlockToken
     return [tuple(tokens[i * block_size : (i + 1) * block_size]) for i in range(n_full)]
 
 
+def _require_block_ids(name: str, block_ids: Sequence[int]) -> list[int]:
+    """A sequence of block ids (ints >= 0) as a list; a bare int is the usual slip."""
+    if isinstance(block_ids, (str, bytes)) or not isinstance(block_ids, Sequence):
+        raise TypeError(f"{name} must be a sequence of block ids, got {describe(block_ids)}")
+    return [require_int(f"{name}[{i}]", b, minimum=0) for i, b in enumerate(block_ids)]
+
+
 class PrefixCache(ABC):
     """Interface shared by the hash-chain and radix-tree prefix caches (block granularity)."""
 
@@ -58,6 +65,9 @@ class PrefixCache(ABC):
         self.block_size = require_int("block_size", block_size, minimum=1)
         self._clock = 0  # logical time for LRU
         self._last_access: dict[int, int] = {}  # cached block id -> time of its last use
+        # set by the BlockManager that adopts this cache: its entries name that manager's physical
+        # blocks, so one cache object can serve one manager only (BlockManager refuses a second)
+        self.attached = False
 
     # --- recency (shared by both designs) -------------------------------------------------
     def _stamp(self, block_ids: Sequence[int]) -> None:
@@ -70,6 +80,7 @@ class PrefixCache(ABC):
 
     def touch(self, block_ids: Sequence[int]) -> None:
         """Mark exactly these cached blocks as used now (a committed hit), and no others."""
+        block_ids = _require_block_ids("block_ids", block_ids)
         missing = [b for b in block_ids if not self.contains(b)]
         if missing:
             raise KeyError(f"cannot touch blocks {missing}: they are not cached")
@@ -201,17 +212,42 @@ class PrefixCache(ABC):
         Returns how many leading blocks are now cached under exactly these ids; registration stops
         at the first block whose prefix is already cached in another block."""
         blocks = split_full_blocks(require_token_ids("tokens", tokens), self.block_size)
-        if isinstance(block_ids, (str, bytes)) or not isinstance(block_ids, Sequence):
-            raise TypeError(f"block_ids must be a sequence of block ids, got {describe(block_ids)}")
+        block_ids = _require_block_ids("block_ids", block_ids)
         if len(block_ids) < len(blocks):
             raise ValueError(f"{len(blocks)} full block(s) of tokens but only {len(block_ids)} block_ids")
-        block_ids = [require_int(f"block_ids[{i}]", b, minimum=0) for i, b in enumerate(block_ids)]
-        parent: int | None = None
-        for i, blk in enumerate(blocks):
-            if not self.insert_block(parent, blk, block_ids[i]):
-                return i
-            parent = block_ids[i]
-        return len(blocks)
+        start, stop = self._plan_insert(blocks, block_ids)  # raises before any change
+        for i in range(start, stop):  # cannot fail now: the plan checked every block
+            self._insert_block(block_ids[i - 1] if i else None, blocks[i], block_ids[i])
+        return stop
+
+    def _plan_insert(self, blocks: list[BlockTokens], block_ids: list[int]) -> tuple[int, int]:
+        """Which of :meth:`insert`'s blocks are new, as ``(start, stop)``, with no state change: blocks
+        before ``start`` are cached under these ids already, and registration stops at ``stop``. Raises
+        ValueError for a new block id that is cached (for another prefix) or listed twice, or an idle
+        parent, so that insert registers all of its new blocks or none."""
+        hit = self._lookup([t for blk in blocks for t in blk])
+        # the first block whose prefix is cached in another block: registration stops before it
+        stop = next((i for i, cached in enumerate(hit) if cached != block_ids[i]), None)
+        # parents must be in use: new ones will be (registered locked), and an in-use block's
+        # ancestors are, so checking the deepest already cached parent insert_block reaches covers all
+        deepest = min(len(blocks) - 1 if stop is None else stop, len(hit))
+        if deepest >= 1:
+            parent = block_ids[deepest - 1]
+            self._check_parent_in_use(parent, parent in self.locked_blocks())
+        if stop is not None:
+            return stop, stop
+        start, new = len(hit), block_ids[len(hit) : len(blocks)]
+        seen: dict[int, int] = {}
+        for i, block_id in enumerate(new, start):
+            if self.contains(block_id):
+                raise ValueError(f"block_ids[{i}] = {block_id} is already cached for another prefix")
+            if block_id in seen:
+                raise ValueError(
+                    f"block_ids lists block {block_id} twice (positions {seen[block_id]} and {i}): "
+                    "each physical block holds one block of tokens"
+                )
+            seen[block_id] = i
+        return start, len(blocks)
 
     def check_invariants(self) -> None:
         """Every cached block's parent is cached (no orphans); counters agree.

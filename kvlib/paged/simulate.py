@@ -57,7 +57,6 @@ Metrics (all time-averaged over the steps of the run)
 from __future__ import annotations
 
 import math
-import numbers
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -82,6 +81,7 @@ __all__ = [
     "beam_search_savings",
     "PAPER_RANGES",
     "paper_range_verdict",
+    "MAX_LENGTH_SIGMA",
     "WORKLOADS",
 ]
 
@@ -115,9 +115,8 @@ def paper_range_verdict(saving: float, key: str) -> str:
     sharing workloads are synthetic, so single rows may fall outside (the bench says which)."""
     if key not in PAPER_RANGES:
         raise ValueError(f"key must be one of {sorted(PAPER_RANGES)}, got {key!r}")
-    if isinstance(saving, bool) or not isinstance(saving, numbers.Real) or not math.isfinite(saving):
-        # NaN compares False both ways and would read as "in range"
-        raise ValueError(f"saving must be a finite number, got {describe(saving)}")
+    # NaN compares False both ways and would read as "in range"; 45 (a percentage) would read "above"
+    saving = require_number("saving (a fraction, not a percentage)", saving, maximum=1.0)
     lo, hi = PAPER_RANGES[key]
     return "below" if saving < lo else "above" if saving > hi else "in range"
 
@@ -242,6 +241,12 @@ class ContiguousAllocator:
                 merged.append((s, n))
         self.holes = merged
 
+    def holding(self) -> str:
+        """What the arena holds now, in words ("" when empty): simulate_stream needs an empty one."""
+        if not self.ranges:
+            return ""
+        return f"{len(self.ranges)} reserved range(s) (request ids {sorted(self.ranges)[:8]})"
+
     def reserved(self) -> int:
         return sum(size for _, size in self.ranges.values())
 
@@ -302,6 +307,13 @@ class PagedAllocator:
     def release(self, rid: int) -> None:
         self.free_blocks += self.held.pop(rid)
 
+    def holding(self) -> str:
+        """What the pool holds now, in words ("" when empty): simulate_stream needs an empty one."""
+        if self.free_blocks == self.num_blocks:
+            return ""
+        used = self.num_blocks - self.free_blocks
+        return f"{used} of {self.num_blocks} blocks for request ids {sorted(self.held)[:8]}"
+
     def reserved(self) -> int:
         return (self.num_blocks - self.free_blocks) * self.block_size
 
@@ -347,6 +359,12 @@ def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: b
     if not isinstance(allocator, (ContiguousAllocator, PagedAllocator)):
         raise TypeError(
             f"allocator must be a ContiguousAllocator or PagedAllocator, got {describe(allocator)}"
+        )
+    held = allocator.holding()
+    if held:  # its reservations would crowd the stream and its request ids collide with the stream's
+        raise ValueError(
+            f"allocator must be empty (unused, or used only by earlier simulate_stream calls), but it "
+            f"holds {held}: pass a new {type(allocator).__name__}"
         )
     for rid, req in enumerate(requests):  # a request that cannot run alone would loop for ever
         allocator.check_fits(rid, req)
@@ -470,6 +488,13 @@ class SharingResult:
     analytic: float | None = None  # closed-form saving, when there is one
     detail: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # every workload stores at least one block without sharing, and saving divides by it
+        require_int("block_size", self.block_size, minimum=1)
+        require_int("blocks_shared", self.blocks_shared, minimum=0)
+        require_int("blocks_unshared (the saving's denominator)", self.blocks_unshared, minimum=1)
+        require_int("copies", self.copies, minimum=0)
+
     @property
     def saving(self) -> float:
         """Share of KV blocks saved by sharing: ``1 - shared / unshared``."""
@@ -540,6 +565,14 @@ def shared_prefix_savings(
     )  # fmt: skip
 
 
+# Upper bound on parallel_sampling_savings' length_sigma. The run takes as many steps as the longest
+# sample, and a log-normal's tail grows as exp(sigma * z): at 1.5 one sample in a hundred already runs
+# exp(1.5 * 2.33) ~ 33x its request's output length (far wider than samples of one prompt differ in
+# practice; the default 0.5 keeps 95% of them within 0.4x-2.7x), and a run of 2000-token outputs
+# stays under a second. At 2 it takes tens of seconds, and at 5 (exp(5 * 3) ~ 3e6x) it never ends.
+MAX_LENGTH_SIGMA = 1.5
+
+
 def parallel_sampling_savings(
     requests: list[Request], n: int, block_size: int = 16, length_sigma: float = 0.5, seed: int = 0
 ) -> SharingResult:
@@ -547,12 +580,13 @@ def parallel_sampling_savings(
 
     Samples of one prompt stop at different times (each meets its end-of-sequence token on its
     own), so sample ``i`` generates ``O_i = O * X_i`` tokens, ``X_i`` log-normal with median 1 and
-    log-spread ``length_sigma`` (0 gives all samples the request's ``output_len``). Blocks are
-    summed over generation steps (memory-time), with sharing vs every sample owning a copy."""
+    log-spread ``length_sigma`` in ``[0, MAX_LENGTH_SIGMA]`` (0 gives all samples the request's
+    ``output_len``). Blocks are summed over generation steps (memory-time), with sharing vs every
+    sample owning a copy."""
     requests = _require_requests(requests)
     n = require_int("n", n, minimum=1)
     block_size = require_int("block_size", block_size, minimum=1)
-    length_sigma = require_number("length_sigma", length_sigma)
+    length_sigma = require_number("length_sigma", length_sigma, maximum=MAX_LENGTH_SIGMA)
     rng = random.Random(seed)
     shared = unshared = copies = 0
     for req in requests:
