@@ -69,6 +69,13 @@ def decode(**change):
 
 
 K4 = torch.zeros(2, 8, 1, 4)
+
+
+def strided(cache: torch.Tensor) -> torch.Tensor:
+    """The same values with blocks and slots swapped in memory: no flat (slot, heads, dim) view."""
+    return cache.transpose(0, 1).contiguous().transpose(0, 1)
+
+
 CASES = [
     # shapes
     *both("q-2d", {"q": Q[0]}, ValueError, ("q must be", "(batch, q_heads, head_dim)", "(4, 16)")),
@@ -302,7 +309,94 @@ CASES = [
         ValueError,
         ("k_cache and v_cache",),
     ),
+    Case(
+        "build-lens-float-list",
+        lambda: build_paged_cache(K4, K4, [5, 3.7], 4),
+        TypeError,
+        ("seq_lens[1]", "integer", "3.7"),
+    ),
+    Case(
+        "build-lens-float-numpy",
+        lambda: build_paged_cache(K4, K4, np.array([5.0, 3.7]), 4),
+        TypeError,
+        ("seq_lens[0]", "integer", "5.0"),
+    ),
+    Case(
+        "build-lens-int",
+        lambda: build_paged_cache(K4, K4, 5, 4),
+        TypeError,
+        ("seq_lens", "(batch=2,)", "5 (int)"),
+    ),
+    Case("build-lens-str", lambda: build_paged_cache(K4, K4, "53", 4), TypeError, ("seq_lens", "'53' (str)")),
+    Case(
+        "build-fill-none",
+        lambda: build_paged_cache(K4, K4, [5, 3], 4, fill=None),
+        TypeError,
+        ("fill", "None"),
+    ),
+    Case(
+        "build-fill-str",
+        lambda: build_paged_cache(K4, K4, [5, 3], 4, fill="nan"),
+        TypeError,
+        ("fill", "'nan' (str)"),
+    ),
+    Case(
+        "build-int-k",
+        lambda: build_paged_cache(K4.long(), K4.long(), [5, 3], 4),
+        ValueError,
+        ("k and v", "floating point", "int64"),
+    ),
+    Case(
+        "build-kv-dtypes-differ",
+        lambda: build_paged_cache(K4, K4.half(), [5, 3], 4),
+        ValueError,
+        ("k and v", "dtype", "float16"),
+    ),
+    Case(
+        "build-generator-int",
+        lambda: build_paged_cache(K4, K4, [5, 3], 4, generator=0),
+        TypeError,
+        ("generator", "torch.Generator", "0 (int)"),
+    ),
+    Case(
+        "build-shuffle-str",
+        lambda: build_paged_cache(K4, K4, [5, 3], 4, shuffle="no"),
+        TypeError,
+        ("shuffle", "True or False", "'no'"),
+    ),
+    Case(
+        "write-noncontiguous-v-cache",
+        lambda: write_kv(KC.clone(), strided(VC), torch.tensor([1]), KC[0, :1], KC[0, :1]),
+        ValueError,
+        ("v_cache", "contiguous"),
+    ),
+    Case(
+        "write-cache-dtypes-differ",
+        lambda: write_kv(KC.clone(), VC.half(), torch.tensor([1]), KC[0, :1], KC[0, :1]),
+        ValueError,
+        ("k_cache and v_cache", "dtype", "float16"),
+    ),
+    Case(
+        "copy-cache-dtypes-differ",
+        lambda: copy_blocks(KC.clone(), VC.half(), [(1, 2)]),
+        ValueError,
+        ("k_cache and v_cache", "dtype", "float16"),
+    ),
     # choose_num_splits / smoke test
+    Case("splits-device-gpu", lambda: choose_num_splits(1, 1, 10, "gpu"), ValueError, ("device", "'gpu'")),
+    Case("splits-device-int-list", lambda: choose_num_splits(1, 1, 10, [0]), ValueError, ("device", "[0]")),
+    *(
+        []
+        if torch.cuda.is_available()
+        else [
+            Case(
+                "splits-cuda-on-cpu-build",
+                lambda: choose_num_splits(1, 1, 10, "cuda"),
+                ValueError,
+                ("device", "CUDA is not available"),
+            )
+        ]
+    ),
     Case("splits-batch-0", lambda: choose_num_splits(0, 2, 100, "cpu"), ValueError, ("batch", ">= 1")),
     Case(
         "splits-max-len-float", lambda: choose_num_splits(2, 2, 1.5, "cpu"), TypeError, ("max_seq_len", "1.5")
@@ -329,6 +423,9 @@ def test_rejected_writes_and_copies_change_nothing():
         lambda: write_kv(k_cache, v_cache, torch.tensor([1, 1]), KC[0, :2], KC[0, :2]),
         lambda: copy_blocks(k_cache, v_cache, [(1, 2), (3, -1)]),  # first pair fine, second not
         lambda: copy_blocks(k_cache, v_cache, [(1, 2), (3, 4.0)]),
+        # v_cache cannot take the flat slot view: k_cache used to be written before that failed
+        lambda: write_kv(k_cache, strided(v_cache), torch.tensor([1]), KC[0, :1] + 1, KC[0, :1] + 1),
+        lambda: write_kv(k_cache, v_cache.half(), torch.tensor([1]), KC[0, :1] + 1, KC[0, :1] + 1),
     ]
     for call in bad_calls:
         with pytest.raises((ValueError, TypeError)):
@@ -366,6 +463,30 @@ def test_correct_results_for_edge_inputs_that_are_not_mistakes():
     assert choose_num_splits(2, 2, 100, "cpu") == 1
     k, v = gather_kv(KC, VC, TABLE, np.int64(5), np.int64(0))
     assert k.shape == v.shape == (5, 2, 16)
+    assert choose_num_splits(2, 2, 100, torch.device("cpu")) == 1
+    # a cache that is not contiguous but still has a flat slot view (heads and dims swapped in
+    # memory) is written in place, as before
+    v_cache = VC.clone().transpose(2, 3).contiguous().transpose(2, 3)
+    write_kv(KC.clone(), v_cache, torch.tensor([5]), KC[0, :1] + 3, KC[0, :1] + 3)
+    torch.testing.assert_close(v_cache[1, 1], KC[0, 0] + 3)
+
+
+@pytest.mark.parametrize(
+    "lens_given", [[5, 3], (5, 3), np.array([5, 3]), [np.int64(5), np.int32(3)], torch.tensor([5, 3])]
+)
+@pytest.mark.parametrize("fill", [float("nan"), float("inf"), -1, np.float32(0.5)])
+def test_build_paged_cache_takes_every_integer_length_form_and_any_real_fill(lens_given, fill):
+    """Integer lengths in any container and any real fill (NaN, the default, on purpose) still build."""
+    g = torch.Generator().manual_seed(0)
+    kc, vc, table = build_paged_cache(K4 + 1, K4 + 2, lens_given, 4, generator=g, fill=fill)
+    ref_kc, _, ref_table = build_paged_cache(
+        K4 + 1, K4 + 2, [5, 3], 4, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(table, ref_table) and table.tolist() != [[0, 0], [0, 0]]
+    torch.testing.assert_close(kc[kc == 1], ref_kc[ref_kc == 1])  # the written slots, same places
+    assert (kc == 1).sum() == (vc == 2).sum() == 8 * 4  # 8 tokens of head_dim 4
+    filled = kc[kc != 1]
+    assert filled.isnan().all() if fill != fill else (filled == float(fill)).all()
 
 
 def _identity(x):

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from kvlib.kernels.reference import check_paged_shapes, check_paged_values, require_scale
-from kvlib.validate import require_int
+from kvlib.validate import require_device, require_int
 
 __all__ = ["paged_attention_decode", "interpreter_active", "choose_num_splits"]
 
@@ -208,7 +208,7 @@ def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch
     batch = require_int("batch", batch, minimum=1)
     kv_heads = require_int("kv_heads", kv_heads, minimum=1)
     max_seq_len = require_int("max_seq_len", max_seq_len, minimum=1)
-    device = torch.device(device)
+    device = require_device("device", device)
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
 import torch
 
-from kvlib.validate import describe, require_int, require_tensor
+from kvlib.validate import describe, require_bool, require_int, require_tensor
 
 __all__ = [
     "check_paged_shapes",
@@ -239,16 +240,26 @@ def _check_kv_pair(names: tuple[str, str], k: torch.Tensor, v: torch.Tensor, lay
         raise ValueError(
             f"{names[0]} and {names[1]} must both be {layout}, got {tuple(k.shape)} and {tuple(v.shape)}"
         )
+    if k.dtype != v.dtype or k.device != v.device:  # the kernel reads both with one dtype, on one device
+        raise ValueError(
+            f"{names[0]} and {names[1]} must share a dtype and a device, got {k.dtype} on {k.device} "
+            f"and {v.dtype} on {v.device}"
+        )
 
 
 def _check_lens(seq_lens: torch.Tensor | list[int], batch: int, max_len: int) -> list[int]:
-    """``seq_lens`` as a list of ``batch`` ints in ``[1, max_len]``: a row holds at most max_len tokens."""
-    shape = tuple(seq_lens.shape) if isinstance(seq_lens, torch.Tensor) else (len(seq_lens),)
+    """``seq_lens`` (a tensor, array or sequence) as a list of ``batch`` ints in ``[1, max_len]``: a row
+    holds at most max_len tokens. Items are checked, not ``int()``-ed: 3.7 must not become 3."""
+    array_like = hasattr(seq_lens, "shape")  # a tensor or a NumPy array
+    if isinstance(seq_lens, (str, bytes)) or not (array_like or isinstance(seq_lens, Sequence)):
+        raise TypeError(f"seq_lens must be a (batch={batch},) tensor or int list, got {describe(seq_lens)}")
+    shape = tuple(seq_lens.shape) if array_like else (len(seq_lens),)
     if shape != (batch,):
         raise ValueError(f"seq_lens must be (batch={batch},), got shape {shape}")
     if isinstance(seq_lens, torch.Tensor) and seq_lens.dtype.is_floating_point:
         raise ValueError(f"seq_lens must hold integers, got {seq_lens.dtype}")
-    lens = [int(x) for x in seq_lens]
+    items = seq_lens.tolist() if array_like else seq_lens  # one transfer, not one per item
+    lens = [require_int(f"seq_lens[{i}]", x) for i, x in enumerate(items)]
     if lens and (min(lens) < 1 or max(lens) > max_len):
         raise ValueError(
             f"seq_lens must lie in [1, max_len = {max_len}] (the tokens a row of k holds), "
@@ -282,16 +293,27 @@ def build_paged_cache(
         block_size: tokens per block.
         num_blocks: pool size, the null block included (default: the blocks needed + 1).
         shuffle: place blocks at random physical positions (as after real allocation churn).
-        fill: value of every slot that holds no token (a float; NaN unless you need finite values).
+        generator: a CPU ``torch.Generator`` for the shuffle (None: torch's global one).
+        fill: value of every slot that holds no token (a real number, NaN and inf included; NaN
+            unless you need finite values).
 
     Returns:
         ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, kv_heads, head_dim)``,
         int32 block table ``(batch, max_blocks)`` (unused entries = 0, the null block).
     """
     _check_kv_pair(("k", "v"), k, v, CONTIGUOUS_LAYOUT)
+    if not k.dtype.is_floating_point:  # the empty slots hold ``fill``, NaN by default
+        raise ValueError(f"k and v must be floating point (float32, float16, bfloat16), got {k.dtype}")
     batch, max_len, kv_heads, head_dim = k.shape
     block_size = require_int("block_size", block_size, minimum=1)
     lens = _check_lens(seq_lens, batch, max_len)
+    shuffle = require_bool("shuffle", shuffle)
+    # NaN is the point of the default (a read of a masked slot shows up), so no require_number here
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+        raise TypeError(f"fill must be a real number (NaN by default), got {describe(fill)}")
+    cpu_generator = isinstance(generator, torch.Generator) and generator.device.type == "cpu"
+    if generator is not None and not cpu_generator:  # randperm draws the block order on the CPU
+        raise TypeError(f"generator must be None or a CPU torch.Generator, got {describe(generator)}")
     per_seq = [-(-n // block_size) for n in lens]
     needed = sum(per_seq)
     num_blocks = needed + 1 if num_blocks is None else require_int("num_blocks", num_blocks, minimum=1)
@@ -363,9 +385,18 @@ def write_kv(
         raise ValueError(f"slots must lie in [0, {num_blocks * block_size}), got {slots.tolist()[:8]}")
     if slots.unique().numel() != slots.numel():  # two tokens in one slot: which one lands is undefined
         raise ValueError(f"slots must be distinct, got {slots.tolist()[:8]}")
+    flat = []  # both flat slot views before the first write: v_cache's could fail after k_cache's write
+    for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
+        try:
+            flat.append(cache.view(num_blocks * block_size, kv_heads, head_dim))
+        except RuntimeError:
+            raise ValueError(
+                f"{name} must be contiguous (it is written through a flat slot view), got strides "
+                f"{cache.stride()}; pass .contiguous() and keep that tensor as the cache"
+            ) from None
     idx = slots.long().to(k_cache.device)
-    k_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = k.to(k_cache.dtype)  # flat slot view
-    v_cache.view(num_blocks * block_size, kv_heads, head_dim)[idx] = v.to(v_cache.dtype)
+    flat[0][idx] = k.to(k_cache.dtype)
+    flat[1][idx] = v.to(v_cache.dtype)
 
 
 def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
