@@ -80,6 +80,37 @@ class _Uniform:
         return torch.zeros(*ids.shape, data.VOCAB_SIZE)
 
 
+@pytest.mark.parametrize(
+    "n_tokens, window, stride, expected",
+    [
+        (5, 4, 1, [0]),  # exactly one window of 4 inputs + 1 target
+        (6, 4, 1, [0, 1]),
+        (8, 4, 4, [0]),  # a window at 4 would need token 8 as its last target
+        (9, 4, 4, [0, 4]),  # ... and with one more token it fits
+        (10, 4, 6, [0]),
+        (11, 4, 6, [0, 6]),
+        (19, 3, 5, [0, 5, 10, 15]),  # 15 + 3 + 1 = 19 tokens: the last window ends on the last token
+        (18, 3, 5, [0, 5, 10]),  # a window at 15 would need token 18
+    ],
+)
+def test_window_starts_exact_small_cases(n_tokens, window, stride, expected):
+    """Guards against counting a window that needs one token past the end of the split."""
+    assert data.window_starts(n_tokens, window, stride, None) == expected
+
+
+def test_every_window_and_its_target_fit_and_no_full_window_is_dropped():
+    for n_tokens in range(2, 40):
+        for window in range(1, n_tokens):
+            for stride in range(1, window + 3):
+                starts = data.window_starts(n_tokens, window, stride, None)
+                case = (n_tokens, window, stride)
+                assert starts == list(range(0, len(starts) * stride, stride)), case
+                assert starts[-1] + window + 1 <= n_tokens, f"{case}: last window runs past the split"
+                assert starts[-1] + stride + window + 1 > n_tokens, f"{case}: a full window was dropped"
+    with pytest.raises(ValueError, match="fewer than one window"):
+        data.window_starts(4, 4, 1, None)  # 4 tokens cannot hold 4 inputs and a target
+
+
 def test_perplexity_of_uniform_model_and_stride_rule():
     n = len(data.token_ids("val"))
     starts = data.window_starts(n, window=128, stride=128, max_windows=None)

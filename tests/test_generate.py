@@ -90,6 +90,20 @@ def test_timing_helpers_return_consistent_shapes(model):
     assert time_next_token(model, prompt, None, repeats=1, steps=2) > 0
 
 
+def test_timed_generate_feeds_each_token_at_its_position_and_matches_generate(model):
+    """timed_generate must make the same calls as generate: the prefill over 0..T-1, then the token chosen
+    at step s fed at position T + s (guards against decoding every token one position too far, which
+    silently rotates its key by the wrong RoPE angle)."""
+    spy = Spy(model)
+    timed_generate(spy, torch.randint(0, 61, (1, 4)), 5, NaiveKVCache(2))
+    assert spy.calls[0] == (4, [0, 1, 2, 3], True)
+    assert [c[1] for c in spy.calls[1:]] == [[4], [5], [6], [7]], "decode positions off by one?"
+    prompt = torch.randint(0, 61, (3, 5), generator=torch.Generator().manual_seed(11))
+    ids, timings = timed_generate(model, prompt, 10, NaiveKVCache(2))
+    assert torch.equal(ids, generate(model, prompt, 10, NaiveKVCache(2))), "timed_generate != generate"
+    assert len(timings.decode_s) == 9
+
+
 def test_cache_speed_benchmark_runs(capsys):
     from kvlib.bench import load
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kvlib.kernels import build_paged_cache, contiguous_as_paged, gather_kv, paged_attention_reference
+from kvlib.kernels.reference import check_paged_values
 
 pytestmark = pytest.mark.ch07
 
@@ -100,3 +101,14 @@ def test_bad_inputs_are_named():
     bad[2, 0] = 10_000
     with pytest.raises(ValueError, match="block_table holds ids"):
         paged_attention_reference(q, k_cache, v_cache, bad, seq_lens)
+
+
+def test_max_seq_len_equal_to_the_longest_sequence_is_a_valid_bound():
+    """max_seq_len is an upper bound on seq_lens: the tightest one (the longest length itself) must pass,
+    one below it must fail (guards against a `>=` that rejects the exact bound)."""
+    q, k, v, seq_lens, k_cache, v_cache, table = _case()  # lengths 1, 16, 40 in blocks of 16
+    longest = int(seq_lens.max())
+    for bound in (longest, longest + 1, 10_000):
+        check_paged_values(table, seq_lens, k_cache.shape[0], 16, max_seq_len=bound)
+    with pytest.raises(ValueError, match=r"max_seq_len=39 is below the longest sequence \(40 tokens\)"):
+        check_paged_values(table, seq_lens, k_cache.shape[0], 16, max_seq_len=longest - 1)

@@ -96,6 +96,15 @@ def test_split_k_rejects_a_max_seq_len_below_the_longest_sequence():
     _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
 
 
+@pytest.mark.parametrize("num_splits", [1, 2, "auto"])
+def test_max_seq_len_equal_to_the_longest_sequence_is_accepted(num_splits):
+    """The tightest bound, max_seq_len == max(seq_lens), is valid and gives the reference output (guards
+    against the check rejecting it with `>=`)."""
+    q, kc, vc, table, lens = _case((100, 1, 17), 4, 2, 16, 16, torch.float32, seed=4)
+    out = paged_attention_decode(q, kc, vc, table, lens, num_splits=num_splits, max_seq_len=100, block_n=16)
+    _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
+
+
 def test_non_contiguous_seq_lens_are_read_correctly():
     """The kernel reads ``lens_ptr + b``: a strided lengths tensor must be made contiguous first."""
     q, kc, vc, table, lens = _case((5, 40, 17), 4, 2, 16, 16, torch.float32, seed=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from kvlib.cache.dense import NaiveKVCache
 from kvlib.cache.static import StaticKVCache
 from kvlib.memory import (
+    _BYTES_BY_NAME,
     MODEL_CONFIGS,
     GiB,
     bytes_per_element,
@@ -44,6 +46,65 @@ def test_gqa_model_uses_kv_heads_not_model_width():
 )  # fmt: skip
 def test_bytes_per_element(dtype, size):
     assert bytes_per_element(dtype) == size
+
+
+# Every dtype name kvlib.memory accepts, with the torch dtype it stands for; packed formats (no torch dtype)
+# with their bits per element. A name added to the module must be added here (the first test says so).
+TORCH_DTYPE_OF_NAME = {
+    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp8": torch.float8_e4m3fn, "float8": torch.float8_e4m3fn,
+    "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2,
+    "int8": torch.int8, "uint8": torch.uint8,
+    "fp64": torch.float64, "float64": torch.float64, "double": torch.float64,
+}  # fmt: skip
+PACKED_BITS_OF_NAME = {"int4": 4, "int2": 2}
+
+
+def test_every_dtype_name_is_covered_by_these_tests():
+    assert set(_BYTES_BY_NAME) == set(TORCH_DTYPE_OF_NAME) | set(PACKED_BITS_OF_NAME), (
+        "kvlib.memory accepts a dtype name these tests do not size-check: add it to TORCH_DTYPE_OF_NAME"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_DTYPE_OF_NAME))
+def test_every_dtype_name_has_its_torch_element_size(name):
+    """Guards against one spelling drifting from the others ("bfloat16" sized 4 while "bf16" stays 2)."""
+    dtype = TORCH_DTYPE_OF_NAME[name]
+    size = torch.empty((), dtype=dtype).element_size()
+    for spelling in (name, name.upper(), f"torch.{name}", f" {name} "):
+        assert bytes_per_element(spelling) == size, f"{spelling!r} should be {size} bytes like {dtype}"
+    assert bytes_per_element(dtype) == size
+    expected = 2 * 2 * 3 * 5 * 7 * size
+    assert kv_cache_bytes(2, 3, 5, 7, 1, name) == expected == kv_cache_bytes(2, 3, 5, 7, 1, dtype)
+
+
+@pytest.mark.parametrize("name", sorted(PACKED_BITS_OF_NAME))
+def test_packed_formats_are_their_bits_over_eight_and_totals_round_up(name):
+    """int4 is half a byte and int2 a quarter (not half); a total that is a fraction of a byte takes the
+    whole last byte (rounding down would under-count the cache)."""
+    bits = PACKED_BITS_OF_NAME[name]
+    assert bytes_per_element(name) == bits / 8
+    for tokens in range(1, 9):  # 2 * tokens elements: int2 leaves half a byte over for odd token counts
+        assert kv_cache_bytes(1, 1, 1, tokens, 1, name) == math.ceil(2 * tokens * bits / 8), (name, tokens)
+    assert kv_cache_bytes(1, 1, 1, 3, 1, "int2") == 2  # 6 elements * 2 bits = 1.5 bytes -> 2
+    assert kv_cache_bytes(1, 1, 1, 1, 1, "int2") == 1  # half a byte still takes one
+
+
+def test_measure_allocations_peak_counts_frees():
+    """Allocating and freeing 1 MiB eight times holds 1 MiB at a time: the peak is one allocation, not the
+    8 MiB allocated in total (a replay that ignored the free events would report 8 MiB)."""
+    mib = 1024 * 1024
+
+    def churn():
+        for _ in range(8):
+            x = torch.ones(mib // 4)  # 1 MiB of float32
+            del x
+
+    _, stats = measure_allocations(churn)
+    assert stats.num_allocs >= 8 and stats.allocated_bytes >= 8 * mib
+    assert mib <= stats.peak_bytes < 2 * mib, f"peak {stats.peak_bytes} bytes: frees not subtracted?"
 
 
 def test_formula_is_linear_in_every_factor():
