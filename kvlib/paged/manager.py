@@ -271,7 +271,14 @@ class BlockManager:
         return child
 
     def free(self, seq_id: int) -> None:
-        """Release a sequence; its blocks are dropped last-first (a chain's tail is evicted first)."""
+        """Release a sequence; its blocks are dropped last-first.
+
+        The order shows in the recorded last-use times (the tail's is the older one) and in which
+        physical blocks later allocations get first (the free list is FIFO), never in what is hit,
+        shared or evicted: the blocks one free makes idle are a chain (an in-use block's ancestors
+        stay in use) stamped on consecutive clock ticks, so against every other block they are all
+        older or all newer, and within the chain only the deepest is a leaf; eviction trims it from
+        the tail whatever the order (tests/test_paged_manager.py compares both on random walks)."""
         seq = self._get(seq_id)
         del self.seqs[seq.seq_id]
         for block_id in reversed(seq.block_ids):

@@ -91,8 +91,11 @@ class PrefixCache(ABC):
         return self._last_access[block_id]
 
     def _lru_key(self, block_id: int, depth: int) -> tuple[int, int]:
-        """Eviction order: least recently used first; among equal times the deepest first (a chain
-        stamped by one lookup is trimmed from its tail)."""
+        """Eviction order: least recently used first; among equal times the deepest first.
+
+        Only leaves are candidates, and through a BlockManager two leaves never tie: each stamp
+        covers one block or one matched chain, and a chain has one leaf. Ties arise when a caller
+        :meth:`touch`-es blocks of different branches in one call; the deepest goes first then."""
         return self._last_access[block_id], -depth
 
     # --- lookup ---------------------------------------------------------------------------
