@@ -447,3 +447,204 @@ def _random_step(mgr: BlockManager, op: str, live: list[int], new_id: int, r: ra
         return True, (mgr.reclaim(min(mgr.cache.num_evictable, 1 + r.randrange(2))),)
     except OutOfBlocks:
         return False, None
+
+
+# --- quiet bugs no earlier test caught (issue 20): each test below failed with its bug applied ---
+@pytest.mark.parametrize("kind", CACHED)
+def test_idle_blocks_a_prompt_hits_are_not_counted_as_evictable_room(kind):
+    """Guards the ``pinned`` term of the availability check. The idle cached blocks a new prompt hits
+    are locked by its allocation, so they cannot also be evicted to make room for its fresh blocks.
+    Without the term can_allocate said yes and allocate failed (after locking the hit)."""
+    mgr = BlockManager(4, 2, kind)
+    first = mgr.allocate(0, [1, 2, 3, 4, 5]).block_ids  # (1,2)(3,4) cached + a partial block
+    mgr.free(0)
+    assert (mgr.num_free_blocks, mgr.cache.num_evictable) == (2, 2)
+    # hits both idle blocks, needs ceil(9 / 2) - 2 = 3 fresh ones; the 2 free blocks are all there is
+    too_long = [1, 2, 3, 4, 9, 9, 9, 9, 9]
+    before = mgr.snapshot()
+    assert not mgr.can_allocate(too_long), "the 2 hit blocks were counted as evictable room"
+    with pytest.raises(OutOfBlocks, match="needed 3 block.*only 2 can be made free"):
+        mgr.allocate(1, too_long)
+    assert mgr.snapshot() == before
+    # one token block fewer: 2 hits + 2 fresh blocks fit exactly
+    fits = [1, 2, 3, 4, 9, 9, 9]
+    assert mgr.can_allocate(fits)
+    seq = mgr.allocate(1, fits)
+    assert seq.block_ids[:2] == first[:2] and seq.num_cached_tokens == 4
+    assert mgr.num_free_blocks == 0 and mgr.cache.num_evictable == 0
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_fork_keeps_a_closed_registration_closed(kind):
+    """Guards fork copying ``cache_open``: a sequence whose block duplicated a cached one keeps its
+    later blocks private, and so must its fork (a fork that re-opened registration registered the
+    duplicate and everything after it once the cached twin was evicted)."""
+    mgr = BlockManager(16, 2, kind)
+    a = mgr.allocate(0, [1, 2, 3, 4, 0]).block_ids  # registers (1,2) and (3,4)
+    mgr.allocate(1, [1, 2, 3, 4])  # hits (1,2) only (the last token is recomputed): (3,4) again
+    parent = mgr.seqs[1]
+    assert parent.block_ids[0] == a[0] and parent.block_ids[1] != a[1]
+    assert (parent.num_registered, parent.cache_open) == (1, False)  # its (3,4) is a private duplicate
+    mgr.free(0)
+    assert mgr.reclaim(1) == [a[1]]  # the cached twin of the duplicate goes; (1,2) stays, in use
+    child = mgr.fork(1, 2)
+    for token in (5, 6, 7, 8):  # two more full blocks for the child
+        mgr.append(2, token)
+    assert mgr.cache.cached_blocks() == {a[0]: None}, "the fork registered blocks after the duplicate"
+    assert mgr.cache.match([1, 2, 3, 4, 5, 6, 7, 8], touch=False) == [a[0]]
+    assert (child.num_registered, child.cache_open) == (1, False)
+    mgr.check_invariants()
+
+
+def _fork_prompts() -> tuple[list[int], list[int]]:
+    """Blocks X=(1,2), Y=(3,4), W=(5,6), Z=(7,8): prompts X Y W . and X Y Z . share the run X Y."""
+    return [1, 2, 3, 4, 5, 6, 0], [1, 2, 3, 4, 7, 8, 0]
+
+
+def test_radix_lookup_stops_at_a_partial_match_of_a_run():
+    """Guards against a radix lookup that keeps descending after a run matched only partly: X W would
+    then skip Y and take the W block below X Y, so the sequence read another prompt's KV."""
+    cache = RadixPrefixCache(2)
+    p, q = _fork_prompts()
+    cache.insert(p, [10, 11, 12])
+    cache.insert(q, [10, 11, 13])
+    (run,) = cache.root.children.values()
+    assert run.block_ids == [10, 11] and len(run.children) == 2  # a run X Y, branching into W and Z
+    assert cache.match([1, 2, 5, 6, 0], touch=False) == [10], "false hit: W was found below X Y"
+    assert cache.match([1, 2, 7, 8, 5, 6], touch=False) == [10]
+    assert cache.match([1, 2, 3, 4, 7, 8], touch=False) == [10, 11, 13]
+    cache.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_a_partial_run_hit_reads_only_the_true_common_prefix(kind):
+    """The same false hit seen through the block manager: the new sequence would read W's KV."""
+    mgr = BlockManager(16, 2, kind)
+    kv = FakeKV(mgr)
+    p, q = _fork_prompts()
+    kv.admit(0, p)
+    kv.admit(1, q)
+    assert kv.admit(2, [1, 2, 5, 6, 9]) == 2, "only X is a common prefix"  # FakeKV checks what it reads
+    assert mgr.block_table(2)[1] not in mgr.block_table(0)
+    kv.check()
+    mgr.check_invariants()
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_a_block_freed_later_is_evicted_later_whatever_its_age(kind):
+    """Guards unlock refreshing the LRU time: a block's last owner leaving counts as a use. A was
+    admitted (and registered) long before B, but freed after it, so B goes first."""
+    mgr = BlockManager(8, 2, kind)
+    a = mgr.allocate(0, [1, 2, 0]).block_ids[0]
+    b = mgr.allocate(1, [3, 4, 0]).block_ids[0]
+    mgr.free(1)
+    mgr.free(0)
+    assert mgr.cache.last_access(b) < mgr.cache.last_access(a), "unlock must stamp the block"
+    assert mgr.reclaim(1) == [b], "the block freed first must be evicted first"
+    assert mgr.reclaim(1) == [a]
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_free_stamps_a_chain_tail_first_and_eviction_climbs_it(kind):
+    """``free`` drops a table last block first, so the tail's recorded last use is the older one
+    (visible through ``last_access`` and ``snapshot``). Which block is *evicted* does not depend
+    on that order: only leaves are evicted, so a chain is trimmed from its tail whatever its times
+    (see test_free_order_never_changes_an_eviction), and a parent never goes while a child is cached."""
+    mgr = BlockManager(8, 2, kind)
+    table = mgr.allocate(0, [1, 2, 3, 4, 5, 6, 0]).block_ids
+    mgr.free(0)
+    times = [mgr.cache.last_access(b) for b in table[:3]]
+    assert times == sorted(times, reverse=True) and len(set(times)) == 3, "dropped head-first"
+    cache = mgr.cache
+    for expected in reversed(table[:3]):
+        assert mgr.reclaim(1) == [expected]
+        parents = cache.cached_blocks()
+        assert all(up is None or up in parents for up in parents.values()), "a parent went before its child"
+
+
+class _HeadFirstFree(BlockManager):
+    """``free`` dropping a table head-first: the change issue 20 found no test could tell apart."""
+
+    def free(self, seq_id: int) -> None:
+        seq = self._get(seq_id)
+        del self.seqs[seq.seq_id]
+        for block_id in seq.block_ids:
+            self._drop(block_id)
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_free_order_never_changes_an_eviction(kind):
+    """Why dropping a table head-first is no bug: the blocks one ``free`` makes idle are a chain (an
+    in-use block's ancestors stay in use), stamped on consecutive clock ticks, so against every other
+    block they are all older or all newer either way, and within the chain only its deepest idle
+    block is a leaf. The order does show in the last-use times and in which physical blocks come
+    back off the free list first, so the two managers are compared with block ids renamed away: on
+    random walks they succeed, hit, copy, share and evict alike at every step (5 walks of 300 steps
+    evict about 100 blocks and free about 30 chains of two or more idle blocks)."""
+    for seed in range(5):
+        _same_decisions_on_a_walk(kind, seed)
+
+
+def _same_decisions_on_a_walk(kind: str, seed: int) -> None:
+    rng = random.Random(seed)
+    mgrs = [BlockManager(12, 2, kind), _HeadFirstFree(12, 2, kind)]
+    tokens_of: list[dict[int, tuple[int, ...]]] = [{}, {}]
+    live: list[int] = []
+    next_id = 0
+    for _ in range(300):
+        op = rng.choice(["allocate", "allocate", "append", "fork", "free", "reclaim"])
+        draws = rng.random()
+        outcomes = [_random_step(mgr, op, live, next_id, random.Random(draws)) for mgr in mgrs]
+        ok, result = outcomes[0]
+        assert [o[0] for o in outcomes] == [ok, ok], f"free orders disagree on {op}: {outcomes}"
+        if ok and op in ("allocate", "fork"):
+            assert len({mgr.seqs[next_id].num_cached_tokens for mgr in mgrs}) == 1
+            live.append(next_id)
+            next_id += 1
+        elif ok and op == "free":
+            live.remove(result[0])
+        elif ok:  # append: the copies made; reclaim: the blocks evicted (compared as cached paths below)
+            assert len(outcomes[0][1][0]) == len(outcomes[1][1][0])
+        views = [_id_free_view(mgr, seen) for mgr, seen in zip(mgrs, tokens_of)]
+        assert views[0] == views[1], f"free orders disagree after {op}"
+
+
+def _id_free_view(mgr: BlockManager, tokens_of: dict[int, tuple[int, ...]]) -> tuple:
+    """The manager's state with physical block ids renamed away: tables (tokens, registration, and
+    blocks relabelled by first appearance, which keeps who shares what), the cache as the token
+    paths of its blocks with their lock state, and the counters. ``tokens_of`` remembers the tokens
+    of every full block seen in a table (a cached block was in a table when it was registered)."""
+    bs = mgr.block_size
+    label: dict[int, int] = {}
+    tables = []
+    for seq in sorted(mgr.seqs.values(), key=lambda s: s.seq_id):
+        for i in range(len(seq.tokens) // bs):
+            tokens_of[seq.block_ids[i]] = tuple(seq.tokens[i * bs : (i + 1) * bs])
+        labels = tuple(label.setdefault(b, len(label)) for b in seq.block_ids)
+        tables.append((seq.seq_id, tuple(seq.tokens), seq.num_registered, seq.cache_open, labels))
+    parents, locked = mgr.cache.cached_blocks(), mgr.cache.locked_blocks()
+
+    def path(block_id: int | None) -> tuple:
+        return () if block_id is None else path(parents[block_id]) + (tokens_of[block_id],)
+
+    cached = sorted((path(b), b in locked, label.get(b)) for b in parents)
+    counts = (mgr.num_free_blocks, mgr.num_used_blocks, mgr.num_cached_blocks, mgr.cache.num_evictable)
+    return tuple(tables), cached, counts
+
+
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_lru_ties_between_leaves_take_the_deepest_first(cls):
+    """The tie-break of equal last-use times, deepest block first. Through a BlockManager two leaves
+    never tie (one stamp covers one block or one matched chain, and a chain has one leaf); a caller
+    that touches blocks of different branches in one call makes them tie, and then it shows."""
+    cache = cls(2)
+    cache.insert([1, 2, 3, 4], [10, 11])
+    cache.insert([7, 8], [20])
+    for b in (11, 10, 20):
+        cache.unlock(b)
+    cache.touch([20, 11])  # one use of both leaves: equal times, at depths 0 (20) and 1 (11)
+    assert cache.last_access(11) == cache.last_access(20)
+    assert cache.evict(1) == [11], "among equal times the deepest leaf goes first"
+    assert cache.evict(2) == [10, 20]  # 10 (freed earlier) is now a leaf and older than 20
+    cache.check_invariants()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import matplotlib
 
@@ -198,3 +199,62 @@ def test_plots_draw_with_the_agg_backend(stream_results, tmp_path):
     plot_sharing_savings([parallel_sampling_savings(reqs, 2)], {"parallel sampling n=2": (0.1, 0.3)})
     with pytest.raises(ValueError):
         plot_utilization([])
+
+
+def test_external_fragmentation_counts_free_space_that_exactly_equals_the_need():
+    """Guards ``free >= need``: free slots equal to the waiting request's need, split over two holes,
+    are external fragmentation (a ``>`` missed exactly this case).
+
+    Worked by hand, oracle arena of 12 slots: requests 0, 1, 2 take [0, 4), [4, 8), [8, 12) at step 1
+    (0 and 2 are complete at admission: prompt 3 + the token their prefill yields); request 3 needs
+    8 slots. Steps 2 and 3: 0 and 2 have left, two holes of 4 = 8 free slots = the need, but no hole
+    holds 8. Step 4: request 1 leaves, the holes merge, 3 is admitted whole and leaves at step 5 (no
+    step counted). External share = (8 + 8) / (4 steps * 12 slots) = 1/3."""
+    reqs = [Request(3, 1), Request(1, 3), Request(3, 1), Request(7, 1)]
+    res = simulate_stream(reqs, ContiguousAllocator(12, "oracle", 12), keep_trace=True)
+    assert res.steps == 4
+    assert res.per_step["live"] == [10, 3, 4, 8] and res.per_step["running"] == [3, 1, 1, 1]
+    assert res.external_share == pytest.approx(16 / 48), "free == need must count as external fragmentation"
+
+
+def _sampling_blocks(prompt_len: int, lens: list[int], block_size: int) -> tuple[int, int]:
+    """(shared, unshared) block-steps of parallel sampling, counted independently of the manager.
+
+    Sample ``i`` generates its ``s + 1``-th token at step ``s < lens[i]`` and leaves at step
+    ``lens[i]``. A live sample holds ``ceil((P + s + 1) / B)`` blocks; with sharing the prompt's
+    ``floor(P / B)`` full blocks are stored once while any sample lives (its partial last block is
+    copied on the first write), everything else is private."""
+    full = prompt_len // block_size
+    shared = unshared = 0
+    for step in range(max(lens)):
+        alive = sum(1 for n in lens if step < n)
+        per_seq = -(-(prompt_len + step + 1) // block_size)
+        unshared += alive * per_seq
+        shared += (full if alive else 0) + alive * (per_seq - full)
+    return shared, unshared
+
+
+def test_parallel_sampling_block_steps_worked_by_hand():
+    """Guards each sample living exactly its own length (freeing it one step early went unnoticed).
+
+    One request of 5 prompt + 4 output tokens, 2 samples of 4 tokens each (length_sigma 0), block 4.
+    Step 0: both write token 6 into the shared partial block, so the first copies it: blocks = the
+    full prompt block + 2 partial ones = 3 (unshared 2 + 2 = 4). Steps 1, 2: the same, 3 and 4.
+    Step 3: token 9 starts a new block for each: 5 (unshared 6). Shared 3+3+3+5 = 14, unshared 18."""
+    res = parallel_sampling_savings([Request(5, 4)], n=2, block_size=4, length_sigma=0.0)
+    assert (res.blocks_shared, res.blocks_unshared, res.copies) == (14, 18, 1)
+    assert res.saving == pytest.approx(1 - 14 / 18)
+    assert _sampling_blocks(5, [4, 4], 4) == (14, 18)
+
+
+def test_parallel_sampling_samples_of_different_lengths_leave_on_their_own_step():
+    """Samples of different lengths: each leaves the step after its last token, not a step early or late.
+    The lengths are the ones the function draws (its first ``n`` draws from ``Random(seed)``): seed 3
+    gives [6, 8, 11, 8]."""
+    prompt_len, output_len, n, block_size, sigma, seed = 6, 10, 4, 4, 0.5, 3
+    rng = random.Random(seed)
+    lens = [max(1, round(output_len * rng.lognormvariate(0.0, sigma))) for _ in range(n)]
+    assert len(set(lens)) > 2, f"the case needs samples that leave at different steps, drew {lens}"
+    res = parallel_sampling_savings([Request(prompt_len, output_len)], n, block_size, sigma, seed)
+    assert (res.blocks_shared, res.blocks_unshared) == _sampling_blocks(prompt_len, lens, block_size)
+    assert res.copies == n - 1  # the prompt's partial block: every sample but the last writer copies it

@@ -9,7 +9,8 @@ Checked after each operation:
   written) reads back every sequence's own tokens: no stale or wrongly shared block;
 - a failed allocation (OutOfBlocks) leaves the whole state unchanged, including the prefix
   cache's per-block last-use times, its clock and the radix tree's shape (``snapshot``);
-- ``can_allocate`` predicts exactly whether ``allocate`` succeeds.
+- ``can_allocate`` predicts exactly whether ``allocate`` succeeds, also where the answer turns on the
+  idle cached blocks the prompt hits (locked by the allocation, so no longer evictable room).
 
 The three machines (no cache, hash chain, radix tree) together run >= 10,000 operations; each test
 counts the operations it really executed and checks the total.
@@ -72,11 +73,13 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
                 return False
             return True
 
-        @rule(prefix=st.sampled_from(PREFIXES), suffix=st.lists(st.integers(0, 3), min_size=0, max_size=10))
-        def allocate(self, prefix: list[int], suffix: list[int]) -> None:
-            self._count()
-            prompt = prefix + suffix or [0]
+        def _admit(self, prompt: list[int]) -> None:
             seq_id = self.next_id
+            if self.mgr.cache is not None:
+                _, need, pinned = self.mgr._plan(prompt)
+                room = self.mgr.num_available_blocks
+                if room - pinned < need <= room:  # only the idle blocks it hits and locks say no
+                    _event("pinned_decides")
             predicted = self.mgr.can_allocate(prompt)
             succeeded = self._expect_unchanged_on_failure(lambda: self.kv.admit(seq_id, prompt))
             assert predicted == succeeded, f"can_allocate said {predicted} but allocate succeeded={succeeded}"
@@ -84,6 +87,38 @@ def make_machine(kind: str | None) -> type[RuleBasedStateMachine]:
                 self.next_id += 1
                 if self.mgr.seqs[seq_id].num_cached_tokens:
                     _event("cache_hit")
+
+        @rule(prefix=st.sampled_from(PREFIXES), suffix=st.lists(st.integers(0, 3), min_size=0, max_size=10))
+        def allocate(self, prefix: list[int], suffix: list[int]) -> None:
+            self._count()
+            self._admit(prefix + suffix or [0])
+
+        @precondition(lambda self: self.mgr.cache is not None)
+        @rule(
+            prefix=st.sampled_from(PREFIXES[:3]),
+            suffix=st.lists(st.integers(0, 3), max_size=10),
+            data=st.data(),
+        )
+        def allocate_at_the_edge(self, prefix: list[int], suffix: list[int], data: st.DataObject) -> None:
+            """Admit a prompt whose hit includes idle cached blocks (admitted and freed first if need be)
+            when the room is just enough or up to ``pinned`` blocks short: a private prompt first takes
+            blocks off the free list so that ``need <= available <= need + pinned``. Locking the hit
+            takes its idle blocks out of the evictable room, so only ``available == need + pinned``
+            succeeds. Random prompts alone almost never met this edge (it guards the ``pinned`` term)."""
+            self._count()
+            prompt = prefix + suffix
+            _, need, pinned = self.mgr._plan(prompt)
+            if pinned == 0 and self.mgr.can_allocate(prompt):  # cache the prompt's blocks, idle
+                self._admit(prompt)
+                self.mgr.free(self.next_id - 1)
+                _, need, pinned = self.mgr._plan(prompt)
+            if pinned == 0:  # its blocks are held by other sequences (or it has no full block to hit)
+                return
+            extra = data.draw(st.integers(0, pinned))  # pinned: the exact fit; fewer: one block short or more
+            take = self.mgr.num_available_blocks - (need + extra)
+            if 0 < take <= self.mgr.num_free_blocks:  # from the free list only: evicting could drop the hit
+                self._admit([1000 + self.next_id] * (take * BLOCK_SIZE))  # a token no other prompt has
+            self._admit(prompt)
 
         @precondition(lambda self: self.mgr.seqs)
         @rule(data=st.data(), tokens=st.lists(st.integers(0, 3), min_size=1, max_size=6))
@@ -166,5 +201,7 @@ def test_block_manager_state_machine(kind):
     # 3 kinds x >= 5,000 = >= 15,000 operations in total (about 8,000 each in practice)
     assert executed[str(kind)] >= 5000, f"only {executed[str(kind)]} operations ran"
     # the random walks must reach the interesting states, not just succeed trivially
-    expected = {"out_of_blocks", "copy_on_write"} | ({"cache_hit", "evict"} if kind else set())
+    expected = {"out_of_blocks", "copy_on_write"}
+    if kind:
+        expected |= {"cache_hit", "evict", "pinned_decides"}
     assert all(events.get(e, 0) >= 20 for e in expected), f"too few interesting events: {events}"
