@@ -272,8 +272,9 @@ def test_kv_heads_cache_is_a_naive_cache() -> None:
 def test_convert_keeps_the_long_context_opt_in():
     from kvlib.model import ModelConfig, TinyDecoder
 
-    model = TinyDecoder(ModelConfig(vocab_size=32, dim=16, n_layers=1, n_heads=4, n_kv_heads=4, ffn_dim=32,
-                                    max_seq_len=8))
+    model = TinyDecoder(
+        ModelConfig(vocab_size=32, dim=16, n_layers=1, n_heads=4, n_kv_heads=4, ffn_dim=32, max_seq_len=8)
+    )
     assert convert_mha_to_gqa(model, 2).allow_long_context is False
     model.allow_long_context = True
     long = convert_mha_to_gqa(model, 2)
