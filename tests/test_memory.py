@@ -14,6 +14,7 @@ from kvlib.memory import (
     _BYTES_BY_NAME,
     MODEL_CONFIGS,
     GiB,
+    MiB,
     bytes_per_element,
     cache_nbytes,
     cuda_memory_delta,
@@ -136,9 +137,27 @@ def test_model_table_is_consistent():
         model_shape("Llama-9")
 
 
-def test_format_bytes():
-    assert format_bytes(2 * GiB) == "2.00 GiB"
-    assert format_bytes(512) == "512 B"
+@pytest.mark.parametrize(
+    "n, text",
+    [
+        (512, "512 B"),
+        (1023, "1023 B"),  # every unit starts at exactly 1024 of the one below
+        (1024, "1.00 KiB"),
+        (1536, "1.50 KiB"),
+        (MiB - 1, "1024.00 KiB"),
+        (MiB, "1.00 MiB"),
+        (GiB - 1, "1024.00 MiB"),
+        (2 * GiB, "2.00 GiB"),
+        (1024**4, "1.00 TiB"),
+        (3 * 1024**5, "3072.00 TiB"),  # no unit above TiB
+        (-1536, "-1.50 KiB"),  # a memory delta keeps its sign
+        (0, "0 B"),
+        (torch.tensor(2048), "2.00 KiB"),  # a 0-d tensor from a measurement
+    ],
+)
+def test_format_bytes(n, text):
+    # every unit label and boundary: a mutation run found only GiB and B checked here
+    assert format_bytes(n) == text
 
 
 def test_cache_nbytes_matches_formula_for_naive_and_static_caches():
