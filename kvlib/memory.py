@@ -422,20 +422,11 @@ def measure_allocations(
 def _measured_device(
     what: str, fn: Any, device: Any, allowed: tuple[str, ...], need_cuda: bool = True
 ) -> torch.device:
-    """Check `fn` is callable and `device` names an allowed (and, if CUDA, available) device."""
+    """Check `fn` is callable and `device` names an allowed (and, with `need_cuda`, available) device;
+    cuda_memory_delta passes need_cuda=False: it answers None without CUDA rather than refusing."""
     if not callable(fn):
         raise TypeError(f"{what}: fn must be a callable taking no arguments, got {describe(fn)}")
-    name = f"{what}: device"
-    if not need_cuda and not torch.cuda.is_available() and _names_cuda(device):
-        return torch.device(device)  # cuda_memory_delta answers None here rather than refusing the name
-    return require_device(name, device, allowed=allowed)
-
-
-def _names_cuda(device: Any) -> bool:
-    try:
-        return torch.device(device).type == "cuda"
-    except (RuntimeError, TypeError):
-        return False  # require_device says what is wrong with it
+    return require_device(f"{what}: device", device, allowed=allowed, available=need_cuda)
 
 
 @contextlib.contextmanager

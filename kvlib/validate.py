@@ -29,6 +29,7 @@ __all__ = [
     "nonnegative_int_arg",
     "positive_float_arg",
     "int_list_arg",
+    "device_arg",
     "number_arg",
 ]
 
@@ -134,9 +135,12 @@ def require_bool(name: str, value: Any) -> bool:
     raise TypeError(f"{name} must be True or False, got {describe(value)}")
 
 
-def require_device(name: str, value: Any, *, allowed: tuple[str, ...] | None = None) -> Any:
+def require_device(
+    name: str, value: Any, *, allowed: tuple[str, ...] | None = None, available: bool = True
+) -> Any:
     """``value`` as a torch.device, ValueError naming ``name`` for a name torch does not know
-    (``'gpu'``), a type outside ``allowed``, or CUDA on a machine without it."""
+    (``'gpu'``) or a type outside ``allowed``; with ``available`` (the default) also for CUDA on a
+    machine without it and for a CUDA index past the visible devices."""
     import torch
 
     expected = f"one of {', '.join(allowed)} (or 'cuda:N')" if allowed else "a name like 'cpu' or 'cuda:0'"
@@ -146,8 +150,15 @@ def require_device(name: str, value: Any, *, allowed: tuple[str, ...] | None = N
         raise ValueError(f"{name} must be a torch.device or {expected}, got {describe(value)}") from None
     if allowed is not None and device.type not in allowed:
         raise ValueError(f"{name} must be {expected}, got {describe(value)}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name}={str(value)!r} but CUDA is not available on this machine; use 'cpu'")
+    if available and device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}={str(value)!r} but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(f"{name}={str(value)!r} but only {count} CUDA device(s) are visible")
     return device
 
 
@@ -199,6 +210,13 @@ def positive_float_arg(text: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"expected a finite number > 0, got {text!r}")
     return number
+
+
+@_arg_converter
+def device_arg(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, usable on this machine (kept as the text)."""
+    require_device("device", text, allowed=("cpu", "cuda"))
+    return text
 
 
 @_arg_converter

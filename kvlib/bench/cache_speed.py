@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kvlib.validate import int_list_arg, nonnegative_int_arg, positive_int_arg
+from kvlib.validate import device_arg, int_list_arg, nonnegative_int_arg, positive_int_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--update-steps", type=positive_int_arg, default=1024, help="decode steps for the cache-update table"
     )
     parser.add_argument("--batch", type=positive_int_arg, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=nonnegative_int_arg, default=0)
 
 
@@ -54,29 +54,8 @@ def _context_length(name: str) -> int:
     return ModelConfig.from_hf_config(config).max_seq_len
 
 
-def check_device(text: str) -> str | None:
-    """Why ``text`` is not a usable torch device here (a one-line reason), or None when it is."""
-    import torch
-
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        return f"expected cpu, cuda or cuda:N, got {text!r}"
-    if device.type not in ("cpu", "cuda"):
-        return f"expected cpu, cuda or cuda:N, got {text!r}"
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"{text!r} asked for a GPU but torch.cuda.is_available() is False; use --device cpu"
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
-    return None
-
-
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Checks across options, run by ``python -m kvlib.bench`` before :func:`main`."""
-    problem = check_device(args.device)
-    if problem:
-        parser.error(f"argument --device: {problem}")
     try:
         context = _context_length(args.model)
     except (OSError, ValueError) as exc:  # a shipped checkpoint that is missing or unreadable
