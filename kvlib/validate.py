@@ -93,21 +93,29 @@ def require_token_ids(name: str, tokens: Any, *, vocab_size: int | None = None) 
     return out
 
 
-def _number_text(minimum: float, inclusive: bool, maximum: float | None) -> str:
-    text = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
+def _number_text(minimum: float | None, inclusive: bool, maximum: float | None) -> str:
+    text = "a finite number"
+    if minimum is not None:
+        text += f" {'>=' if inclusive else '>'} {minimum:g}"
     return text if maximum is None else f"{text} and <= {maximum:g}"
 
 
 def require_number(
-    name: str, value: Any, *, minimum: float = 0.0, inclusive: bool = True, maximum: float | None = None
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = 0.0,
+    inclusive: bool = True,
+    maximum: float | None = None,
 ) -> float:
-    """A finite real number >= ``minimum`` (> it when ``inclusive`` is False) and <= ``maximum`` as a
-    float: a median, a spread, a temperature, a fraction. Rejects bool, str, NaN and inf."""
+    """A finite real number >= ``minimum`` (> it when ``inclusive`` is False; no lower bound when
+    ``minimum`` is None) and <= ``maximum`` as a float: a median, a spread, a temperature, a fraction,
+    a scale. Rejects bool, str, NaN and inf."""
     expected = _number_text(minimum, inclusive, maximum)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {expected}, got {describe(value)}")
     number = float(value)
-    too_low = number < minimum or (not inclusive and number == minimum)
+    too_low = minimum is not None and (number < minimum or (not inclusive and number == minimum))
     if not math.isfinite(number) or too_low or (maximum is not None and number > maximum):
         raise ValueError(f"{name} must be {expected}, got {value}")
     return number

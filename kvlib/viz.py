@@ -9,8 +9,6 @@ how tests (and a browser test that moves a slider) check that the kernel sees th
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,16 +16,12 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from kvlib.memory import MODEL_CONFIGS, GiB, format_bytes, kv_cache_bytes
-from kvlib.validate import describe, require_int
+from kvlib.validate import describe, require_int, require_number
 
 
 def _finite_number(name: str, value: Any) -> float:
     """A measured number: NaN or inf would vanish from a plot without a word, so it is an error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {describe(value)}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
+    return require_number(name, value, minimum=None)
 
 
 def _finite_numbers(name: str, values: Any) -> list[float]:

@@ -261,3 +261,11 @@ def test_require_device_names_the_argument():
 def test_describe_a_class_names_it():
     # numpy.ndarray and torch.Tensor have ndim/shape descriptors on the class itself
     assert "ndarray" in describe(np.ndarray) and "Tensor" in describe(torch.Tensor)
+
+
+def test_require_number_without_a_lower_bound_still_refuses_nan_and_non_numbers():
+    assert require_number("scale", -2.5, minimum=None) == -2.5
+    with pytest.raises(ValueError, match=r"scale must be a finite number, got nan"):
+        require_number("scale", float("nan"), minimum=None)
+    with pytest.raises(TypeError, match=r"scale must be a finite number, got 'x' \(str\)"):
+        require_number("scale", "x", minimum=None)

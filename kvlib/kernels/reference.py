@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kvlib.validate import describe, require_bool, require_int, require_tensor
+from kvlib.validate import describe, require_bool, require_int, require_number, require_tensor
 
 __all__ = [
     "check_paged_shapes",
@@ -46,13 +46,7 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 def require_scale(scale: object) -> float | None:
     """``None`` or a finite real number as float: a NaN or inf scale turns every output into NaN."""
-    if scale is None:
-        return None
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(f"scale must be None or a finite real number, got {describe(scale)}")
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be None or a finite real number, got {scale}")
-    return float(scale)
+    return None if scale is None else require_number("scale (None or a number)", scale, minimum=None)
 
 
 def check_paged_shapes(

@@ -8,9 +8,6 @@ the check looks for exactly those symptoms and says which one it saw.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import triton
 import triton.language as tl
@@ -18,7 +15,7 @@ import triton.language as tl
 # importing kvlib.kernels sets TRITON_INTERPRET when CUDA is absent; Triton reads it when a kernel is
 # decorated, so this import must stay above the @triton.jit below
 from kvlib.kernels import interpreter_active
-from kvlib.validate import describe, require_int
+from kvlib.validate import require_int, require_number
 
 __all__ = ["triton_smoke_test"]
 
@@ -38,10 +35,7 @@ def triton_smoke_test(n: int = 1000, alpha: float = 3.0) -> str:
     likely cause if the output is all zeros, untouched, or numerically wrong. ``n`` must be an int
     >= 1 and ``alpha`` a finite number: an empty or NaN run would be misread as a broken setup."""
     n = require_int("n", n, minimum=1)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a finite real number, got {describe(alpha)}")
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite real number, got {alpha}")
+    alpha = require_number("alpha", alpha, minimum=None)
     interp = interpreter_active()
     if not interp and not torch.cuda.is_available():
         raise RuntimeError(
