@@ -1,8 +1,10 @@
-"""tests/mutation_report.py: the per-module kill rate `make mutation` prints."""
+"""tests/mutation_report.py: the per-module kill rate `make mutation` prints, and how it sorts survivors."""
 
 from __future__ import annotations
 
-from mutation_report import module_counts, report
+import pytest
+from mutation_equivalents import EQUIVALENT
+from mutation_report import classify, parse_results, report
 
 RESULTS = """\
     kvlib.memory.x__bytes_fraction__mutmut_1: killed
@@ -13,15 +15,76 @@ RESULTS = """\
     kvlib.paged.manager.xǁBlockManagerǁfree__mutmut_1: not checked
 """
 
+# A mutmut-generated module in miniature: the original function and three survivors.
+SOURCE = '''
+def x_f__mutmut_orig(n):
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return n + 1
+def x_f__mutmut_1(n):
+    if n < 0:
+        raise ValueError(f"XXn must be >= 0, got XX{n}")
+    return n + 1
+def x_f__mutmut_2(n):
+    if n <= 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return n + 1
+def x_f__mutmut_3(n):
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {None}")
+    return n + 1
+'''
+SURVIVORS = {"m": {f"m.x_f__mutmut_{i}": "survived" for i in (1, 2, 3)}}
 
-def test_counts_are_grouped_by_module_and_status():
-    counts = module_counts(RESULTS)
-    assert set(counts) == {"kvlib.memory", "kvlib.paged.manager"}
-    assert counts["kvlib.memory"] == {"killed": 1, "survived": 1, "timeout": 1, "no tests": 1}
-    assert counts["kvlib.paged.manager"] == {"killed": 1, "not checked": 1}
+
+def rows(text: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in text.splitlines()[2:]}
+
+
+def test_results_are_grouped_by_module():
+    by_module = parse_results(RESULTS)
+    assert set(by_module) == {"kvlib.memory", "kvlib.paged.manager"}
+    assert by_module["kvlib.memory"]["kvlib.memory.x__bytes_fraction__mutmut_2"] == "survived"
+    assert by_module["kvlib.paged.manager"] == {
+        "kvlib.paged.manager.xǁBlockManagerǁfork__mutmut_3": "killed",
+        "kvlib.paged.manager.xǁBlockManagerǁfree__mutmut_1": "not checked",
+    }
 
 
 def test_kill_rate_counts_timeouts_as_killed_and_untested_code_as_missed():
-    rows = {line.split()[0]: line.split() for line in report(module_counts(RESULTS)).splitlines()[2:]}
-    assert rows["kvlib.memory"][1] == "50.0%"  # killed + timeout over killed, timeout, survived, no tests
-    assert rows["kvlib.paged.manager"][1] == "100.0%"  # an unchecked mutant is not counted either way
+    results, stale = classify(parse_results(RESULTS), {}, {})
+    table = rows(report(results))
+    assert table["kvlib.memory"][1:3] == ["50.0%", "50.0%"]  # killed + timeout over all four counted
+    assert table["kvlib.paged.manager"][1] == "100.0%"  # an unchecked mutant is not counted either way
+    assert stale == []
+
+
+def test_a_survivor_that_changes_only_a_raise_text_is_a_message_mutant():
+    results, _ = classify(SURVIVORS, {"m": SOURCE}, {})
+    assert results["m"].message == ["m.x_f__mutmut_1"]
+    # a changed comparison, and a changed value shown in the message, are real survivors
+    assert results["m"].unexplained == ["m.x_f__mutmut_2", "m.x_f__mutmut_3"]
+    assert rows(report(results))["m"][1:3] == ["0.0%", "0.0%"]  # 0 killed of 3, and of 2 non-message
+
+
+def test_a_listed_equivalent_is_set_apart_only_while_its_fragment_matches():
+    listed = {"m.x_f__mutmut_2": ("n <= 0", "example")}
+    results, stale = classify(SURVIVORS, {"m": SOURCE}, listed)
+    assert results["m"].equivalent == ["m.x_f__mutmut_2"] and stale == []
+    # renumbered: the entry's fragment is not what mutant 3 changed, so it excuses nothing
+    moved = {"m.x_f__mutmut_3": ("n <= 0", "example")}
+    results, stale = classify(SURVIVORS, {"m": SOURCE}, moved)
+    assert results["m"].equivalent == [] and len(stale) == 1 and "mutmut_3" in stale[0]
+
+
+def test_an_entry_for_a_mutant_that_is_now_killed_is_stale():
+    killed = {"m": {"m.x_f__mutmut_2": "killed"}}
+    _, stale = classify(killed, {"m": SOURCE}, {"m.x_f__mutmut_2": ("n <= 0", "example")})
+    assert stale == ["m.x_f__mutmut_2 (killed; listed for 'n <= 0')"]
+
+
+@pytest.mark.parametrize("name", sorted(EQUIVALENT))
+def test_every_equivalent_entry_gives_a_fragment_and_a_reason(name):
+    fragment, reason = EQUIVALENT[name]
+    assert name.startswith("kvlib.") and "__mutmut_" in name
+    assert fragment.strip() and len(reason.split()) >= 8, f"{name}: say what was checked, in a sentence"
