@@ -143,30 +143,24 @@ class ModelShape:
         return self.kv_bytes(1, 1, dtype)
 
 
-def _shape(
-    name: str, layers: int, heads: int, kv: int, hd: int, hidden: int, ctx: int, params: float, source: str
-) -> ModelShape:
-    return ModelShape(name, layers, heads, kv, hd, hidden, ctx, params, source)
-
-
 # The ONE table of real configurations, reused by chapters 02, 03 and 09. Numbers are from each
 # model's paper and its published Hugging Face `config.json` (num_hidden_layers,
 # num_attention_heads, num_key_value_heads, hidden_size, max_position_embeddings).
 MODEL_CONFIGS: dict[str, ModelShape] = {
     # Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2 small).
-    "GPT-2 124M": _shape(
+    "GPT-2 124M": ModelShape(
         "GPT-2 124M", 12, 12, 12, 64, 768, 1024, 0.124, "GPT-2 paper; openai-community/gpt2"
     ),
     # Same paper, largest model (1.5B): 48 layers, d_model 1600, 25 heads of 64.
-    "GPT-2 XL 1.5B": _shape("GPT-2 XL 1.5B", 48, 25, 25, 64, 1600, 1024, 1.5, "GPT-2 paper; gpt2-xl"),
+    "GPT-2 XL 1.5B": ModelShape("GPT-2 XL 1.5B", 48, 25, 25, 64, 1600, 1024, 1.5, "GPT-2 paper; gpt2-xl"),
     # Touvron et al. 2023, "Llama 2: Open Foundation and Fine-Tuned Chat Models", Table 1; GQA only in 70B.
-    "Llama-2-7B": _shape(
+    "Llama-2-7B": ModelShape(
         "Llama-2-7B", 32, 32, 32, 128, 4096, 4096, 6.7, "Llama 2 paper; meta-llama/Llama-2-7b-hf"
     ),
-    "Llama-2-13B": _shape(
+    "Llama-2-13B": ModelShape(
         "Llama-2-13B", 40, 40, 40, 128, 5120, 4096, 13.0, "Llama 2 paper; meta-llama/Llama-2-13b-hf"
     ),
-    "Llama-2-70B": _shape(
+    "Llama-2-70B": ModelShape(
         "Llama-2-70B",
         80,
         64,
@@ -178,27 +172,27 @@ MODEL_CONFIGS: dict[str, ModelShape] = {
         "Llama 2 paper (GQA, 8 KV heads); meta-llama/Llama-2-70b-hf",
     ),
     # Llama Team 2024, "The Llama 3 Herd of Models", Table 3: all sizes use 8 KV heads.
-    "Llama-3-8B": _shape(
+    "Llama-3-8B": ModelShape(
         "Llama-3-8B", 32, 32, 8, 128, 4096, 8192, 8.0, "Llama 3 paper; meta-llama/Meta-Llama-3-8B"
     ),
-    "Llama-3-70B": _shape(
+    "Llama-3-70B": ModelShape(
         "Llama-3-70B", 80, 64, 8, 128, 8192, 8192, 70.6, "Llama 3 paper; meta-llama/Meta-Llama-3-70B"
     ),
-    "Llama-3.1-405B": _shape(
+    "Llama-3.1-405B": ModelShape(
         "Llama-3.1-405B", 126, 128, 8, 128, 16384, 131072, 405.0, "Llama 3 paper; meta-llama/Llama-3.1-405B"
     ),
     # Jiang et al. 2023, "Mistral 7B", Table 1 (8 KV heads; sliding window 4096 ignored here).
-    "Mistral-7B": _shape(
+    "Mistral-7B": ModelShape(
         "Mistral-7B", 32, 32, 8, 128, 4096, 8192, 7.2, "Mistral 7B paper; mistralai/Mistral-7B-v0.1"
     ),
     # Jiang et al. 2024, "Mixtral of Experts": same attention as Mistral-7B.
-    "Mixtral-8x7B": _shape(
+    "Mixtral-8x7B": ModelShape(
         "Mixtral-8x7B", 32, 32, 8, 128, 4096, 32768, 46.7, "Mixtral paper; mistralai/Mixtral-8x7B-v0.1"
     ),
     # Gemma Team 2024, "Gemma: Open Models Based on Gemini Research", Table 1: 16 heads of 256 > d_model 3072.
-    "Gemma-7B": _shape("Gemma-7B", 28, 16, 16, 256, 3072, 8192, 8.5, "Gemma paper; google/gemma-7b"),
+    "Gemma-7B": ModelShape("Gemma-7B", 28, 16, 16, 256, 3072, 8192, 8.5, "Gemma paper; google/gemma-7b"),
     # Yang et al. 2024, "Qwen2 Technical Report", Table 1: 28 query heads, 4 KV heads.
-    "Qwen2-7B": _shape("Qwen2-7B", 28, 28, 4, 128, 3584, 32768, 7.6, "Qwen2 report; Qwen/Qwen2-7B"),
+    "Qwen2-7B": ModelShape("Qwen2-7B", 28, 28, 4, 128, 3584, 32768, 7.6, "Qwen2 report; Qwen/Qwen2-7B"),
 }
 
 

@@ -13,6 +13,7 @@ from kvlib.cache.static import StaticKVCache
 from kvlib.memory import (
     _BYTES_BY_NAME,
     MODEL_CONFIGS,
+    ModelShape,
     GiB,
     MiB,
     bytes_per_element,
@@ -226,3 +227,118 @@ def test_cuda_memory_delta():
     assert out["allocated"] == 4 * 1024 * 1024 and out["peak"] >= out["allocated"]
     _, stats = measure_allocations(lambda: torch.ones(256, device="cuda"), device="cuda")
     assert stats.num_allocs >= 1 and stats.allocated_bytes >= 1024
+
+
+# --- what `make mutation` found untested in kvlib.memory -------------------------------------------
+
+SHAPE_FIELDS = ("num_layers", "num_heads", "num_kv_heads", "head_dim", "hidden_size", "max_seq_len")
+
+
+def hand_made_shape(**changes) -> ModelShape:
+    fields = dict(zip(SHAPE_FIELDS, (2, 4, 2, 8, 32, 64))) | changes
+    return ModelShape("toy", **fields, params_b=0.001, source="test")
+
+
+@pytest.mark.parametrize("field", SHAPE_FIELDS)
+def test_model_shape_checks_every_size_field_by_name(field):
+    assert getattr(hand_made_shape(), field) >= 1  # a valid shape builds (every field is read)
+    with pytest.raises(ValueError, match=f"ModelShape.{field}"):
+        hand_made_shape(**{field: 0})
+    assert getattr(hand_made_shape(**{field: 1}), field) == 1  # 1 is the smallest valid size
+
+
+def test_model_shape_byte_helpers_pass_the_dtype_on():
+    shape = hand_made_shape()  # 2 layers, 2 KV heads of 8
+    assert shape.kv_bytes(3, 2, "fp32") == 2 * 2 * 2 * 8 * 3 * 2 * 4
+    assert shape.kv_bytes(3, 2) == shape.kv_bytes(3, 2, "fp32") // 2  # fp16 by default
+    assert shape.kv_bytes_per_token("int8") == 2 * 2 * 2 * 8
+    assert shape.kv_bytes_per_token() == 2 * 2 * 2 * 8 * 2
+
+
+def test_unknown_model_lists_the_known_names_comma_separated():
+    with pytest.raises(KeyError) as info:
+        model_shape("Llama-9")
+    assert f"known: {', '.join(MODEL_CONFIGS)}" in str(info.value)
+
+
+def nested_dicts(keys: str) -> dict:
+    """{'a': {'b': {...: [tensor]}}}, one level per key, so a path names every step."""
+    value: object = [torch.zeros(1)]
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "depth, path",
+    [
+        (8, "cache['a']['b']['c']['d']['e']['f']['g']['h']"),  # 8 steps are shown whole
+        (9, "cache['a']['b']['c']['d']...['g']['h']['i']"),  # from 9 on: the first 4, ..., the last 3
+        (12, "cache['a']['b']['c']['d']...['j']['k']['l']"),
+    ],
+)
+def test_too_deep_error_names_the_path_shortened_past_eight_steps(monkeypatch, depth, path):
+    import kvlib.memory
+
+    monkeypatch.setattr(kvlib.memory, "MAX_DEPTH", depth)
+    with pytest.raises(ValueError) as info:
+        cache_nbytes(nested_dicts("abcdefghijklmnop"))
+    assert f" at {path} (dict)" in str(info.value)
+
+
+class FakeCuda:
+    """torch.cuda's memory counters, scripted: each read returns the next value, and every call is logged,
+    so a test can check what kvlib.memory subtracts from what and in which order it reads."""
+
+    def __init__(self, monkeypatch, allocated, peak, stats=({}, {})):
+        self.calls: list[str] = []
+        self.allocated, self.stats = list(allocated), list(stats)
+        fakes = {
+            "is_available": lambda: True,
+            "device_count": lambda: 1,
+            "synchronize": lambda device=None: self.log("synchronize", device),
+            "memory_allocated": lambda device=None: self.log("memory_allocated", device, self.allocated),
+            "memory_stats": lambda device=None: self.log("memory_stats", device, self.stats),
+            "reset_peak_memory_stats": lambda device=None: self.log("reset_peak", device),
+            "max_memory_allocated": lambda device=None: self.log("max_memory_allocated", device, [peak]),
+        }
+        for name, fake in fakes.items():
+            monkeypatch.setattr(torch.cuda, name, fake)
+
+    def log(self, name, device, values=None):
+        self.calls.append(f"{name}({device})")
+        return values.pop(0) if values else None
+
+    def fn(self):
+        self.calls.append("fn")
+        return "result"
+
+
+def test_cuda_memory_delta_subtracts_the_start_read_before_fn(monkeypatch):
+    cuda = FakeCuda(monkeypatch, allocated=[1000, 1600], peak=5000)
+    assert cuda_memory_delta(cuda.fn, device="cuda:0") == {"allocated": 600, "peak": 4000}
+    assert cuda.calls == [
+        "synchronize(cuda:0)", "memory_allocated(cuda:0)", "reset_peak(cuda:0)", "fn",
+        "synchronize(cuda:0)", "memory_allocated(cuda:0)", "max_memory_allocated(cuda:0)",
+    ]  # fmt: skip
+
+
+def test_measure_allocations_on_cuda_reads_the_allocator_statistics(monkeypatch):
+    stats0 = {"allocation.all.allocated": 10, "allocated_bytes.all.allocated": 4096}
+    stats1 = {"allocation.all.allocated": 13, "allocated_bytes.all.allocated": 4096 + 3072}
+    cuda = FakeCuda(monkeypatch, allocated=[1000], peak=3000, stats=[stats0, stats1])
+    result, stats = measure_allocations(cuda.fn, device="cuda:0")
+    assert result == "result"
+    assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes, stats.device) == (3, 3072, 2000, "cuda:0")
+    assert cuda.calls == [
+        "synchronize(cuda:0)", "memory_allocated(cuda:0)", "memory_stats(cuda:0)", "reset_peak(cuda:0)", "fn",
+        "synchronize(cuda:0)", "memory_stats(cuda:0)", "max_memory_allocated(cuda:0)",
+    ]  # fmt: skip
+
+
+def test_measure_allocations_on_cuda_counts_missing_statistics_as_zero(monkeypatch):
+    # a fresh allocator has no 'allocation.all.allocated' key until something is allocated
+    stats1 = {"allocation.all.allocated": 2, "allocated_bytes.all.allocated": 512}
+    FakeCuda(monkeypatch, allocated=[0], peak=512, stats=[{}, stats1])
+    _, stats = measure_allocations(lambda: None, device="cuda")
+    assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes, stats.device) == (2, 512, 512, "cuda")
