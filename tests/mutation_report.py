@@ -7,7 +7,8 @@ that version of kvlib from the real one. "no tests" means no selected test even 
 Two kinds of survivor are set apart, and the second rate leaves them out:
 
 - **message**: the mutant changes only the text of a string inside a ``raise`` statement
-  ("XXexpectedXX", a word upper-cased). The bad-input tests check the words a message must
+  ("XXexpectedXX", a word upper-cased), or the name a ``kvlib.validate`` check shows
+  (``require_int("XXbudgetXX", ...)``). The bad-input tests check the words a message must
   contain (the argument's name, what was expected, what was given), not its exact wording, so that
   a message can be reworded without touching a test; such a mutant is found by reading the
   mutated source, not listed by hand.
@@ -63,16 +64,27 @@ def parse_results(results: str) -> dict[str, dict[str, str]]:
     return by_module
 
 
-class _BlankRaiseText(ast.NodeTransformer):
+class _BlankMessageText(ast.NodeTransformer):
+    """Blank the strings that only ever reach an error message: those inside a ``raise``, and the
+    first argument of a kvlib.validate check (``require_int("budget", ...)``), the name it shows."""
+
     def visit_Raise(self, node: ast.Raise) -> ast.Raise:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
                 sub.value = ""
         return node
 
+    def visit_Call(self, node: ast.Call) -> ast.Call:
+        self.generic_visit(node)
+        callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        first = node.args[0] if node.args else None
+        if callee.startswith("require_") and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            first.value = ""
+        return node
 
-def _shape_without_raise_text(function: ast.FunctionDef) -> str:
-    function = _BlankRaiseText().visit(ast.parse(ast.unparse(function))).body[0]
+
+def _shape_without_message_text(function: ast.FunctionDef) -> str:
+    function = _BlankMessageText().visit(ast.parse(ast.unparse(function))).body[0]
     function.name = "f"
     return ast.dump(function)
 
@@ -86,12 +98,12 @@ def mutant_functions(source: str) -> dict[str, ast.FunctionDef]:
     }
 
 
-def only_raise_text_differs(functions: dict[str, ast.FunctionDef], function: str) -> bool:
+def only_message_text_differs(functions: dict[str, ast.FunctionDef], function: str) -> bool:
     original = functions.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
     mutant = functions.get(function)
     if original is None or mutant is None:
         return False
-    return _shape_without_raise_text(original) == _shape_without_raise_text(mutant)
+    return _shape_without_message_text(original) == _shape_without_message_text(mutant)
 
 
 def stale_equivalent(functions: dict[str, ast.FunctionDef], function: str, fragment: str) -> bool:
@@ -119,7 +131,7 @@ def classify(
             function = name[len(module) + 1 :]
             if name in equivalent and not stale_equivalent(functions, function, equivalent[name][0]):
                 result.equivalent.append(name)
-            elif only_raise_text_differs(functions, function):
+            elif only_message_text_differs(functions, function):
                 result.message.append(name)
             else:
                 result.unexplained.append(name)

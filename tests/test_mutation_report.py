@@ -15,8 +15,8 @@ RESULTS = """\
     kvlib.paged.manager.xǁBlockManagerǁfree__mutmut_1: not checked
 """
 
-# A mutmut-generated module in miniature: the original function and three survivors.
-SOURCE = '''
+# A mutmut-generated module in miniature: two original functions and five survivors.
+SOURCE = """
 def x_f__mutmut_orig(n):
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -33,8 +33,19 @@ def x_f__mutmut_3(n):
     if n < 0:
         raise ValueError(f"n must be >= 0, got {None}")
     return n + 1
-'''
-SURVIVORS = {"m": {f"m.x_f__mutmut_{i}": "survived" for i in (1, 2, 3)}}
+def x_g__mutmut_orig(n, cap):
+    n = require_int("n", n, minimum=0)
+    return min(n, cap["n"])
+def x_g__mutmut_1(n, cap):
+    n = require_int("XXnXX", n, minimum=0)
+    return min(n, cap["n"])
+def x_g__mutmut_2(n, cap):
+    n = require_int("n", n, minimum=0)
+    return min(n, cap["N"])
+"""
+SURVIVORS = {
+    "m": {f"m.x_{f}__mutmut_{i}": "survived" for f, i in (("f", 1), ("f", 2), ("f", 3), ("g", 1), ("g", 2))}
+}
 
 
 def rows(text: str) -> dict[str, list[str]]:
@@ -59,12 +70,13 @@ def test_kill_rate_counts_timeouts_as_killed_and_untested_code_as_missed():
     assert stale == []
 
 
-def test_a_survivor_that_changes_only_a_raise_text_is_a_message_mutant():
+def test_a_survivor_that_changes_only_message_text_is_a_message_mutant():
     results, _ = classify(SURVIVORS, {"m": SOURCE}, {})
-    assert results["m"].message == ["m.x_f__mutmut_1"]
-    # a changed comparison, and a changed value shown in the message, are real survivors
-    assert results["m"].unexplained == ["m.x_f__mutmut_2", "m.x_f__mutmut_3"]
-    assert rows(report(results))["m"][1:3] == ["0.0%", "0.0%"]  # 0 killed of 3, and of 2 non-message
+    # the text of a raise, and the name a kvlib.validate check shows in its message
+    assert results["m"].message == ["m.x_f__mutmut_1", "m.x_g__mutmut_1"]
+    # a changed comparison, a changed value shown in a message, a changed dict key are real survivors
+    assert results["m"].unexplained == ["m.x_f__mutmut_2", "m.x_f__mutmut_3", "m.x_g__mutmut_2"]
+    assert rows(report(results))["m"][1:3] == ["0.0%", "0.0%"]  # 0 killed of 5, and of 3 non-message
 
 
 def test_a_listed_equivalent_is_set_apart_only_while_its_fragment_matches():
