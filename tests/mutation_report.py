@@ -66,7 +66,8 @@ def parse_results(results: str) -> dict[str, dict[str, str]]:
 
 class _BlankMessageText(ast.NodeTransformer):
     """Blank the strings that only ever reach an error message: those inside a ``raise``, and the
-    first argument of a kvlib.validate check (``require_int("budget", ...)``), the name it shows."""
+    first argument of a check (kvlib.validate's ``require_int("budget", ...)``, a module's own
+    ``_require_block_ids``), the name its message shows."""
 
     def visit_Raise(self, node: ast.Raise) -> ast.Raise:
         for sub in ast.walk(node):
@@ -78,8 +79,9 @@ class _BlankMessageText(ast.NodeTransformer):
         self.generic_visit(node)
         callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         first = node.args[0] if node.args else None
-        if callee.startswith("require_") and isinstance(first, ast.Constant) and isinstance(first.value, str):
-            first.value = ""
+        is_name = isinstance(first, ast.Constant) and (first.value is None or isinstance(first.value, str))
+        if callee.lstrip("_").startswith("require_") and is_name:
+            first.value = ""  # a name mutated to "XX..XX", upper case or None
         return node
 
 

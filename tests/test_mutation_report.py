@@ -15,7 +15,7 @@ RESULTS = """\
     kvlib.paged.manager.xǁBlockManagerǁfree__mutmut_1: not checked
 """
 
-# A mutmut-generated module in miniature: two original functions and five survivors.
+# A mutmut-generated module in miniature: two original functions and six survivors.
 SOURCE = """
 def x_f__mutmut_orig(n):
     if n < 0:
@@ -42,9 +42,15 @@ def x_g__mutmut_1(n, cap):
 def x_g__mutmut_2(n, cap):
     n = require_int("n", n, minimum=0)
     return min(n, cap["N"])
+def x_g__mutmut_3(n, cap):
+    n = require_int(None, n, minimum=0)
+    return min(n, cap["n"])
 """
 SURVIVORS = {
-    "m": {f"m.x_{f}__mutmut_{i}": "survived" for f, i in (("f", 1), ("f", 2), ("f", 3), ("g", 1), ("g", 2))}
+    "m": {
+        f"m.x_{f}__mutmut_{i}": "survived"
+        for f, i in (("f", 1), ("f", 2), ("f", 3), ("g", 1), ("g", 2), ("g", 3))
+    }
 }
 
 
@@ -73,10 +79,10 @@ def test_kill_rate_counts_timeouts_as_killed_and_untested_code_as_missed():
 def test_a_survivor_that_changes_only_message_text_is_a_message_mutant():
     results, _ = classify(SURVIVORS, {"m": SOURCE}, {})
     # the text of a raise, and the name a kvlib.validate check shows in its message
-    assert results["m"].message == ["m.x_f__mutmut_1", "m.x_g__mutmut_1"]
+    assert results["m"].message == ["m.x_f__mutmut_1", "m.x_g__mutmut_1", "m.x_g__mutmut_3"]
     # a changed comparison, a changed value shown in a message, a changed dict key are real survivors
     assert results["m"].unexplained == ["m.x_f__mutmut_2", "m.x_f__mutmut_3", "m.x_g__mutmut_2"]
-    assert rows(report(results))["m"][1:3] == ["0.0%", "0.0%"]  # 0 killed of 5, and of 3 non-message
+    assert rows(report(results))["m"][1:3] == ["0.0%", "0.0%"]  # 0 killed of 6, and of 3 non-message
 
 
 def test_a_listed_equivalent_is_set_apart_only_while_its_fragment_matches():
