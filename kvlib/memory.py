@@ -392,7 +392,7 @@ def measure_allocations(
     statistics (`allocation.all.allocated`, `allocated_bytes.all.allocated`) and
     `torch.cuda.max_memory_allocated` relative to `torch.cuda.memory_allocated` at the start.
     """
-    device = _measured_device("measure_allocations", fn, device, ("cpu", "cuda"))
+    device = _require_measurable("measure_allocations", fn, device, ("cpu", "cuda"))
     if device.type == "cuda":
         return _measure_cuda(fn, device)
     from torch.profiler import ProfilerActivity, profile
@@ -413,7 +413,7 @@ def measure_allocations(
     return result, AllocationStats(count, total, peak, "cpu")
 
 
-def _measured_device(
+def _require_measurable(
     what: str, fn: Any, device: Any, allowed: tuple[str, ...], need_cuda: bool = True
 ) -> torch.device:
     """Check `fn` is callable and `device` names an allowed (and, with `need_cuda`, available) device;
@@ -458,7 +458,7 @@ def cuda_memory_delta(fn: Callable[[], Any], device: str | torch.device = "cuda"
 
     Returns {"allocated": bytes still held after fn, "peak": max bytes above the start during fn}.
     """
-    device = _measured_device("cuda_memory_delta", fn, device, ("cuda",), need_cuda=False)
+    device = _require_measurable("cuda_memory_delta", fn, device, ("cuda",), need_cuda=False)
     if not torch.cuda.is_available():
         return None
     torch.cuda.synchronize(device)

@@ -343,3 +343,9 @@ def test_measure_allocations_on_cuda_counts_missing_statistics_as_zero(monkeypat
     FakeCuda(monkeypatch, allocated=[0], peak=512, stats=[{}, stats1])
     _, stats = measure_allocations(lambda: None, device="cuda")
     assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes, stats.device) == (2, 512, 512, "cuda")
+
+
+def test_measure_allocations_on_cuda_counts_zero_when_the_allocator_never_allocated(monkeypatch):
+    FakeCuda(monkeypatch, allocated=[0], peak=0, stats=[{}, {}])  # no key before or after: nothing ran
+    _, stats = measure_allocations(lambda: None, device="cuda")
+    assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes) == (0, 0, 0)
