@@ -320,6 +320,18 @@ CASES = [
                 ValueError,
                 ("block_ids", "block 7 twice", "positions 0 and 1"),
             ),
+            Case(  # positions count from the start of the prompt, not from the first new block
+                f"{kind}-insert-id-cached-after-a-cached-prefix",
+                lambda cls=cls: cached(cls).insert([1, 2, 3, 4, 5, 6], [0, 1, 0]),
+                ValueError,
+                ("block_ids[2] = 0", "already cached", "another prefix"),
+            ),
+            Case(
+                f"{kind}-insert-id-twice-after-a-cached-prefix",
+                lambda cls=cls: cached(cls).insert([1, 2, 3, 4, 5, 6, 7, 8], [0, 1, 9, 9]),
+                ValueError,
+                ("block 9 twice", "positions 2 and 3"),
+            ),
             Case(
                 f"{kind}-manager-shares-a-cache",
                 lambda cls=cls: two_managers(cls(BS)),
