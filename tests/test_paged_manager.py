@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 
 import pytest
 
 from kvlib.paged import BlockAllocator, BlockManager, HashPrefixCache, OutOfBlocks, RadixPrefixCache
+from kvlib.paged.prefix import RadixNode
 from kvlib.paged.tracking import TokenKV as FakeKV
 
 pytestmark = pytest.mark.ch06
@@ -648,3 +651,192 @@ def test_lru_ties_between_leaves_take_the_deepest_first(cls):
     assert cache.evict(1) == [11], "among equal times the deepest leaf goes first"
     assert cache.evict(2) == [10, 20]  # 10 (freed earlier) is now a leaf and older than 20
     cache.check_invariants()
+
+
+# --- check_invariants catches every kind of corruption it names --------------------------------
+# The property tests (tests/test_paged_stateful.py and the random walks above) trust check_invariants
+# to notice a broken structure. Each case below breaks one thing behind the API's back, in a state
+# where every other invariant still holds, and the check must name that thing.
+def _states_allocator() -> BlockAllocator:
+    """Block 0 used, block 1 idle (reference count 0, off the free list), blocks 2 and 3 free."""
+    a = BlockAllocator(4, 2)
+    a.allocate(2)
+    a.decref(1)
+    return a
+
+
+def _states_manager(kind):
+    """Sequence 0 holds (1,2)(3,4)(5): blocks 0, 1 (full, registered) and 2; a freed sequence left
+    block 3, holding (7, 8), idle in the cache (with a cache) or free (without)."""
+    mgr = BlockManager(8, 2, kind)
+    assert mgr.allocate(0, [1, 2, 3, 4, 5]).block_ids == [0, 1, 2]
+    assert mgr.allocate(1, [7, 8, 9]).block_ids == [3, 4]
+    mgr.free(1)
+    mgr.check_invariants()
+    return mgr
+
+
+def _states_cache(cls):
+    """(1,2)(3,4)(5,6) in 10 11 12 and (1,2)(7,8) in 10 13, all in use but the leaf 12; and an idle
+    chain (9,9)(9,9) in 20 21. The radix tree: run [10] branching into [11, 12] and [13]; run [20, 21]."""
+    cache = cls(2)
+    cache.insert([1, 2, 3, 4, 5, 6], [10, 11, 12])
+    cache.insert([1, 2, 7, 8], [10, 13])
+    cache.insert([9, 9, 9, 9], [20, 21])
+    for b in (12, 21, 20):
+        cache.unlock(b)
+    cache.check_invariants()
+    return cache
+
+
+def _hash_clone_parent(cache) -> None:
+    """Block 11's parent pointer goes to a copy of 10's entry (10's child count follows, so only the
+    pointer is wrong)."""
+    entry = cache._by_block[10]
+    cache._by_block[11].parent = dataclasses.replace(entry)
+    entry.num_children -= 1
+
+
+def _hash_stale_entry(cache) -> None:
+    cache._table.setdefault(12345, []).append(type(cache._by_block[10])(12345, (0, 0), 99, None, 0))
+
+
+def _radix_node(cache, block_id):
+    return cache._node_of[block_id]
+
+
+ALLOCATOR_CORRUPTIONS = {
+    "free-list-duplicate": (lambda a: a.free_ids.append(2), "duplicate block on the free list"),
+    "free-block-owned": (lambda a: setattr(a.blocks[2], "ref_count", 1), "free block 2 has owners"),
+    "used-counter": (lambda a: setattr(a, "_num_used", 2), "used counter 2 != 1"),
+    "negative-count": (lambda a: setattr(a.blocks[1], "ref_count", -1), "negative reference count"),
+}
+
+
+@pytest.mark.parametrize("case", ALLOCATOR_CORRUPTIONS)
+def test_allocator_check_invariants_names_the_corruption(case):
+    corrupt, message = ALLOCATOR_CORRUPTIONS[case]
+    a = _states_allocator()
+    a.check_invariants()
+    corrupt(a)
+    with pytest.raises(AssertionError, match=message):
+        a.check_invariants()
+
+
+MANAGER_CORRUPTIONS = {
+    # (kinds it applies to, corruption, what check_invariants must say)
+    "allocator-counter": (KINDS, lambda m: setattr(m.allocator, "_num_used", 9), "used counter 9 != 3"),
+    "ref-count-low": (KINDS, lambda m: m.allocator.decref(2), "block 2: ref_count 0 but 1 owner"),
+    "leak": (
+        KINDS,
+        lambda m: [m.allocator.decref(b) for b in m.seqs.pop(0).block_ids],
+        "must be either free or idle cached (leak?)",
+    ),
+    "cached-and-free": (CACHED, lambda m: m.allocator.release(3), "unowned block 3 must be either free or"),
+    "table-length": (KINDS, lambda m: m.seqs[0].tokens.pop(), "sequence 0: 4 tokens, 3 blocks"),
+    "table-repeats": (
+        KINDS,
+        lambda m: m.seqs[0].block_ids.__setitem__(1, 0),
+        "sequence 0 lists a block twice",
+    ),
+    "unlocked-in-use": (CACHED, lambda m: m.cache.unlock(1), "lock state of block 1 wrong"),
+    "locked-idle": (CACHED, lambda m: m.cache.lock(3), "lock state of block 3 wrong"),
+    "registered-tokens": (
+        CACHED,
+        lambda m: m.seqs[0].tokens.__setitem__(0, 9),
+        "sequence 0: registered blocks do not match",
+    ),
+    "registered-count": (
+        CACHED,
+        lambda m: setattr(m.seqs[0], "num_registered", 3),
+        "sequence 0: registered blocks do not match",
+    ),
+    "cache-inside": (CACHED, lambda m: m.cache.unlock(0), "block 1 is in use but its parent 0 is not"),
+}
+
+
+def _applicable(corruptions: dict) -> list:
+    """(case, kind or design) pairs, for the kinds or designs each corruption applies to."""
+    return [
+        pytest.param(case, k, id=f"{case}-{getattr(k, '__name__', k)}")
+        for case, (ks, *_) in corruptions.items()
+        for k in ks
+    ]
+
+
+@pytest.mark.parametrize(("case", "kind"), _applicable(MANAGER_CORRUPTIONS))
+def test_manager_check_invariants_names_the_corruption(case, kind):
+    _, corrupt, message = MANAGER_CORRUPTIONS[case]
+    mgr = _states_manager(kind)
+    corrupt(mgr)
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        mgr.check_invariants()
+
+
+CACHE_CORRUPTIONS = {
+    # (designs it applies to, corruption, what check_invariants must say)
+    "orphan": ([HashPrefixCache], lambda c: c._by_block.pop(20), "cached block 21 lost its parent 20"),
+    "locked-uncached": ([RadixPrefixCache], lambda c: c._in_use.add(99), "a locked block is not cached"),
+    "idle-parent": ([HashPrefixCache, RadixPrefixCache], lambda c: c.unlock(10), "parent 10 is not"),
+    "evictable-count": (
+        [HashPrefixCache],
+        lambda c: setattr(c, "_num_locked", 4),
+        "2 evictable != 6 cached - 3",
+    ),
+    "parent-entry": (
+        [HashPrefixCache],
+        _hash_clone_parent,
+        "block 11: its parent entry is not the cached one",
+    ),
+    "child-count": (
+        [HashPrefixCache],
+        lambda c: setattr(c._by_block[10], "num_children", 3),
+        "child count of block 10 is stale",
+    ),
+    "leaf-missing": ([HashPrefixCache], lambda c: c._leaves.pop(12), "leaf set wrong for block 12"),
+    "leaf-locked": (
+        [HashPrefixCache],
+        lambda c: c._leaves.__setitem__(11, c._by_block[11]),
+        "leaf set wrong for block 11",
+    ),
+    "bucket": (
+        [HashPrefixCache],
+        lambda c: c._table[c._by_block[12].key].remove(c._by_block[12]),
+        "block 12 missing from its bucket",
+    ),
+    "stale-entry": ([HashPrefixCache], _hash_stale_entry, "stale hash entry"),
+    "run-parent": (
+        [RadixPrefixCache],
+        lambda c: setattr(_radix_node(c, 13), "parent", c.root),
+        "run [13] is hooked under the wrong key or parent",
+    ),
+    "run-key": (
+        [RadixPrefixCache],
+        lambda c: c.root.children.__setitem__((8, 8), c.root.children.pop((9, 9))),
+        "run [20, 21] is hooked under the wrong key or parent",
+    ),
+    "empty-run": (
+        [RadixPrefixCache],
+        lambda c: c.root.children.__setitem__((5, 5), RadixNode([(5, 5)], [], c.root)),
+        "empty radix node",
+    ),
+    "run-keys": (
+        [RadixPrefixCache],
+        lambda c: _radix_node(c, 13).key.append((0, 0)),
+        "run [13]: 2 keys, 1 blocks",
+    ),
+    "block-map": (
+        [RadixPrefixCache],
+        lambda c: c._node_of.__setitem__(12, _radix_node(c, 13)),
+        "run [11, 12]: block map points elsewhere",
+    ),
+}
+
+
+@pytest.mark.parametrize(("case", "cls"), _applicable(CACHE_CORRUPTIONS))
+def test_cache_check_invariants_names_the_corruption(case, cls):
+    _, corrupt, message = CACHE_CORRUPTIONS[case]
+    cache = _states_cache(cls)
+    corrupt(cache)
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        cache.check_invariants()
