@@ -258,3 +258,210 @@ def test_parallel_sampling_samples_of_different_lengths_leave_on_their_own_step(
     res = parallel_sampling_savings([Request(prompt_len, output_len)], n, block_size, sigma, seed)
     assert (res.blocks_shared, res.blocks_unshared) == _sampling_blocks(prompt_len, lens, block_size)
     assert res.copies == n - 1  # the prompt's partial block: every sample but the last writer copies it
+
+
+# --- exact values of small hand-worked cases: every field simulate_stream returns ----------------
+def test_paged_stream_every_metric_worked_by_hand():
+    """Three requests of 2 + 5 tokens in a pool of 3 blocks of 4: two preemptions in one step.
+
+    Step 1: each is admitted with 3 tokens (prompt + the one its prefill yields), one block each; the
+    pool is full. Step 2: all grow to 4 tokens inside their block. Step 3: A needs a 2nd block for its
+    5th token and preempts C (the latest admitted), then takes C's block; B needs one too, finds the
+    pool full and preempts itself (it is now the latest); neither fits back. Steps 4-5: A grows to 7.
+    Step 6: A leaves, B is readmitted with its 4 tokens re-prefilled + 1 (2 blocks), C still waits.
+    Step 9: B leaves, C comes back the same way and leaves after step 11.
+    Live tokens 75 over 11 steps; reserved 96 slots (3 blocks, then 2); unused slots in the last block
+    3+0+3+2+1+3+2+1+3+2+1 = 21 over 3+3+9 = 15 sequence-steps."""
+    res = simulate_stream([Request(2, 5)] * 3, PagedAllocator(12, 4), keep_trace=True)
+    assert res.per_step == {
+        "live": [9, 12, 5, 6, 7, 5, 6, 7, 5, 6, 7],
+        "reserved": [12, 12, 8, 8, 8, 8, 8, 8, 8, 8, 8],
+        "running": [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    }
+    assert (res.name, res.block_size, res.budget, res.steps) == ("paged (block 4)", 4, 12, 11)
+    assert (res.preemptions, res.max_running, res.internal_per_seq_max, res.internal_bound) == (2, 3, 3, 3)
+    assert res.token_share == pytest.approx(75 / 96)
+    assert res.utilization == res.token_share
+    assert res.reservation_share == 0
+    assert res.internal_share == pytest.approx(21 / 96)
+    assert res.budget_utilization == pytest.approx(75 / (11 * 12))
+    assert res.external_share == 0
+    assert res.mean_running == pytest.approx(15 / 11)
+    assert res.internal_per_seq == pytest.approx(21 / 15)
+
+
+def test_contiguous_max_reservation_stream_every_metric_worked_by_hand():
+    """Max reservation splits each range into live tokens, slots kept for the request's future tokens
+    and slots it will never use (``max_len - total``).
+
+    Arena of 10 slots, max_len 5: requests 0 (2 + 2) and 1 (1 + 3) take [0, 5) and [5, 10) at step 1
+    with 3 and 2 live tokens (future 1 + 2, never 1 + 1); request 2 (1 + 1) waits, and with no free
+    slot at all that is not external fragmentation. Step 2: 4 and 3 live (future 0 + 1, never 2).
+    Step 3: request 0 leaves, 2 takes its hole complete (2 live, never 3); 1 has 4 (never 1).
+    Live 5 + 7 + 6 = 18, future 3 + 1 + 0 = 4, never 2 + 2 + 4 = 8, over 3 x 10 slots."""
+    reqs = [Request(2, 2), Request(1, 3), Request(1, 1)]
+    res = simulate_stream(reqs, ContiguousAllocator(10, "max", 5), keep_trace=True)
+    assert res.per_step == {"live": [5, 7, 6], "reserved": [10, 10, 10], "running": [2, 2, 2]}
+    assert (res.name, res.block_size, res.budget, res.steps) == ("contiguous (max reservation)", None, 10, 3)
+    assert res.token_share == pytest.approx(18 / 30)
+    assert res.reservation_share == pytest.approx(4 / 30)
+    assert res.internal_share == pytest.approx(8 / 30)
+    assert res.budget_utilization == pytest.approx(18 / 30)
+    assert (res.external_share, res.mean_running, res.max_running, res.preemptions) == (0, 2, 2, 0)
+    # per-sequence fragmentation is the paged metric: a contiguous run reports none
+    assert math.isnan(res.internal_per_seq)
+    assert (res.internal_per_seq_max, res.internal_bound) == (0, None)
+
+
+def test_trace_is_kept_only_when_asked():
+    res = simulate_stream([Request(2, 2)], PagedAllocator(8, 4))
+    assert res.per_step == {}
+
+
+@pytest.mark.parametrize(
+    "allocator",
+    [PagedAllocator(4, 4), ContiguousAllocator(4, "oracle"), ContiguousAllocator(4, "max", 4)],
+    ids=["paged-one-block", "oracle", "max"],
+)
+def test_a_request_that_needs_the_whole_memory_runs(allocator):
+    """The capacity checks are inclusive: a request of exactly the memory's size (here 1 + 3 tokens in
+    4 slots, one block of 4 for paged) is served alone, it is not rejected as too large."""
+    res = simulate_stream([Request(1, 3)], allocator, keep_trace=True)
+    assert res.per_step["live"] == [2, 3, 4] and res.steps == 3
+
+
+def test_simulate_stream_raises_instead_of_spinning_when_an_allocator_never_admits():
+    """With nothing running the whole memory is free, so the head request must be admitted; an
+    allocator that breaks this (here a subclass that refuses everything) gets a RuntimeError naming
+    the request, not an endless loop."""
+
+    class Refusing(PagedAllocator):
+        def admit(self, rid, req, num_tokens=None):
+            return False
+
+    with pytest.raises(RuntimeError, match=r"^request 0 was not admitted into an empty memory$"):
+        simulate_stream([Request(2, 2)], Refusing(16, 4))
+
+
+# --- the allocators on their own ------------------------------------------------------------------
+def test_paged_allocator_block_accounting():
+    """admit takes ceil(n / B) blocks (n = prompt + 1 by default), grow takes a block only when the
+    next token starts one and only while one is free, reserved/free count slots, slack is the unused
+    tail of the last block."""
+    a = PagedAllocator(13, 4)  # 3 blocks; the 13th slot cannot form a block
+    assert (a.num_blocks, a.free_blocks, a.free(), a.reserved()) == (3, 3, 12, 0)
+    assert a.admit(0, Request(3, 5))  # 3 + 1 = 4 tokens: one block
+    assert a.held == {0: 1} and a.free_blocks == 2
+    assert a.admit(1, Request(1, 9), num_tokens=5)  # 5 tokens: two blocks, the pool is full
+    assert (a.free_blocks, a.reserved(), a.free()) == (0, 12, 0)
+    assert not a.admit(2, Request(1, 1))
+    assert a.grow(1, 8), "8 tokens still fit request 1's 2 blocks"
+    assert not a.grow(0, 5), "a 2nd block for request 0 with none free"
+    assert a.held == {0: 1, 1: 2}
+    a.release(1)
+    assert a.grow(0, 5) and a.held == {0: 2} and a.free_blocks == 1
+    assert a.grow(0, 9) and a.held == {0: 3} and a.free_blocks == 0, "the last free block can be taken"
+    assert a.grow(0, 3) and a.held == {0: 3}, "grow never gives blocks back"
+    assert [a.slack(Request(3, 10), live) for live in (1, 4, 5, 11)] == [(0, 3), (0, 0), (0, 3), (0, 1)]
+
+
+def test_contiguous_allocator_reservation_sizes_and_grow_limit():
+    assert ContiguousAllocator(4096).need(Request(1, 1)) == 2048, "max_len defaults to 2048"
+    a = ContiguousAllocator(100, "max", 10)
+    assert a.admit(0, Request(3, 4)) and a.ranges == {0: (0, 10)}
+    assert a.grow(0, 10)
+    with pytest.raises(ValueError, match=r"^new_len 11 outgrows request 0's reservation of 10$"):
+        a.grow(0, 11)
+    assert a.slack(Request(3, 4), 5) == (2, 3)  # 2 more tokens to come, 3 slots never used
+    assert ContiguousAllocator(100, "oracle", 10).slack(Request(3, 4), 5) == (2, 0)
+    with pytest.raises(ValueError, match=r"got 'min' \(str\)"):
+        ContiguousAllocator(100, "min")
+
+
+def test_holding_names_what_an_allocator_still_holds_at_most_8_ids():
+    paged, contiguous = PagedAllocator(40, 4), ContiguousAllocator(40, "oracle")
+    assert paged.holding() == contiguous.holding() == ""
+    for rid in range(9, -1, -1):
+        assert paged.admit(rid, Request(1, 1), 1) and contiguous.admit(rid, Request(1, 1))
+    ids = "[0, 1, 2, 3, 4, 5, 6, 7]"
+    assert paged.holding() == f"10 of 10 blocks for request ids {ids}"
+    assert contiguous.holding() == f"10 reserved range(s) (request ids {ids})"
+
+
+def test_paged_capacity_error_gives_the_pool_in_blocks_and_tokens():
+    with pytest.raises(ValueError, match=r"can never fit the pool of 4 blocks \(64 tokens\)"):
+        simulate_stream([Request(100, 10)], PagedAllocator(64, 16))
+
+
+# --- compare_allocators ---------------------------------------------------------------------------
+def test_compare_allocators_defaults_and_the_max_len_it_passes_on():
+    """Defaults: a 65536-slot budget, max_len 2048 (32 max reservations fit), block sizes 1-256."""
+    reqs = [Request(1, 1)] * 40
+    res = compare_allocators(reqs)
+    assert [r.name for r in res] == ["contiguous (max reservation)", "contiguous (oracle)"] + [
+        f"paged (block {b})" for b in (1, 8, 16, 32, 128, 256)
+    ]
+    assert [r.budget for r in res] == [65536] * 8
+    assert [r.max_running for r in res] == [32] + [40] * 7
+    small = compare_allocators(reqs, budget=1000, max_len=100, block_sizes=(10,))
+    assert [(r.name, r.max_running) for r in small] == [
+        ("contiguous (max reservation)", 10),
+        ("contiguous (oracle)", 40),
+        ("paged (block 10)", 40),
+    ]
+    with pytest.raises(TypeError, match=r"got 16 \(int\)"):
+        compare_allocators(reqs, block_sizes=16)
+
+
+# --- shared prefix ----------------------------------------------------------------------------------
+def test_shared_prefix_result_fields_worked_by_hand():
+    """2 groups of 3 prompts, a 40-token prefix + 10-token question, block 16: each prompt needs
+    ceil(50 / 16) = 4 blocks (24 unshared); a group's 2 full prefix blocks are stored once instead
+    of 3 times: each group saves 2 x 2 = 4 blocks, 8 blocks = 128 tokens of 2 x 3 x 50 = 300."""
+    res = shared_prefix_savings(2, 3, 40, 10)
+    assert (res.workload, res.block_size, res.blocks_unshared, res.blocks_shared) == (
+        "shared prefix (hash)", 16, 24, 16
+    )  # fmt: skip
+    analytic = 2 * 2 * 16 / (3 * 50)
+    assert res.analytic == pytest.approx(analytic)
+    assert res.detail == {
+        "N": 2, "K": 3, "L": 40, "Q": 10,
+        "saved_tokens": 128,
+        "measured_token_saving": pytest.approx(128 / 300),
+        "analytic_saved_tokens": pytest.approx(analytic * 300),
+        "tolerance_tokens": 2 * 16,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "prefix_len,question_len,per_seq", [(0, 16, 1), (15, 2, 2)], ids=["no-prefix", "one-token-over-a-block"]
+)
+def test_shared_prefix_prompts_are_exactly_prefix_plus_question_tokens(prefix_len, question_len, per_seq):
+    """Each prompt holds exactly L + Q tokens: with no prefix, 16 question tokens fill one block (no
+    extra token pushed into a second); 15 + 2 = 17 tokens spill into a second block. No full prefix
+    block, so nothing is shared."""
+    res = shared_prefix_savings(1, 2, prefix_len, question_len, block_size=16)
+    assert res.blocks_unshared == res.blocks_shared == 2 * per_seq
+    assert res.saving == 0
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: shared_prefix_savings(2, 2, -1, 1), r"prefix_len must be an integer >= 0, got -1"),
+        (lambda: shared_prefix_savings(2, 1, 16, 0), r"question_len must be an integer >= 1, got 0"),
+        (lambda: analytic_prefix_saving(2, -1, 5, 16), r"prefix_len must be an integer >= 0, got -1"),
+    ],
+    ids=["shared-negative-prefix", "shared-zero-question", "analytic-negative-prefix"],
+)
+def test_prefix_lengths_are_checked_before_any_block_is_taken(call, message):
+    """A negative prefix or an empty question is refused by name up front; unchecked, these cases
+    build prompts of another length than L + Q and run the block manager dry (or, for the formula,
+    return a negative saving)."""
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_analytic_prefix_saving_with_one_token_blocks():
+    """Block size 1 shares the whole prefix: (K-1) * L / (K * (L + Q)) = 1 * 10 / (2 * 20)."""
+    assert analytic_prefix_saving(2, 10, 10, 1) == pytest.approx(0.25)

@@ -295,9 +295,7 @@ class PagedAllocator:
         return True
 
     def grow(self, rid: int, new_len: int) -> bool:
-        need = -(-new_len // self.block_size) - self.held[rid]
-        if need <= 0:
-            return True
+        need = max(0, -(-new_len // self.block_size) - self.held[rid])  # blocks to add; never shrinks
         if need > self.free_blocks:
             return False
         self.free_blocks -= need
@@ -467,7 +465,7 @@ def compare_allocators(
     block_sizes = tuple(require_int(f"block_sizes[{i}]", b, minimum=1) for i, b in enumerate(block_sizes))
     allocators: list[Allocator] = [
         ContiguousAllocator(budget, "max", max_len),
-        ContiguousAllocator(budget, "oracle", max_len),
+        ContiguousAllocator(budget, "oracle"),  # an exact reservation never looks at max_len
     ]
     allocators += [PagedAllocator(budget, b) for b in block_sizes]
     return [simulate_stream(requests, a) for a in allocators]
