@@ -465,3 +465,25 @@ def test_prefix_lengths_are_checked_before_any_block_is_taken(call, message):
 def test_analytic_prefix_saving_with_one_token_blocks():
     """Block size 1 shares the whole prefix: (K-1) * L / (K * (L + Q)) = 1 * 10 / (2 * 20)."""
     assert analytic_prefix_saving(2, 10, 10, 1) == pytest.approx(0.25)
+
+
+# --- beam search --------------------------------------------------------------------------------------
+def test_beam_search_defaults_and_unshared_count():
+    """The bench relies on the defaults (block 16, a 50-token vocabulary, temperature 2.0, seed 0): a
+    call that leaves them out gives the run that names them. Without sharing each of the k beams holds
+    ceil((P + t) / B) blocks at step t (50 candidates per beam always fill k = 4): for 12 + 20 tokens
+    4 * (4 * 1 + 16 * 2) = 144 block-steps, for 7 + 9 tokens 4 * 9 * 1 = 36."""
+    reqs = [Request(12, 20), Request(7, 9)]
+    default = beam_search_savings(reqs, 4)
+    named = beam_search_savings(reqs, 4, block_size=16, vocab=50, temperature=2.0, seed=0)
+    assert (default.workload, default.block_size, default.blocks_unshared) == ("beam search k=4", 16, 180)
+    assert (default.blocks_shared, default.copies) == (named.blocks_shared, named.copies)
+    assert default.blocks_shared < default.blocks_unshared
+
+
+def test_beam_search_with_one_token_blocks():
+    """Block size 1 is valid: 2 beams of a 3-token prompt, 2 steps: 2 * (4 + 5) = 18 unshared block-steps,
+    and the two beams share at least the 3 prompt blocks at each step."""
+    res = beam_search_savings([Request(3, 2)], 2, block_size=1)
+    assert res.blocks_unshared == 18
+    assert res.blocks_shared <= 18 - 2 * 3

@@ -446,7 +446,7 @@ def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: b
         mean_running=tot_running / steps,
         max_running=max_running,
         preemptions=preemptions,
-        internal_per_seq=tot_never / n_seq_steps if bs is not None else float("nan"),
+        internal_per_seq=tot_never / n_seq_steps if bs is not None else math.nan,
         internal_per_seq_max=frag_max,
         internal_bound=bs - 1 if bs is not None else None,
         per_step=trace if keep_trace else {},
