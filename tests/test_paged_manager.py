@@ -36,6 +36,28 @@ def test_allocator_all_or_nothing_and_counters():
     a.check_invariants()
 
 
+def test_allocator_boundaries_and_out_of_blocks_details():
+    """The smallest pool (one block of one token) works; allocating exactly the free blocks succeeds;
+    OutOfBlocks carries what was needed and what was available, and says how to recover; a block
+    with a single owner cannot be released, and an id one past the pool is out of range."""
+    a = BlockAllocator(1, 1)
+    assert a.allocate(0) == [] and a.allocate(1) == [0] and a.num_free == 0
+    with pytest.raises(OutOfBlocks) as err:
+        a.allocate(2)
+    assert (err.value.needed, err.value.available) == (2, 0)
+    assert str(err.value) == (
+        "out of KV blocks: needed 2 block(s) but only 0 can be made free (free + evictable cached "
+        "blocks); free or preempt a sequence and retry"
+    )
+    with pytest.raises(ValueError, match="block_id 0 is still owned 1 time"):
+        a.release(0)
+    assert a.ref_count(0) == 1 and a.num_free == 0
+    for call in (a.is_free, a.ref_count, a.incref, a.decref, a.release):
+        with pytest.raises(IndexError, match=re.escape("block_id 1 out of range [0, 1)")):
+            call(1)
+    a.check_invariants()
+
+
 def test_allocator_rejects_misuse():
     with pytest.raises(ValueError, match="num_blocks"):
         BlockAllocator(0, 16)
@@ -102,6 +124,21 @@ def test_fork_shares_and_copy_on_write_reports_the_copy(kind):
     kv.check()
     mgr.check_invariants()
     assert [mgr.allocator.ref_count(b) for b in mgr.block_table(0)] == [2, 1]
+
+
+@pytest.mark.parametrize("kind", CACHED)
+def test_a_fork_inherits_what_its_parent_found_in_the_cache(kind):
+    """A fork's table, tokens and cache bookkeeping are its parent's, including ``num_cached_tokens``
+    (the leading prompt tokens whose KV the parent did not compute)."""
+    mgr = BlockManager(16, 2, kind)
+    mgr.allocate(0, [1, 2, 3, 4, 5])
+    parent = mgr.allocate(1, [1, 2, 3, 4, 9])
+    assert parent.num_cached_tokens == 4
+    child = mgr.fork(1, 2)
+    assert (child.tokens, child.block_ids) == (parent.tokens, parent.block_ids)
+    assert (child.num_cached_tokens, child.num_registered, child.cache_open) == (4, 2, True)
+    assert child.tokens is not parent.tokens and child.block_ids is not parent.block_ids
+    mgr.check_invariants()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -397,6 +434,57 @@ def test_failed_allocation_does_not_refresh_the_lru_order(kind):
     before = mgr.snapshot()
     mgr.cache.match([7, 8, 9, 10])
     assert mgr.snapshot() != before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_can_allocate_counts_free_and_idle_blocks_exactly(kind):
+    """can_allocate says yes up to the last block that can be had, free or evictable, and no one
+    block past it, with or without a prefix cache (and allocate agrees)."""
+    mgr = BlockManager(4, 2, kind)
+    mgr.allocate(0, [7, 8, 9])  # 2 blocks; with a cache, (7, 8) stays idle once freed
+    mgr.free(0)
+    assert mgr.num_available_blocks == 4 and mgr.num_free_blocks == (4 if kind is None else 3)
+    assert mgr.can_allocate([1] * 8) and not mgr.can_allocate([1] * 9)
+    before = mgr.snapshot()
+    with pytest.raises(OutOfBlocks) as err:
+        mgr.allocate(1, [1] * 9)
+    assert (err.value.needed, err.value.available) == (5, 4) and mgr.snapshot() == before
+    assert mgr.allocate(1, [1] * 8).block_ids and mgr.num_available_blocks == 0
+    mgr.check_invariants()
+
+
+def test_unknown_and_taken_ids_are_named_exactly():
+    """The id errors start with the argument's exact name (as the caller spelled it) and the id."""
+    mgr = BlockManager(8, 2, "hash")
+    mgr.allocate(0, [1, 2, 3])
+    cases = [
+        (lambda: mgr.append(9, 1), KeyError, "seq_id 9: unknown sequence id"),
+        (lambda: mgr.fork(7, 8), KeyError, "parent_id 7: unknown sequence id"),
+        (lambda: mgr.allocate(0, [1]), ValueError, "seq_id 0 already exists: free it first"),
+    ]
+    mgr.allocate(1, [4])
+    cases.append((lambda: mgr.fork(0, 1), ValueError, "child_id 1 already exists: free it first"))
+    for call, error, start in cases:
+        with pytest.raises(error) as err:
+            call()
+        assert err.value.args[0].startswith(start), err.value.args[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reclaiming_more_than_the_idle_blocks_is_out_of_blocks(kind):
+    """reclaim(n) past the idle cached blocks raises OutOfBlocks (needed n, available the idle count,
+    0 without a cache) and evicts nothing; exactly the idle count is fine."""
+    mgr = BlockManager(8, 2, kind)
+    mgr.allocate(0, [1, 2, 3, 4, 5])
+    mgr.free(0)
+    idle = 0 if kind is None else 2
+    before = mgr.snapshot()
+    with pytest.raises(OutOfBlocks) as err:
+        mgr.reclaim(idle + 1)
+    assert (err.value.needed, err.value.available) == (idle + 1, idle)
+    assert mgr.snapshot() == before
+    assert len(mgr.reclaim(idle)) == idle and mgr.num_free_blocks == 8
+    mgr.check_invariants()
 
 
 def test_can_allocate_and_allocate_agree_on_an_empty_prompt():

@@ -178,8 +178,7 @@ class BlockManager:
             seq.num_registered += 1
 
     def _get(self, seq_id: int, name: str = "seq_id") -> Sequence:
-        if type(seq_id) is not int:  # "0" or 0.0 is a caller's mistake, not an unknown id
-            seq_id = require_int(name, seq_id)
+        seq_id = require_int(name, seq_id)  # "0" or 0.0 is a caller's mistake, not an unknown id
         try:
             return self.seqs[seq_id]
         except KeyError:
@@ -233,8 +232,7 @@ class BlockManager:
     def append(self, seq_id: int, token: int) -> list[tuple[int, int]]:
         """Append one token; returns the ``(src_block, dst_block)`` copies the caller must do."""
         seq = self._get(seq_id)
-        if type(token) is not int or token < 0:  # checked before any block is taken
-            token = require_int("token", token, minimum=0)
+        token = require_int("token", token, minimum=0)  # checked before any block is taken
         copies: list[tuple[int, int]] = []
         offset = len(seq.tokens) % self.block_size
         if offset == 0:  # last block full (or no block yet): take a new one
