@@ -487,3 +487,70 @@ def test_beam_search_with_one_token_blocks():
     res = beam_search_savings([Request(3, 2)], 2, block_size=1)
     assert res.blocks_unshared == 18
     assert res.blocks_shared <= 18 - 2 * 3
+
+
+def _beam_blocks(requests, width, block_size, vocab, temperature, seed) -> tuple[int, int, int]:
+    """(shared, unshared, copies) of beam search, counted without a block manager.
+
+    The search itself follows the docstring on the same draws from ``Random(seed)``: per request the
+    prompt's tokens (values irrelevant here), then per step and per beam, in the order the beams were
+    chosen, ``vocab`` Gaussian logits; the ``width`` best (score + log-softmax) candidates survive.
+    Blocks: at the end of a step every beam's partial last block is its own (a shared one is copied
+    on write by all its children but the last: ``c - 1`` copies for a parent chosen ``c`` times), and
+    a full block is shared by every beam descending from the one that wrote its last token."""
+    rng = random.Random(seed)
+    shared = unshared = copies = 0
+    writer = 0  # ids of the writes that fill a block
+    for req in requests:
+        for _ in range(req.prompt_len):
+            rng.randrange(32000)
+        length = req.prompt_len
+        beams = [(0.0, [0] * (length // block_size))]  # (score, writer of each full block)
+        for _ in range(req.output_len):
+            cands = []
+            for i, (score, _) in enumerate(beams):
+                logits = [rng.gauss(0.0, temperature) for _ in range(vocab)]
+                log_z = max(logits) + math.log(sum(math.exp(x - max(logits)) for x in logits))
+                cands += [(score + x - log_z, i, tok) for tok, x in enumerate(logits)]
+            chosen = sorted(cands, reverse=True)[:width]
+            if length % block_size:
+                times = [sum(1 for _, i, _ in chosen if i == parent) for parent in range(len(beams))]
+                copies += sum(c - 1 for c in times if c)
+            new = []
+            for score, i, _ in chosen:
+                full = list(beams[i][1])
+                if (length + 1) % block_size == 0:
+                    writer += 1
+                    full.append(writer)
+                new.append((score, full))
+            beams, length = new, length + 1
+            partial = 1 if length % block_size else 0
+            unshared += len(beams) * (length // block_size + partial)
+            shared += len({(j, w) for _, full in beams for j, w in enumerate(full)}) + partial * len(beams)
+    return shared, unshared, copies
+
+
+@pytest.mark.parametrize(
+    "width,block_size,vocab,temperature,seed",
+    [(3, 2, 2, 2.0, 0), (4, 4, 3, 1.0, 1), (2, 1, 5, 0.5, 2), (5, 3, 50, 2.0, 3), (3, 16, 50, 2.0, 4)],
+)
+def test_beam_search_keeps_the_best_candidates_and_counts_their_blocks(
+    width, block_size, vocab, temperature, seed
+):
+    """Against an independent count on the same random draws: which beams survive (the best scores,
+    a beam forked once per extra child, the unchosen freed) and the blocks they hold with and without
+    sharing, and the copy-on-write copies. A vocabulary smaller than the width makes parents chosen
+    several times and others dropped; small blocks make prompts end mid-block and blocks fill often."""
+    reqs = [Request(5, 9), Request(8, 6), Request(1, 7)]
+    res = beam_search_savings(reqs, width, block_size, vocab, temperature, seed)
+    expected = _beam_blocks(reqs, width, block_size, vocab, temperature, seed)
+    assert (res.blocks_shared, res.blocks_unshared, res.copies) == expected
+
+
+def test_beam_search_on_a_long_prompt_matches_the_independent_count():
+    """A 500-token prompt, drawn as ``randrange(32000)`` tokens before any logit: with seed 4 one of
+    its draws is a rejected 15-bit value (32000) that randrange redraws, so the count only agrees if
+    the prompt's tokens are drawn exactly as documented (a range of 32001 would shift every logit)."""
+    reqs = [Request(500, 6)]
+    res = beam_search_savings(reqs, 3, 16, 50, 2.0, 4)
+    assert (res.blocks_shared, res.blocks_unshared, res.copies) == _beam_blocks(reqs, 3, 16, 50, 2.0, 4)

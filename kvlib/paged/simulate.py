@@ -643,24 +643,22 @@ def beam_search_savings(
                 cands.extend((score + x - log_z, sid, tok) for tok, x in enumerate(logits))
             cands.sort(reverse=True)
             chosen = cands[:width]
-            uses: dict[int, int] = {}
-            for _, sid, _ in chosen:
-                uses[sid] = uses.get(sid, 0) + 1
+            parents = {sid for _, sid, _ in chosen}
             new_beams: dict[int, float] = {}
-            plan: list[tuple[int, int, float]] = []
+            plan: list[tuple[int, int]] = []  # (beam, the token it appends)
             for score, sid, tok in chosen:  # first use keeps the parent's id, later ones fork it
                 if sid not in new_beams:
                     new_beams[sid] = score
-                    plan.append((sid, tok, score))
+                    plan.append((sid, tok))
                 else:
                     mgr.fork(sid, next_id)
                     new_beams[next_id] = score
-                    plan.append((next_id, tok, score))
+                    plan.append((next_id, tok))
                     next_id += 1
-            for sid in list(beams):
-                if sid not in uses:
+            for sid in beams:
+                if sid not in parents:
                     mgr.free(sid)
-            for sid, tok, _ in plan:
+            for sid, tok in plan:
                 copies += len(mgr.append(sid, tok))
             beams = new_beams
             shared += mgr.num_used_blocks
