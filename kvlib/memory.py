@@ -351,18 +351,26 @@ def cache_nbytes(cache: Any) -> int:
     the path) on a structure nested more than `MAX_DEPTH` levels deep instead of undercounting it,
     and TypeError for a number or string, which holds no cache at all.
 
-    A cache that is itself an `nn.Module` counts its buffers and the tensors in its attributes, not
-    its parameters or submodules (see `iter_tensors`). A NumPy array (not torch memory) and a
-    generator or other one-shot iterator (counting would consume it) are TypeErrors; pass tensors,
-    in a list if there are several.
+    Tensors on the meta device count the bytes they would take: a cache built there is sized without
+    allocating it. A cache that is itself an `nn.Module` counts its buffers and the tensors in its
+    attributes, not its parameters or submodules (see `iter_tensors`). A NumPy array (not torch
+    memory) and a generator or other one-shot iterator (counting would consume it) are TypeErrors;
+    pass tensors, in a list if there are several.
     """
     _check_cache_arg(cache)
     storages: dict[tuple[str, int], int] = {}
     for tensor in iter_tensors(cache):
-        storage = tensor.untyped_storage()
-        key = (str(tensor.device), storage.data_ptr())
-        storages[key] = max(storages.get(key, 0), storage.nbytes())
+        storages[_storage_key(tensor)] = tensor.untyped_storage().nbytes()
     return sum(storages.values())
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    """One key per block of memory: its device and address. A storage with no address (on the meta
+    device, or empty) is keyed by the storage object torch shares between views, so that two meta
+    tensors, both at address 0, are not taken for one."""
+    storage = tensor.untyped_storage()
+    address = storage.data_ptr()
+    return (str(tensor.device), address) if address else ("no address", storage._cdata)
 
 
 @dataclass

@@ -471,7 +471,12 @@ CASES = [
         ValueError,
         (f"MAX_DEPTH={MAX_DEPTH}", "cache[0][0]", "list"),
     ),
-    Case("cache-nbytes-str", lambda: cache_nbytes("cache"), TypeError, ("cache", "'cache' (str)")),
+    Case(
+        "cache-nbytes-str",
+        lambda: cache_nbytes("cache"),
+        TypeError,
+        ("cache must be a cache object, a container of tensors or a tensor", "'cache' (str)"),
+    ),
     Case("cache-nbytes-int", lambda: cache_nbytes(5), TypeError, ("cache", "5 (int)")),
     Case("cache-nbytes-numpy-int", lambda: cache_nbytes(np.int64(5)), TypeError, ("cache", "5) (int64)")),
     Case(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -349,3 +350,34 @@ def test_measure_allocations_on_cuda_counts_zero_when_the_allocator_never_alloca
     FakeCuda(monkeypatch, allocated=[0], peak=0, stats=[{}, {}])  # no key before or after: nothing ran
     _, stats = measure_allocations(lambda: None, device="cuda")
     assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes) == (0, 0, 0)
+
+
+def test_cache_nbytes_sizes_a_cache_built_on_the_meta_device_without_allocating_it():
+    # every meta storage sits at address 0: keyed by address alone, two layers would count as one
+    cache = StaticKVCache(3, 2, 4, 8, 16, dtype=torch.float16, device="meta")
+    assert cache_nbytes(cache) == kv_cache_bytes(3, 4, 8, 16, 2, "fp16")
+    k = torch.empty(2, 4, 8, 8, device="meta")
+    assert cache_nbytes([k, k[:, :, :3], k[0]]) == k.numel() * 4  # views of one storage count once
+    assert cache_nbytes([torch.empty(0), torch.empty(0, 4)]) == 0  # an empty tensor holds nothing
+
+
+class SlottedCache:
+    """A cache written with __slots__ (no __dict__); one slot never set."""
+
+    __slots__ = ("keys", "values", "unset")
+
+    def __init__(self, keys, values):
+        self.keys, self.values = keys, values
+
+
+def test_cache_nbytes_reads_the_slots_of_a_cache_without_a_dict():
+    cache = SlottedCache([torch.zeros(2, 8)], [torch.zeros(2, 8, dtype=torch.float16)])
+    assert cache_nbytes(cache) == 2 * 8 * 4 + 2 * 8 * 2
+
+
+def test_too_deep_error_marks_a_step_through_a_set(monkeypatch):
+    import kvlib.memory
+
+    monkeypatch.setattr(kvlib.memory, "MAX_DEPTH", 3)
+    with pytest.raises(ValueError, match=re.escape(" at cache[0]{...}[1] (tuple)")):
+        cache_nbytes([frozenset({("k", ((torch.zeros(1),),))})])
