@@ -22,9 +22,4 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "message text held in a local before the raises that show it; the bad-input row checks the "
         "phrase, which the XX-wrapped text still contains (the None mutant of it is killed).",
     ),
-    "kvlib.memory.x__check_cache_arg__mutmut_3": (
-        "A CACHE OBJECT",
-        "message text held in a local before the raises that show it (upper-cased); kept out of the "
-        "rate like every raise text, although the bad-input row's phrase check does catch it.",
-    ),
 }
