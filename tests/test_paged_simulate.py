@@ -17,6 +17,7 @@ from kvlib.paged.simulate import (  # noqa: E402
     ContiguousAllocator,
     PagedAllocator,
     Request,
+    SharingResult,
     analytic_prefix_saving,
     beam_search_savings,
     chat_workload,
@@ -554,3 +555,80 @@ def test_beam_search_on_a_long_prompt_matches_the_independent_count():
     reqs = [Request(500, 6)]
     res = beam_search_savings(reqs, 3, 16, 50, 2.0, 4)
     assert (res.blocks_shared, res.blocks_unshared, res.copies) == _beam_blocks(reqs, 3, 16, 50, 2.0, 4)
+
+
+# --- parallel sampling ----------------------------------------------------------------------------------
+def _sampling_lens(requests, n, length_sigma, seed) -> list[list[int]]:
+    """The sample lengths parallel sampling draws, replaying its documented use of ``Random(seed)``:
+    per request ``n`` lengths ``max(1, round(O * LogNormal(0, sigma)))``, then the prompt's tokens,
+    then one token per live sample and step (all ``randrange(32000)``)."""
+    rng = random.Random(seed)
+    out = []
+    for req in requests:
+        lens = [max(1, round(req.output_len * rng.lognormvariate(0.0, length_sigma))) for _ in range(n)]
+        for _ in range(req.prompt_len):
+            rng.randrange(32000)
+        for step in range(max(lens)):
+            for length in lens:
+                if step < length:
+                    rng.randrange(32000)
+        out.append(lens)
+    return out
+
+
+def test_parallel_sampling_over_several_requests_matches_the_independent_count():
+    """Three requests, one with a 600-token prompt (seed 4 makes one of the stream's 15-bit draws a
+    rejected 32000, so only draws made exactly as documented keep the later lengths). Each request's
+    blocks are counted by ``_sampling_blocks``; copies: a prompt ending mid-block is copied by all
+    samples but the last writer (``n - 1``), a prompt of full blocks is never copied."""
+    reqs, n, block_size, sigma, seed = [Request(600, 5), Request(7, 12), Request(3, 1)], 3, 4, 0.5, 4
+    all_lens = _sampling_lens(reqs, n, sigma, seed)
+    counts = [_sampling_blocks(r.prompt_len, lens, block_size) for r, lens in zip(reqs, all_lens)]
+    res = parallel_sampling_savings(reqs, n, block_size, sigma, seed)
+    assert res.blocks_shared == sum(c[0] for c in counts)
+    assert res.blocks_unshared == sum(c[1] for c in counts)
+    assert res.copies == sum(n - 1 for r in reqs if r.prompt_len % block_size)
+    assert (res.workload, res.block_size) == ("parallel sampling n=3", 4)
+
+
+def test_parallel_sampling_defaults_and_one_token_outputs():
+    """Defaults (the bench relies on them): block 16, length spread 0.5, seed 0. A one-token output
+    with no spread is one token per sample (never rounded up), and one-token blocks are valid."""
+    reqs = [Request(20, 30), Request(5, 9)]
+    default = parallel_sampling_savings(reqs, 2)
+    named = parallel_sampling_savings(reqs, 2, block_size=16, length_sigma=0.5, seed=0)
+    assert (default.workload, default.block_size) == ("parallel sampling n=2", 16)
+    assert (default.blocks_shared, default.blocks_unshared, default.copies) == (
+        named.blocks_shared, named.blocks_unshared, named.copies
+    )  # fmt: skip
+    # 3-token prompt, block 4: both samples write their one token into the shared partial block
+    one = parallel_sampling_savings([Request(3, 1)], 2, block_size=4, length_sigma=0.0)
+    assert (one.blocks_shared, one.blocks_unshared, one.copies) == (2, 2, 1)
+    assert _sampling_blocks(3, [1, 1], 4) == (2, 2)
+    tiny = parallel_sampling_savings([Request(3, 2)], 2, block_size=1, length_sigma=0.0)
+    # 3 shared prompt blocks + one private block per sample and token: 5 then 7; unshared 2 * 4 + 2 * 5
+    assert (tiny.blocks_shared, tiny.blocks_unshared, tiny.copies) == (12, 18, 0)
+
+
+# --- SharingResult ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args,error",
+    [
+        ((0, 1, 1, 0), "block_size must be an integer >= 1, got 0"),
+        ((4, -1, 1, 0), "blocks_shared must be an integer >= 0, got -1"),
+        ((4, 1, 0, 0), "blocks_unshared .* must be an integer >= 1, got 0"),
+        ((4, 1, 1, -1), "copies must be an integer >= 0, got -1"),
+    ],
+    ids=["zero-block-size", "negative-shared", "zero-unshared", "negative-copies"],
+)
+def test_sharing_result_refuses_impossible_counts(args, error):
+    with pytest.raises(ValueError, match=error):
+        SharingResult("x", *args)
+
+
+def test_sharing_result_smallest_valid_counts():
+    """One-token blocks, nothing stored with sharing, one block without, no copies: all of it saved."""
+    res = SharingResult("x", 1, 0, 1, 0)
+    assert (res.block_size, res.blocks_shared, res.blocks_unshared, res.copies) == (1, 0, 1, 0)
+    assert res.saving == 1.0
+    assert res.analytic is None and res.detail == {}

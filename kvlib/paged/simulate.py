@@ -596,10 +596,10 @@ def parallel_sampling_savings(
             mgr.fork(0, i)
         for step in range(max(lens)):
             for i in range(n):
-                if step == lens[i]:
-                    mgr.free(i)
-                elif step < lens[i]:
+                if step < lens[i]:
                     copies += len(mgr.append(i, rng.randrange(32000)))
+                elif step == lens[i]:  # the step after its last token
+                    mgr.free(i)
             shared += mgr.num_used_blocks
             unshared += sum(len(s.block_ids) for s in mgr.seqs.values())
         mgr.check_invariants()
