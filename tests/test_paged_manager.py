@@ -777,6 +777,18 @@ def _states_cache(cls):
     return cache
 
 
+def _swap_into_free_set(mgr) -> None:
+    """Owned block 0 takes free block 5's place in the allocator's free set (the list is unchanged)."""
+    mgr.allocator._free_set.discard(5)
+    mgr.allocator._free_set.add(0)
+
+
+def _hide_a_duplicate(mgr) -> None:
+    """Free block 7 twice on the free list, and a stray id in the free set to even the lengths."""
+    mgr.allocator.free_ids.append(7)
+    mgr.allocator._free_set.add(99)
+
+
 def _hash_clone_parent(cache) -> None:
     """Block 11's parent pointer goes to a copy of 10's entry (10's child count follows, so only the
     pointer is wrong)."""
@@ -840,6 +852,11 @@ MANAGER_CORRUPTIONS = {
         "sequence 0: registered blocks do not match",
     ),
     "cache-inside": (CACHED, lambda m: m.cache.unlock(0), "block 1 is in use but its parent 0 is not"),
+    # the allocator compares its free list and free set by length only: a block swapped between them,
+    # or a duplicate on the list hidden by a stray id in the set, is left to the manager's checks
+    "owned-in-free-set": (KINDS, _swap_into_free_set, "owned block 0 is on the free list"),
+    "hidden-duplicate": ([None], _hide_a_duplicate, "-1 idle block(s) but no prefix cache"),
+    "hidden-duplicate-cached": (CACHED, _hide_a_duplicate, "0 idle but 1 evictable"),
 }
 
 
@@ -928,3 +945,25 @@ def test_cache_check_invariants_names_the_corruption(case, cls):
     corrupt(cache)
     with pytest.raises(AssertionError, match=re.escape(message)):
         cache.check_invariants()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_snapshot_covers_the_sequences_and_checking_changes_nothing(kind):
+    """snapshot() is what the failure tests compare, so it must see a change that touches only a
+    sequence (a token written into its partial block), and must not depend on the order sequences
+    were admitted in. check_invariants only looks: the snapshot (LRU times included) is unchanged."""
+    mgr = _states_manager(kind)
+    mgr.fork(0, 5)
+    before = mgr.snapshot()
+    mgr.check_invariants()
+    assert mgr.snapshot() == before, "check_invariants changed the state"
+    mgr.append(0, 6)  # fills sequence 0's partial block: no block taken, only its tokens change
+    assert mgr.snapshot() != before
+    assert mgr.snapshot()[0][0][:2] == (0, (1, 2, 3, 4, 5, 6))
+    # the same sequences admitted in the other order: equal snapshots
+    first, second = BlockManager(8, 2, kind), BlockManager(8, 2, kind)
+    first.allocate(0, [1, 2, 3])
+    first.fork(0, 1)
+    second.allocate(1, [1, 2, 3])
+    second.fork(1, 0)
+    assert first.snapshot() == second.snapshot()

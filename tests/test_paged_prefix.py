@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from kvlib.paged import HashPrefixCache, RadixPrefixCache
+from kvlib.paged import BlockManager, HashPrefixCache, RadixPrefixCache
 
 pytestmark = pytest.mark.ch06
 
@@ -170,3 +170,30 @@ def test_insert_hashes_a_cached_prefix_once():
     calls.clear()
     assert cache.insert([1, 2, 3, 4, 5, 6, 7, 8], [10, 11, 12, 13]) == 4
     assert calls == [(1, 2), (3, 4), (5, 6), (7, 8), (7, 8)]
+
+
+# --- the logical clock and the adoption flag ---------------------------------------------------
+@pytest.mark.parametrize("cls", CLASSES)
+def test_the_lru_clock_counts_uses_one_tick_each(cls):
+    """Logical time starts at 0 and every use is one tick: registering a block, a committed match
+    (one tick for all the blocks it matched), and a block's last owner leaving."""
+    cache = cls(2)
+    assert cache.state()[3] == 0
+    cache.insert([1, 2, 3, 4], [10, 11])  # two registrations: times 1 and 2
+    assert (cache.last_access(10), cache.last_access(11)) == (1, 2)
+    assert cache.match([1, 2, 3, 4, 5]) == [10, 11]  # one use of both: time 3
+    assert (cache.last_access(10), cache.last_access(11)) == (3, 3)
+    cache.match([1, 2], touch=False)  # no use
+    cache.unlock(11)
+    assert (cache.last_access(10), cache.last_access(11)) == (3, 4)
+    cache.touch([])  # touching nothing is no use either
+    assert cache.state()[3] == 4
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_a_cache_is_attached_once_a_manager_adopts_it(cls):
+    """``attached`` is a plain bool: False for a new cache, True once a BlockManager adopts it."""
+    cache = cls(4)
+    assert cache.attached is False
+    BlockManager(8, 4, cache)
+    assert cache.attached is True
