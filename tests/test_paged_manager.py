@@ -910,6 +910,16 @@ CACHE_CORRUPTIONS = {
         "block 12 missing from its bucket",
     ),
     "stale-entry": ([HashPrefixCache], _hash_stale_entry, "stale hash entry"),
+    "time-missing": (
+        [HashPrefixCache, RadixPrefixCache],
+        lambda c: c._last_access.pop(12),
+        "last-use times out of sync with the cache",
+    ),
+    "time-ahead": (
+        [HashPrefixCache, RadixPrefixCache],
+        lambda c: c._last_access.__setitem__(12, c._clock + 1),
+        "a last-use time is in the future",
+    ),
     "run-parent": (
         [RadixPrefixCache],
         lambda c: setattr(_radix_node(c, 13), "parent", c.root),

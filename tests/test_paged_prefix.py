@@ -9,6 +9,7 @@ import random
 import pytest
 
 from kvlib.paged import BlockManager, HashPrefixCache, RadixPrefixCache
+from kvlib.paged.prefix import default_block_hash
 
 pytestmark = pytest.mark.ch06
 
@@ -197,3 +198,17 @@ def test_a_cache_is_attached_once_a_manager_adopts_it(cls):
     assert cache.attached is False
     BlockManager(8, 4, cache)
     assert cache.attached is True
+
+
+def test_the_default_block_hash_covers_the_tokens_and_the_parent_key():
+    """Equal keys for equal (parent key, tokens), different ones when either differs, so distinct
+    prefixes land in distinct table slots (a constant hash would still be correct, since every slot
+    compares tokens and parents, but every lookup would scan one slot holding every block)."""
+    root = default_block_hash(None, (1, 2))
+    assert root == default_block_hash(None, (1, 2)) and isinstance(root, int)
+    assert root != default_block_hash(None, (1, 3))
+    child = default_block_hash(root, (5, 6))
+    assert child != default_block_hash(None, (5, 6)) and child != default_block_hash(root, (5, 7))
+    cache = HashPrefixCache(2)
+    cache.insert([1, 2, 5, 6, 1, 2, 5, 6], [0, 1, 2, 3])
+    assert len(cache._table) == 4, "four different prefixes share a slot"
