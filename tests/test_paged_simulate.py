@@ -632,3 +632,61 @@ def test_sharing_result_smallest_valid_counts():
     assert (res.block_size, res.blocks_shared, res.blocks_unshared, res.copies) == (1, 0, 1, 0)
     assert res.saving == 1.0
     assert res.analytic is None and res.detail == {}
+
+
+# --- the workload and its requests -------------------------------------------------------------------
+def _chat_lengths(n, seed, max_len, prompt_median, prompt_sigma, output_median, output_sigma):
+    """The module docstring's stream, replayed on ``Random(seed)``: per request a prompt length
+    ``round(LogNormal(ln median, sigma))`` clipped to ``[1, max_len - 1]``, then an output length
+    drawn the same way, clipped to ``[1, max_len - prompt]``."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        p = round(rng.lognormvariate(math.log(prompt_median), prompt_sigma))
+        p = min(max(p, 1), max_len - 1)
+        o = round(rng.lognormvariate(math.log(output_median), output_sigma))
+        out.append(Request(p, min(max(o, 1), max_len - p)))
+    return out
+
+
+def test_chat_workload_draws_the_documented_lengths_and_clips_them_to_the_window():
+    """Defaults are the documented chat stream (median 200, sigma 1.0 prompts; median 250, sigma 0.8
+    outputs; a 2048-token window; seed 0), the ``chat`` preset. Seed 4's 400 requests include prompts
+    clipped at 2047 (leaving one output token) and outputs clipped to fill the window."""
+    chat = (200.0, 1.0, 250.0, 0.8)
+    assert chat_workload(400) == _chat_lengths(400, 0, 2048, *chat) == chat_workload(400, **WORKLOADS["chat"])
+    reqs = chat_workload(400, seed=4)
+    assert reqs == _chat_lengths(400, 4, 2048, *chat)
+    assert any(r.prompt_len == 2047 for r in reqs)
+    assert any(r.output_len > 1 and r.total_len == 2048 for r in reqs)
+    alpaca = chat_workload(50, seed=2, max_len=512, **WORKLOADS["alpaca"])
+    assert alpaca == _chat_lengths(50, 2, 512, 15.0, 0.7, 45.0, 0.7)
+
+
+def test_chat_workload_at_its_extremes():
+    assert chat_workload(0) == []
+    assert chat_workload(5, max_len=2) == [Request(1, 1)] * 5, "a window of 2: 1 prompt + 1 output token"
+    huge = chat_workload(5, max_len=10, prompt_median=1e6, output_median=1e6)
+    assert huge == [Request(9, 1)] * 5, "the prompt is clipped to max_len - 1, the output to what is left"
+    tiny = chat_workload(5, prompt_median=1e-3, output_median=1e-3)
+    assert tiny == [Request(1, 1)] * 5, "lengths rounding to 0 become 1"
+    exact = chat_workload(3, prompt_sigma=0, output_sigma=0)
+    assert exact == [Request(200, 250)] * 3, "no spread: every request has the medians"
+
+
+def test_request_lengths_start_at_one():
+    assert Request(1, 1).total_len == 2
+    with pytest.raises(ValueError, match=r"prompt_len must be an integer >= 1, got 0"):
+        Request(0, 5)
+    with pytest.raises(ValueError, match=r"output_len must be an integer >= 1, got 0"):
+        Request(5, 0)
+
+
+def test_a_string_is_not_a_list_of_requests():
+    """A str is a Sequence; it is refused as a whole, not character by character."""
+    with pytest.raises(TypeError, match=r"requests must be a non-empty list of Request, got 'ab' \(str\)"):
+        simulate_stream("ab", PagedAllocator(16, 4))
+    with pytest.raises(TypeError, match=r"got b'ab' \(bytes\)"):
+        parallel_sampling_savings(b"ab", 2)
+    res = simulate_stream((Request(1, 1),), PagedAllocator(16, 4), keep_trace=True)  # any sequence
+    assert res.per_step["live"] == [2]
