@@ -58,6 +58,11 @@ def cached(cls: type) -> HashPrefixCache | RadixPrefixCache:
     return cache
 
 
+def _unlocked(cache: HashPrefixCache | RadixPrefixCache, block_id: int) -> HashPrefixCache | RadixPrefixCache:
+    cache.unlock(block_id)
+    return cache
+
+
 def two_managers(cache: HashPrefixCache | RadixPrefixCache) -> None:
     BlockManager(8, BS, cache).allocate(0, list(range(9)))
     BlockManager(8, BS, cache)
@@ -292,6 +297,18 @@ CASES = [
                 lambda cls=cls: cls(2).unlock(3),
                 KeyError,
                 ("block_id 3", "not cached"),
+            ),
+            Case(
+                f"{kind}-lock-twice",
+                lambda cls=cls: cached(cls).lock(1),
+                ValueError,
+                ("block_id 1", "already locked", "locked twice"),
+            ),
+            Case(
+                f"{kind}-unlock-twice",
+                lambda cls=cls: _unlocked(cached(cls), 1).unlock(1),
+                ValueError,
+                ("block_id 1", "not locked", "unlocked twice"),
             ),
             Case(
                 f"{kind}-touch-uncached", lambda cls=cls: cls(2).touch([3]), KeyError, ("[3]", "not cached")

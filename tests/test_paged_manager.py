@@ -741,6 +741,23 @@ def test_lru_ties_between_leaves_take_the_deepest_first(cls):
     cache.check_invariants()
 
 
+@pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
+def test_lru_ties_compare_depth_in_the_whole_sequence(cls):
+    """A tie between a leaf two blocks down a branch (12, below the run 10 11) and the second block of
+    another run (21, below 20), the shallow one idle first: 12 is the deeper block of the two and goes
+    first. Depth counts blocks from the root, not a block's place inside its radix run."""
+    cache = cls(2)
+    cache.insert([7, 8, 9, 9], [20, 21])
+    cache.insert([1, 2, 3, 4, 5, 6], [10, 11, 12])
+    cache.insert([1, 2, 3, 4, 7, 8], [10, 11, 13])
+    for b in (21, 20, 13, 12, 11, 10):
+        cache.unlock(b)
+    cache.touch([21, 12])
+    assert cache.evict(2) == [13, 12], "13 is the oldest; then, among equal times, the deepest"
+    assert cache.evict(3) == [11, 10, 21]  # 11 and 10 went idle before the touch
+    cache.check_invariants()
+
+
 # --- check_invariants catches every kind of corruption it names --------------------------------
 # The property tests (tests/test_paged_stateful.py and the random walks above) trust check_invariants
 # to notice a broken structure. Each case below breaks one thing behind the API's back, in a state

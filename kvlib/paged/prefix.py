@@ -352,9 +352,8 @@ class HashPrefixCache(PrefixCache):
         self._table.setdefault(key, []).append(entry)
         self._by_block[block_id] = entry
         self._num_locked += 1
-        if parent is not None:
+        if parent is not None:  # in use (checked above), so it is not in the leaf set
             parent.num_children += 1
-            self._leaves.pop(parent.block_id, None)
         return True
 
     def lock(self, block_id: int) -> None:
