@@ -49,10 +49,11 @@ MIN_OPERATIONS, MIN_EVENTS = 5000, 20
 UNDER_MUTATION = bool(os.environ.get("MUTANT_UNDER_TEST"))  # set by mutmut
 if UNDER_MUTATION:
     # `make mutation` runs this test for each of about 1,200 paged mutants it covers: there it runs a
-    # quarter of the walks, derandomized (the same walks for every mutant, no verdict by luck), and
-    # asks each event to happen at all rather than 20 times, since fewer walks reach fewer of them.
-    # The mutation rate it reports is so, if anything, understated.
-    EXAMPLES_PER_KIND, MIN_OPERATIONS, MIN_EVENTS = 50, 1000, 1
+    # quarter of the walks, derandomized, and checks only the invariants. The walks still differ with
+    # the tests mutmut runs before this one (2 of 3 kinds saw no copy-on-write after the other paged
+    # tests), so a threshold on operations or events would kill mutants for no fault of theirs; the
+    # full suite checks that the walks reach those states. The rate reported is if anything understated.
+    EXAMPLES_PER_KIND, MIN_OPERATIONS, MIN_EVENTS = 50, 0, 0
 
 executed: dict[str, int] = {}
 events: dict[str, int] = {}
