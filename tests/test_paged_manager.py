@@ -743,18 +743,20 @@ def test_lru_ties_between_leaves_take_the_deepest_first(cls):
 
 @pytest.mark.parametrize("cls", [HashPrefixCache, RadixPrefixCache])
 def test_lru_ties_compare_depth_in_the_whole_sequence(cls):
-    """A tie between a leaf two blocks down a branch (12, below the run 10 11) and the second block of
-    another run (21, below 20), the shallow one idle first: 12 is the deeper block of the two and goes
-    first. Depth counts blocks from the root, not a block's place inside its radix run."""
+    """A tie between block 13, three blocks down (below 10, 11, 12, each a radix run of its own since
+    a branch leaves after each), and block 22, the third block of the run 20 21 22, which went idle
+    first: 13 is the deeper one and goes first. Depth counts blocks from the root, through every run
+    above, not a block's place inside its own run."""
     cache = cls(2)
-    cache.insert([7, 8, 9, 9], [20, 21])
-    cache.insert([1, 2, 3, 4, 5, 6], [10, 11, 12])
-    cache.insert([1, 2, 3, 4, 7, 8], [10, 11, 13])
-    for b in (21, 20, 13, 12, 11, 10):
+    cache.insert([7, 7, 8, 8, 9, 9], [20, 21, 22])
+    cache.insert([1, 2, 3, 4, 5, 6, 0, 0], [10, 11, 12, 13])
+    for n in range(1, 4):  # branches after 10, after 11 and after 12: blocks 30, 31, 32
+        cache.insert([1, 2, 3, 4, 5, 6][: 2 * n] + [9, 9], [10, 11, 12][:n] + [29 + n])
+    for b in (22, 21, 20, 30, 31, 32, 13, 12, 11, 10):
         cache.unlock(b)
-    cache.touch([21, 12])
-    assert cache.evict(2) == [13, 12], "13 is the oldest; then, among equal times, the deepest"
-    assert cache.evict(3) == [11, 10, 21]  # 11 and 10 went idle before the touch
+    cache.touch([22, 13])
+    assert cache.evict(4) == [30, 31, 32, 13], "the old branches first; then, among equal times, the deepest"
+    assert cache.evict(1) == [12]  # 12, 11 and 10 went idle before the touch
     cache.check_invariants()
 
 
@@ -924,6 +926,11 @@ CACHE_CORRUPTIONS = {
     "bucket": (
         [HashPrefixCache],
         lambda c: c._table[c._by_block[12].key].remove(c._by_block[12]),
+        "block 12 missing from its bucket",
+    ),
+    "bucket-gone": (
+        [HashPrefixCache],
+        lambda c: c._table.pop(c._by_block[12].key),
         "block 12 missing from its bucket",
     ),
     "stale-entry": ([HashPrefixCache], _hash_stale_entry, "stale hash entry"),
