@@ -332,6 +332,12 @@ CASES = [
                 ("block_ids[1] = 0", "already cached", "another prefix"),
             ),
             Case(
+                f"{kind}-insert-block-id-cached-for-another-prefix",
+                lambda cls=cls: cached(cls).insert_block(0, [9, 9], 1),
+                ValueError,
+                ("block 1 is already cached", "another prefix"),
+            ),
+            Case(
                 f"{kind}-insert-id-twice",
                 lambda cls=cls: cls(2).insert([1, 2, 3, 4], [7, 7]),
                 ValueError,
