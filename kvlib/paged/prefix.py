@@ -493,7 +493,7 @@ class RadixPrefixCache(PrefixCache):
             child = node.children.get(blocks[i])
             if child is None:
                 break
-            k = 0  # blocks of this run that match
+            k = 1  # blocks of this run that match: the first one did, it is the child's key
             while k < len(child.key) and i + k < len(blocks) and child.key[k] == blocks[i + k]:
                 k += 1
             ids.extend(child.block_ids[:k])
