@@ -240,6 +240,24 @@ def test_hash_collisions_never_give_false_hits():
     mgr.check_invariants()
 
 
+def test_evicting_a_colliding_block_keeps_the_rest_of_its_slot():
+    """With every key colliding, all blocks share one table slot: evicting one must leave the others
+    findable, and the slot goes once it is empty."""
+    cache = HashPrefixCache(2, hash_fn=lambda parent, tokens: 0)
+    for tokens, block_id in (([1, 2], 10), ([3, 4], 11), ([5, 6], 12)):
+        cache.insert(tokens, [block_id])
+    cache.unlock(10)
+    assert cache.evict(1) == [10]
+    assert cache.match([3, 4], touch=False) == [11] and cache.match([5, 6], touch=False) == [12]
+    assert cache.match([1, 2], touch=False) == []
+    cache.check_invariants()
+    cache.unlock(11)
+    cache.unlock(12)
+    assert cache.evict(2) == [11, 12] and cache.num_cached == 0
+    assert cache._table == {}, "an emptied slot was left behind"
+    cache.check_invariants()
+
+
 def test_radix_splits_runs_and_extends_leaves():
     cache = RadixPrefixCache(2)
     mgr = BlockManager(32, 2, cache)
