@@ -75,6 +75,27 @@ def test_a_chain_that_stops_at_a_duplicate_still_needs_its_parents_in_use(cls):
     cache.check_invariants()
 
 
+@pytest.mark.parametrize("cls", CLASSES)
+def test_insert_block_of_a_cached_block_is_true_and_a_new_branch_hangs_off_its_parent(cls):
+    """Registering a block again under its own parent returns True and changes nothing, also for a
+    block inside a radix run; a block whose tokens follow the parent nowhere yet is new (True), even
+    when the same tokens sit elsewhere below the parent's run; another block for a cached prefix is
+    refused with False."""
+    a, b, c, d = (1, 2), (3, 4), (5, 6), (7, 8)
+    cache = cls(2)
+    cache.insert([*a, *b, *c], [10, 11, 12])  # one radix run 10 11 12
+    before = cache.state()
+    assert cache.insert_block(10, b, 11) is True and cache.insert_block(11, c, 12) is True
+    assert cache.insert_block(None, a, 10) is True
+    assert cache.state() == before
+    assert cache.insert_block(10, b, 99) is False and cache.state() == before
+    cache.insert([*a, *b, *d], [10, 11, 14])  # now the run 10 11 branches into 12 (c) and 14 (d)
+    assert cache.insert_block(10, c, 13) is True, "c after a is new: the cached c follows a b"
+    assert cache.match([*a, *c], touch=False) == [10, 13]
+    assert cache.match([*a, *b, *c], touch=False) == [10, 11, 12]
+    cache.check_invariants()
+
+
 # --- insert is insert_block block by block, all or nothing ------------------------------------
 def _reference_insert(cache, tokens: list[int], block_ids: list[int]):
     """What ``insert`` must do, from ``insert_block`` on a copy: register block after block, stopping
