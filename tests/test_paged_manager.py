@@ -1002,7 +1002,7 @@ def test_cache_check_invariants_names_the_corruption(case, cls):
 @pytest.mark.parametrize("kind", KINDS)
 def test_snapshot_covers_the_sequences_and_checking_changes_nothing(kind):
     """snapshot() is what the failure tests compare, so it must see a change that touches only a
-    sequence (a token written into its partial block), and must not depend on the order sequences
+    sequence (a token written into its partial block) or only a reference count, and must not depend on the order sequences
     were admitted in. check_invariants only looks: the snapshot (LRU times included) is unchanged."""
     mgr = _states_manager(kind)
     mgr.fork(0, 5)
@@ -1012,6 +1012,11 @@ def test_snapshot_covers_the_sequences_and_checking_changes_nothing(kind):
     mgr.append(0, 6)  # fills sequence 0's partial block: no block taken, only its tokens change
     assert mgr.snapshot() != before
     assert mgr.snapshot()[0][0][:2] == (0, (1, 2, 3, 4, 5, 6))
+    before = mgr.snapshot()
+    mgr.allocator.incref(0)  # only a reference count changes
+    assert mgr.snapshot() != before
+    mgr.allocator.decref(0)
+    assert mgr.snapshot() == before
     # the same sequences admitted in the other order: equal snapshots
     first, second = BlockManager(8, 2, kind), BlockManager(8, 2, kind)
     first.allocate(0, [1, 2, 3])
