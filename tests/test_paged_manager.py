@@ -1002,8 +1002,9 @@ def test_cache_check_invariants_names_the_corruption(case, cls):
 @pytest.mark.parametrize("kind", KINDS)
 def test_snapshot_covers_the_sequences_and_checking_changes_nothing(kind):
     """snapshot() is what the failure tests compare, so it must see a change that touches only a
-    sequence (a token written into its partial block) or only a reference count, and must not depend on the order sequences
-    were admitted in. check_invariants only looks: the snapshot (LRU times included) is unchanged."""
+    sequence (a token written into its partial block) or only a reference count, and must not depend
+    on the order sequences were admitted in. check_invariants only looks: the snapshot (LRU times
+    included) is unchanged."""
     mgr = _states_manager(kind)
     mgr.fork(0, 5)
     before = mgr.snapshot()
