@@ -690,3 +690,11 @@ def test_a_string_is_not_a_list_of_requests():
         parallel_sampling_savings(b"ab", 2)
     res = simulate_stream((Request(1, 1),), PagedAllocator(16, 4), keep_trace=True)  # any sequence
     assert res.per_step["live"] == [2]
+
+
+@pytest.mark.parametrize("median", ["prompt_median", "output_median"])
+@pytest.mark.parametrize("value", [0, -5.0])
+def test_chat_workload_medians_must_be_positive(median, value):
+    """A log-normal's median is > 0 (its log is taken): 0 is refused by name, not by math.log."""
+    with pytest.raises(ValueError, match=rf"^{median} must be a finite number > 0, got {value}$"):
+        chat_workload(3, **{median: value})
