@@ -171,4 +171,81 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "is false like False: a median of 0 is refused with the same 'finite number > 0' message. Checked"
         " on 16 values (0, -0.0, negatives, tiny, nan, inf, str, None, bools) for both medians.",
     ),
+    # --- kvlib.paged.manager and kvlib.paged.prefix
+    "kvlib.paged.manager.xǁBlockManagerǁ_acquire__mutmut_4": (
+        "assert self.cache is not None or self.cache.contains(block_id)",
+        "_acquire revives a block from reference count 0 only for a prefix-cache hit, which is cached, "
+        "and fork acquires blocks its parent owns (count >= 1), so with a cache both asserts pass and "
+        "without one the line is never reached; only an allocator edited behind the manager's back "
+        "tells them apart, and then both raise (AssertionError versus the cache's KeyError).",
+    ),
+    "kvlib.paged.manager.xǁBlockManagerǁ_take_fresh__mutmut_13": (
+        "assert not self.cache.contains(None)",
+        "The stale-entry guard never fires in the real code either: a block reaches the free list only "
+        "through release, which the manager calls for uncached blocks or ones evict has just "
+        "unregistered, and an adopted cache starts empty; contains(None) is always False, so both "
+        "asserts pass in every reachable state.",
+    ),
+    "kvlib.paged.manager.xǁBlockManagerǁ_check_cache__mutmut_12": (
+        "touch=None",
+        "PrefixCache.match only tests touch for truth (if touch: stamp), so None behaves exactly like "
+        "False: nothing is stamped and the ids are the same; the touch=True variants are killed by "
+        "test_snapshot_covers_the_sequences_and_checking_changes_nothing.",
+    ),
+    "kvlib.paged.prefix.xǁHashPrefixCacheǁ_insert_block__mutmut_42": (
+        "parent.depth + 2 if parent else 0",
+        "An entry's depth is private and read only by _lru_key as the tie-break -depth between leaves "
+        "with equal times; doubling every depth keeps the order of any two depths, so every eviction "
+        "picks the same block (test_lru_ties_compare_depth_in_the_whole_sequence pins that order).",
+    ),
+    "kvlib.paged.prefix.xǁHashPrefixCacheǁ_insert_block__mutmut_43": (
+        "parent.depth + 1 if parent else 1",
+        "Every depth shifts by one, and depth is private and read only by _lru_key as the tie-break "
+        "-depth between leaves, so the order of any two depths and with it every eviction is unchanged;"
+        " depth is in no public result or state().",
+    ),
+    "kvlib.paged.prefix.xǁHashPrefixCacheǁunlock__mutmut_5": (
+        "entry.locked = None",
+        "_HashEntry.locked is private and only ever read for truth (lock, unlock, evict, locked_blocks,"
+        " the leaf check, and as in_use of _check_parent_in_use), where None and False behave alike; "
+        "the class has eq=False, so no comparison sees it.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁ__init____mutmut_3": (
+        "RadixNode(key=None, block_ids=[], parent=None)",
+        "Nothing reads the root's key: lookups and checks read the keys of children only, the root is "
+        "never split or extended (split_at is 0 for it, and _insert_block skips the root when extending"
+        " a run), and eviction, cached_blocks and _structure read block_ids.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁ_split__mutmut_2": (
+        "assert 0 <= k < len(node.key)",
+        "_split has one caller, which passes split_at = idx + 1 only when idx >= 0 and idx + 1 < "
+        "len(node.block_ids) == len(node.key), so k is always in 1..len-1 and both asserts pass on "
+        "every call.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁ_split__mutmut_3": (
+        "assert 0 < k <= len(node.key)",
+        "_split has one caller, which passes split_at = idx + 1 only when idx >= 0 and idx + 1 < "
+        "len(node.block_ids) == len(node.key), so k is always in 1..len-1 and both asserts pass on "
+        "every call.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁ_depth__mutmut_2": (
+        "depth, up = (1, node.parent)",
+        "_depth is read only by _last_block_key as the tie-break -depth between evictable leaves; "
+        "starting at 1 shifts every depth by one, which keeps the order of any two, so every eviction "
+        "picks the same block.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁcheck_invariants__mutmut_16": (
+        "raise AssertionError(None)",
+        "The block-map-out-of-sync check cannot fire: PrefixCache.check_invariants runs first and "
+        "compares num_evictable (len(_node_of) - len(_in_use)) with cached minus locked, so extra or "
+        "missing map entries fail there or at 'a locked block is not cached', and a moved entry fails "
+        "_check_node's block-map check first; tried each such corruption by hand.",
+    ),
+    "kvlib.paged.prefix.xǁRadixPrefixCacheǁ_check_node__mutmut_15": (
+        "raise AssertionError(None)",
+        "The in-use-prefix check cannot fire: inside a run each block's parent is the block before it, "
+        "so an idle block before an in-use one is an in-use block with an idle parent, which "
+        "PrefixCache.check_invariants (run first) reports as 'in use but its parent is not'; tried by "
+        "hand.",
+    ),
 }

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.ch06, pytest.mark.slow]
 
 PAGED_TESTS = [
     "tests/test_paged_manager.py",
+    "tests/test_paged_prefix.py",
     "tests/test_paged_stateful.py",
     "tests/test_paged_simulate.py",
     "tests/test_bad_input_paged.py",
