@@ -698,3 +698,10 @@ def test_chat_workload_medians_must_be_positive(median, value):
     """A log-normal's median is > 0 (its log is taken): 0 is refused by name, not by math.log."""
     with pytest.raises(ValueError, match=rf"^{median} must be a finite number > 0, got {value}$"):
         chat_workload(3, **{median: value})
+
+
+def test_a_budget_of_exactly_one_block_is_a_pool_of_one_block():
+    allocator = PagedAllocator(4, 4)  # the smallest pool that can run anything
+    assert allocator.num_blocks == 1
+    with pytest.raises(ValueError, match="at least one block of block_size 4, got 3"):
+        PagedAllocator(3, 4)
