@@ -142,10 +142,13 @@ def classify(
         if module is None:
             continue  # that module was not run this time
         function = name[len(module) + 1 :]
-        if by_module[module].get(name) != "survived" or stale_equivalent(
+        status = by_module[module].get(name, "absent")
+        if status == "not checked":
+            continue  # no verdict yet, say nothing
+        if status != "survived" or stale_equivalent(
             mutant_functions(sources.get(module, "")), function, fragment
         ):
-            stale.append(f"{name} ({by_module[module].get(name, 'absent')}; listed for {fragment!r})")
+            stale.append(f"{name} ({status}; listed for {fragment!r})")
     return results, stale
 
 

@@ -95,10 +95,14 @@ def test_a_listed_equivalent_is_set_apart_only_while_its_fragment_matches():
     assert results["m"].equivalent == [] and len(stale) == 1 and "mutmut_3" in stale[0]
 
 
-def test_an_entry_for_a_mutant_that_is_now_killed_is_stale():
-    killed = {"m": {"m.x_f__mutmut_2": "killed"}}
-    _, stale = classify(killed, {"m": SOURCE}, {"m.x_f__mutmut_2": ("n <= 0", "example")})
+def test_an_entry_for_a_mutant_that_is_now_killed_or_gone_is_stale():
+    listed = {"m.x_f__mutmut_2": ("n <= 0", "example")}
+    _, stale = classify({"m": {"m.x_f__mutmut_2": "killed"}}, {"m": SOURCE}, listed)
     assert stale == ["m.x_f__mutmut_2 (killed; listed for 'n <= 0')"]
+    _, stale = classify({"m": {"m.x_f__mutmut_1": "killed"}}, {"m": SOURCE}, listed)
+    assert stale == ["m.x_f__mutmut_2 (absent; listed for 'n <= 0')"]
+    _, stale = classify({"m": {"m.x_f__mutmut_2": "not checked"}}, {"m": SOURCE}, listed)
+    assert stale == []  # no verdict yet: nothing to say
 
 
 @pytest.mark.parametrize("name", sorted(EQUIVALENT))
