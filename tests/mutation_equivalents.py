@@ -17,10 +17,25 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "require_device reads `available` only as a truth value, and None is false like False: "
         "cuda_memory_delta('cuda') on a machine without CUDA still answers None (tested).",
     ),
-    "kvlib.memory.x__check_cache_arg__mutmut_2": (
-        "XXa cache object",
-        "message text held in a local before the raises that show it; the bad-input row checks the "
-        "phrase, which the XX-wrapped text still contains (the None mutant of it is killed).",
+    "kvlib.memory.x__check_cache_arg__mutmut_3": (
+        "A CACHE OBJECT",
+        "message text held in a local before the raises that show it, upper-cased; the bad-input "
+        "tables compare a message's words case-insensitively on purpose (the XX-wrapped text is killed).",
+    ),
+    "kvlib.memory.x__storage_key__mutmut_5": (
+        "str(None)",
+        "the device separates equal addresses on two devices; a CPU-only machine has one device with "
+        "addresses (meta storages have none and take the other branch), so no test here can tell.",
+    ),
+    "kvlib.memory.x__storage_key__mutmut_6": (
+        "XXno addressXX",
+        "the label of an address-less storage's key only has to differ from every device name, which "
+        "'XXno addressXX' does as well: the sums are the same (meta and empty tensors tested).",
+    ),
+    "kvlib.memory.x__storage_key__mutmut_7": (
+        "NO ADDRESS",
+        "the label of an address-less storage's key only has to differ from every device name, which "
+        "'NO ADDRESS' does as well: the sums are the same (meta and empty tensors tested).",
     ),
     # --- kvlib.paged.simulate
     "kvlib.paged.simulate.x_simulate_stream__mutmut_42": (

@@ -381,3 +381,11 @@ def test_too_deep_error_marks_a_step_through_a_set(monkeypatch):
     monkeypatch.setattr(kvlib.memory, "MAX_DEPTH", 3)
     with pytest.raises(ValueError, match=re.escape(" at cache[0]{...}[1] (tuple)")):
         cache_nbytes([frozenset({("k", ((torch.zeros(1),),))})])
+
+
+def test_cache_nbytes_counts_two_storages_over_one_buffer_once():
+    # torch.frombuffer twice over one bytearray: two storage objects, one block of memory
+    buffer = bytearray(64)
+    first, second = (torch.frombuffer(buffer, dtype=torch.uint8) for _ in range(2))
+    assert first.untyped_storage()._cdata != second.untyped_storage()._cdata
+    assert cache_nbytes([first, second]) == 64
