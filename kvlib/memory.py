@@ -408,15 +408,12 @@ def measure_allocations(
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     live = peak = count = total = 0
-    for event in prof.events():
+    for event in prof.events():  # in order: ops with their own net bytes, '[memory]' for the rest (frees)
         delta = int(event.self_cpu_memory_usage)
-        if event.name == "[memory]":
-            live += delta  # frees (negative), attributed to no op
-        elif delta != 0:
-            if delta > 0:
-                count += 1
-                total += delta
-            live += delta
+        if delta > 0:
+            count += 1
+            total += delta
+        live += delta
         peak = max(peak, live)
     return result, AllocationStats(count, total, peak, "cpu")
 

@@ -389,3 +389,17 @@ def test_cache_nbytes_counts_two_storages_over_one_buffer_once():
     first, second = (torch.frombuffer(buffer, dtype=torch.uint8) for _ in range(2))
     assert first.untyped_storage()._cdata != second.untyped_storage()._cdata
     assert cache_nbytes([first, second]) == 64
+
+
+def test_measure_allocations_counts_each_allocation_and_the_live_peak_exactly():
+    def churn():
+        a = torch.empty(1024, dtype=torch.uint8)  # live 1024
+        b = torch.empty(2048, dtype=torch.uint8)  # 3072
+        del a  # 2048: a free, which the profiler reports outside any op
+        c = torch.empty(1, dtype=torch.uint8)  # 2049: one byte is an allocation too
+        d = torch.empty(2048, dtype=torch.uint8)  # 4097: the peak comes after the free
+        return b, c, d, b.view(-1)  # a view allocates nothing and is no allocation
+
+    result, stats = measure_allocations(churn)
+    assert len(result) == 4
+    assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes, stats.device) == (4, 5121, 4097, "cpu")
