@@ -17,6 +17,16 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "require_device reads `available` only as a truth value, and None is false like False: "
         "cuda_memory_delta('cuda') on a machine without CUDA still answers None (tested).",
     ),
+    "kvlib.memory.x_measure_allocations__mutmut_25": (
+        "profile(activities=None, profile_memory=True)",
+        "with no activities named the profiler records the CPU, plus CUDA where CUDA is present; on a "
+        "CPU-only machine that is the same single activity, so the events and sums are identical.",
+    ),
+    "kvlib.memory.x_measure_allocations__mutmut_27": (
+        "profile(profile_memory=True)",
+        "the profiler's default activities are the CPU, plus CUDA where CUDA is present; on a CPU-only "
+        "machine that is the same single activity, so the events and sums are identical.",
+    ),
     "kvlib.memory.x__check_cache_arg__mutmut_3": (
         "A CACHE OBJECT",
         "message text held in a local before the raises that show it, upper-cased; the bad-input "
