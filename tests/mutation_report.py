@@ -124,9 +124,10 @@ def classify(
     the stale entries of `equivalent`."""
     results: dict[str, ModuleResult] = {}
     stale: list[str] = []
+    functions_of = {module: mutant_functions(sources.get(module, "")) for module in by_module}
     for module, statuses in by_module.items():
         result = results[module] = ModuleResult(Counter(statuses.values()))
-        functions = mutant_functions(sources[module]) if module in sources else {}
+        functions = functions_of[module]
         for name, status in sorted(statuses.items()):
             if status != "survived":
                 continue
@@ -145,9 +146,7 @@ def classify(
         status = by_module[module].get(name, "absent")
         if status == "not checked":
             continue  # no verdict yet, say nothing
-        if status != "survived" or stale_equivalent(
-            mutant_functions(sources.get(module, "")), function, fragment
-        ):
+        if status != "survived" or stale_equivalent(functions_of[module], function, fragment):
             stale.append(f"{name} ({status}; listed for {fragment!r})")
     return results, stale
 
