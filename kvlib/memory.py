@@ -95,14 +95,11 @@ def kv_cache_bytes(
     Packed sub-byte formats (int4, int2) are rounded up to whole bytes.
     """
     sizes = [
-        require_int(name, value, minimum=0)
-        for name, value in (
-            ("num_layers", num_layers),
-            ("num_kv_heads", num_kv_heads),
-            ("head_dim", head_dim),
-            ("seq_len", seq_len),
-            ("batch", batch),
-        )
+        require_int("num_layers", num_layers, minimum=0),
+        require_int("num_kv_heads", num_kv_heads, minimum=0),
+        require_int("head_dim", head_dim, minimum=0),
+        require_int("seq_len", seq_len, minimum=0),
+        require_int("batch", batch, minimum=0),
     ]
     elements = 2 * math.prod(sizes)
     total = elements * _bytes_fraction(dtype)

@@ -403,3 +403,13 @@ def test_measure_allocations_counts_each_allocation_and_the_live_peak_exactly():
     result, stats = measure_allocations(churn)
     assert len(result) == 4
     assert (stats.num_allocs, stats.allocated_bytes, stats.peak_bytes, stats.device) == (4, 5121, 4097, "cpu")
+
+
+def test_formula_defaults_to_one_sequence_in_fp16():
+    assert kv_cache_bytes(2, 4, 8, 16) == 2 * 2 * 4 * 8 * 16 * 2
+
+
+def test_unknown_dtype_name_lists_the_known_names_comma_separated():
+    with pytest.raises(ValueError) as info:
+        bytes_per_element("fp13")
+    assert f"one of: {', '.join(sorted(_BYTES_BY_NAME))}" in str(info.value)
