@@ -413,3 +413,11 @@ def test_unknown_dtype_name_lists_the_known_names_comma_separated():
     with pytest.raises(ValueError) as info:
         bytes_per_element("fp13")
     assert f"one of: {', '.join(sorted(_BYTES_BY_NAME))}" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["num_layers", "num_kv_heads", "head_dim", "seq_len", "batch"])
+def test_formula_takes_zero_and_refuses_a_negative_size_for_every_factor(field):
+    sizes = dict(num_layers=2, num_kv_heads=4, head_dim=8, seq_len=16, batch=3)
+    assert kv_cache_bytes(**(sizes | {field: 0})) == 0  # nothing cached yet is 0 bytes, not an error
+    with pytest.raises(ValueError, match=f"{field} must be an integer >= 0, got -1"):
+        kv_cache_bytes(**(sizes | {field: -1}))
