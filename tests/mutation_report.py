@@ -23,6 +23,7 @@ Not a test module (no ``test_`` prefix): `make mutation` runs it after mutmut.
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import subprocess
 import sys
@@ -86,7 +87,7 @@ class _BlankMessageText(ast.NodeTransformer):
 
 
 def _shape_without_message_text(function: ast.FunctionDef) -> str:
-    function = _BlankMessageText().visit(ast.parse(ast.unparse(function))).body[0]
+    function = _BlankMessageText().visit(copy.deepcopy(function))
     function.name = "f"
     return ast.dump(function)
 
@@ -100,20 +101,25 @@ def mutant_functions(source: str) -> dict[str, ast.FunctionDef]:
     }
 
 
-def only_message_text_differs(functions: dict[str, ast.FunctionDef], function: str) -> bool:
+def _original_and_mutant(
+    functions: dict[str, ast.FunctionDef], function: str
+) -> tuple[ast.FunctionDef, ast.FunctionDef] | None:
     original = functions.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
     mutant = functions.get(function)
-    if original is None or mutant is None:
-        return False
-    return _shape_without_message_text(original) == _shape_without_message_text(mutant)
+    return None if original is None or mutant is None else (original, mutant)
+
+
+def only_message_text_differs(functions: dict[str, ast.FunctionDef], function: str) -> bool:
+    pair = _original_and_mutant(functions, function)
+    return pair is not None and _shape_without_message_text(pair[0]) == _shape_without_message_text(pair[1])
 
 
 def stale_equivalent(functions: dict[str, ast.FunctionDef], function: str, fragment: str) -> bool:
     """True when the listed fragment is not what this mutant changed (the names moved)."""
-    original = functions.get(function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
-    mutant = functions.get(function)
-    if original is None or mutant is None:
+    pair = _original_and_mutant(functions, function)
+    if pair is None:
         return True
+    original, mutant = pair
     return fragment not in ast.unparse(mutant) or fragment in ast.unparse(original)
 
 
