@@ -164,8 +164,8 @@ def require_device(
                 f"{name}={str(value)!r} but CUDA is not available on this machine "
                 "(torch.cuda.is_available() is False); use 'cpu'"
             )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
             raise ValueError(f"{name}={str(value)!r} but only {count} CUDA device(s) are visible")
     return device
 
