@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,13 @@ def memory_mb_arg(text: str) -> int:
             "a chapter's model"
         )
     return number
+
+
+def jobs_arg(text: str) -> int:
+    """argparse type of --jobs: a whole number of parallel gradings, at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of parallel gradings >= 1, got {text!r}")
+    return int(text)
 
 
 def notebook_file_arg(text: str) -> Path:
@@ -78,7 +86,7 @@ def cmd_check(args) -> int:
             if ex.message:
                 print(f"       {ex.message}")
         for error in report.setup_errors:
-            print(f"  warning: {error} (not your code: the notebook's own setup failed here)")
+            print(f"  warning: {error}")
     return 0 if report.score == report.max_score else 1
 
 
@@ -107,11 +115,13 @@ def cmd_grade(args) -> int:
     from .classroom import grade_submissions
 
     try:
-        summary = grade_submissions(Path(args.submissions), args.out, course_root=args.course_dir)
+        summary = grade_submissions(
+            Path(args.submissions), args.out, course_root=args.course_dir, jobs=args.jobs
+        )
     except (FileNotFoundError, NotADirectoryError, nbk.NotebookError) as exc:
         return fail(exc)
     print(summary)
-    return 0
+    return 1 if "NOT GRADED" in summary else 0
 
 
 def cmd_instructor(args) -> int:
@@ -123,12 +133,38 @@ def cmd_instructor(args) -> int:
     if directory.is_dir() and any(directory.iterdir()):
         # make_course_dir overwrites source/ and the config: never over someone's existing course
         return fail(f"{directory}: folder exists and is not empty; choose a new or empty folder")
-    names = make_course_dir(directory)
-    print(f"nbgrader course in {args.directory} with assignments: {', '.join(names)}")
-    print(
-        "next: cd there, export JUPYTER_PATH=$PWD/jupyter, run nbgrader generate_assignment NAME (README)"
-    )
+    if args.course_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.course_id):
+        return fail(
+            f"--course-id must be letters, digits, '_', '.' or '-' (a folder name), got {args.course_id!r}"
+        )
+    if args.exchange is not None:
+        problem = exchange_problem(args.exchange)
+        if problem:
+            return fail(problem)
+    names = make_course_dir(directory, exchange=args.exchange, course_id=args.course_id)
+    print(f"nbgrader course in {directory} with assignments: {', '.join(names)}")
+    if args.exchange is not None:
+        print(
+            f"students' nbgrader config (install as /etc/jupyter/nbgrader_config.py): "
+            f"{directory / 'student_nbgrader_config.py'}"
+        )
+    print(f"next: cd {directory} && nbgrader generate_assignment 01_naive_cache (README: For instructors)")
     return 0
+
+
+def exchange_problem(exchange: Path) -> str:
+    """Why nbgrader's exchange would fail at `exchange`, or "": it must exist and be writable by everyone
+    (release_assignment run as root would otherwise create it silently; as anyone else it fails)."""
+    fix = f"as an administrator: sudo mkdir -p {exchange} && sudo chmod 777 {exchange}"
+    if not exchange.is_dir():
+        return f"--exchange {exchange}: no such folder; create it first, {fix}"
+    mode = exchange.stat().st_mode & 0o777
+    if mode != 0o777:
+        return (
+            f"--exchange {exchange}: its permissions are {mode:o}, nbgrader needs 777 (every student writes "
+            f"there, and nbgrader refuses or changes other modes); {fix}"
+        )
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,18 +196,27 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "grade", help="classroom: nbgrader autograde submitted/<student>/<assignment>/, CSV + feedback"
     )
-    p.add_argument("submissions", help="a course folder holding submitted/, or the submitted/ folder itself")
+    p.add_argument(
+        "submissions",
+        help="your course folder (made by `instructor`; graded in place), or a folder holding submitted/",
+    )
     p.add_argument(
         "--out",
         type=folder_arg,
-        default=Path("grades"),
-        help="where grades.csv and feedback/ go (default: ./grades)",
+        default=None,
+        help="where grades.csv and feedback/ go (default: the course folder's grades/, else ./grades)",
     )
     p.add_argument(
         "--course-dir",
         type=folder_arg,
         default=None,
-        help="keep the nbgrader course folder here (default: temporary)",
+        help="for a bare submitted/ folder: make the nbgrader course folder here (default: temporary)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=jobs_arg,
+        default=1,
+        help="submissions graded at once, each in its own kernel of up to 6 GiB (default 1)",
     )
     p.set_defaults(func=cmd_grade)
 
@@ -179,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         "instructor", help="create an nbgrader course folder (source/, config) for nbgrader's own tools"
     )
     p.add_argument("directory")
+    p.add_argument(
+        "--exchange",
+        type=Path,
+        default=None,
+        help="the nbgrader exchange folder shared with students (JupyterHub); default: none, use your LMS",
+    )
+    p.add_argument("--course-id", default=None, help="nbgrader course id (default kv-cache-course)")
     p.set_defaults(func=cmd_instructor)
 
     args = parser.parse_args(argv)

@@ -34,6 +34,16 @@ class ExerciseResult:
 
 
 @dataclass
+class CellRun:
+    """One cell of a grading run: what ran, how it ended, and for a test cell what the learner is told."""
+
+    kind: str  # fixed, solution, test, extra or markdown (see notebook.grading_cells)
+    cell: NotebookNode
+    result: CellResult | None  # None for markdown: shown, not run
+    message: str = ""
+
+
+@dataclass
 class NotebookReport:
     notebook: str
     exercises: list[ExerciseResult] = field(default_factory=list)
@@ -41,6 +51,8 @@ class NotebookReport:
     kernel_restarts: int = 0
     # fixed (setup) cells that failed: not scored, but a sign of a broken environment or notebook
     setup_errors: list[str] = field(default_factory=list)
+    # every cell run, in order: nbgrader's autograde writes these into the graded notebook
+    cells: list[CellRun] = field(default_factory=list, repr=False)
 
     @property
     def score(self) -> float:
@@ -85,6 +97,12 @@ def solution_problem(result: CellResult, grade_id: str) -> str:
         return f"your solution cell {grade_id!r} killed the kernel: {failure_message(result)}"
     if result.ename == "MemoryError":
         return f"your solution cell {grade_id!r} ran out of memory (the grader caps memory)"
+    if result.ename == "SystemExit":  # IPython reports it as an error: the kernel lives, the cell stopped
+        code = f"({result.evalue})" if result.evalue else "()"
+        return (
+            f"your solution cell {grade_id!r} called sys.exit{code}: nothing after that call ran, so what "
+            "the cell should define is missing"
+        )
     return f"your solution cell {grade_id!r} raised {failure_message(result)}"
 
 
@@ -147,6 +165,17 @@ def setup_out_of_memory(gid: str, result: CellResult, memory_mb: int | None) -> 
     )
 
 
+def setup_error(gid: str, result: CellResult, memory_mb: int | None, learner_failed: str) -> str:
+    """A failed setup cell, and whose it probably is: the learner's if one of their cells failed earlier
+    (a setup cell using an exercise's function, or the state a sys.exit() left), the notebook's otherwise."""
+    hint = f" (out of memory under {memory_cap_text(memory_mb)}?)" if out_of_memory(result) else ""
+    if learner_failed:
+        cause = f"probably because your cell {learner_failed!r} failed before it: fix that one first"
+    else:
+        cause = "not your code: the notebook's own setup failed here"
+    return f"setup cell {gid!r}: {failure_message(result)}{hint} ({cause})"
+
+
 def missing_exercise_problems(instructor: NotebookNode, learner: NotebookNode, name: str) -> dict[str, str]:
     """What to say about exercise cells absent from `learner`; none at all means another notebook.
 
@@ -192,8 +221,12 @@ def grade(
     report = NotebookReport(name)
     problems = missing_exercise_problems(instructor, learner, name)
     learner_ran = False  # an out-of-memory setup cell before any learner code is the cap, not a score
+    learner_failed = ""  # the first learner cell that failed: a later setup failure may be its doing
     with Replayer(cwd, memory_mb, cell_timeout(instructor)) as runner:
-        for kind, cell in nbk.grading_cells(instructor, learner):
+        for kind, cell in nbk.grading_cells(instructor, learner, markdown=True):
+            if kind == "markdown":
+                report.cells.append(CellRun(kind, cell, None))
+                continue
             gid = nbk.grade_id(cell) or ""
             # Handing in kvlib's own implementation is caught by the checks themselves, from what runs
             # (autograder.checks.delegation), so a comment or an import that mentions kvlib costs nothing.
@@ -201,14 +234,14 @@ def grade(
             if kind == "fixed" and not result.ok:
                 if out_of_memory(result) and not learner_ran:  # only the instructor's code has run
                     raise setup_out_of_memory(gid, result, memory_mb)
-                hint = (
-                    f" (out of memory under {memory_cap_text(memory_mb)}?)" if out_of_memory(result) else ""
-                )
-                report.setup_errors.append(f"setup cell {gid!r}: {failure_message(result)}{hint}")
+                report.setup_errors.append(setup_error(gid, result, memory_mb, learner_failed))
             learner_ran = learner_ran or kind in ("solution", "extra")
+            if kind in ("solution", "extra") and not result.ok and not learner_failed:
+                learner_failed = gid or "one of your own cells"
             if kind == "solution" and not result.ok and gid not in problems:
                 if not (result.ename == "NotImplementedError"):
                     problems[gid] = solution_problem(result, gid)
+            message = ""
             if kind == "test":
                 exercise = points[gid]
                 problem = problems.get(exercise.solution_id)
@@ -223,6 +256,7 @@ def grade(
                     report.exercises.append(
                         ExerciseResult(exercise.solution_id, exercise.points, exercise.points)
                     )
+            report.cells.append(CellRun(kind, cell, result, message))
         report.kernel_restarts = runner.kernel.restarts
     report.seconds = time.monotonic() - started
     return report

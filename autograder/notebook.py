@@ -159,14 +159,18 @@ def mentions_reference_library(source: str) -> bool:
     return any("kvlib" in name for name in names_used(source))
 
 
-def grading_cells(instructor: NotebookNode, learner: NotebookNode) -> list[tuple[str, NotebookNode]]:
+def grading_cells(
+    instructor: NotebookNode, learner: NotebookNode, markdown: bool = False
+) -> list[tuple[str, NotebookNode]]:
     """The code cells to execute, tagged 'fixed', 'solution', 'test' or 'extra'.
 
     Instructor order and instructor sources for every fixed and test cell (edited or deleted
     test cells are restored, as nbgrader does; display-only cells are skipped, see
     :func:`is_display_only`); the learner's source for each solution cell
     (the released stub if they deleted it); the learner's own untagged cells kept, each after
-    the last tagged cell that precedes it in their notebook.
+    the last tagged cell that precedes it in their notebook. With ``markdown``, the instructor's
+    markdown cells come along in place, tagged 'markdown' (not run: they make a graded notebook
+    readable).
     """
     learner_solutions = {grade_id(c): c for c in learner.cells if is_solution(c) and grade_id(c)}
     known_ids = {grade_id(c) for c in instructor.cells if grade_id(c)}
@@ -181,6 +185,8 @@ def grading_cells(instructor: NotebookNode, learner: NotebookNode) -> list[tuple
 
     plan: list[tuple[str, NotebookNode]] = [("extra", c) for c in extras_after.get(None, [])]
     for cell in instructor.cells:
+        if cell.cell_type == "markdown" and markdown:
+            plan.append(("markdown", cell))
         if cell.cell_type != "code":
             continue
         gid = grade_id(cell)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,10 +17,17 @@ from pathlib import Path
 import nbformat
 
 from . import notebook as nbk
-from .kernel import write_kernelspec
 from .paths import solutions_dir
 
 CONFIG_TEMPLATE = Path(__file__).with_name("nbgrader_config.py")
+COURSE_ID = "kv-cache-course"  # the template's; `instructor --course-id` overrides it
+# What students' nbgrader needs to fetch and submit (nothing of the grading setup: that stays with you).
+STUDENT_CONFIG = """\
+# nbgrader configuration for the students of this course: on JupyterHub, install it for every user as
+# /etc/jupyter/nbgrader_config.py (or each student's ~/.jupyter/nbgrader_config.py).
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = {course_id!r}
+"""
 # What a chapter notebook is called (`01_naive_cache.ipynb`): the only files a release may delete as stale.
 CHAPTER_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
 
@@ -34,13 +40,27 @@ def require_folder(what: str, path: Path) -> Path:
     return path
 
 
-def make_course_dir(root: Path, solutions: Path | None = None) -> list[str]:
-    """Lay out an nbgrader course in `root`; return the assignment names."""
+def make_course_dir(
+    root: Path, solutions: Path | None = None, exchange: Path | None = None, course_id: str | None = None
+) -> list[str]:
+    """Lay out an nbgrader course in `root`; return the assignment names.
+
+    With `exchange` (the folder nbgrader's release/fetch/submit/collect share) the course config names
+    it, and `student_nbgrader_config.py` holds what every student's nbgrader needs to find the course.
+    """
     solutions = solutions or solutions_dir()
     root = require_folder("the course folder", root)
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(CONFIG_TEMPLATE, root / "nbgrader_config.py")
-    write_kernelspec(root / "jupyter")
+    config = CONFIG_TEMPLATE.read_text()
+    if course_id is not None:
+        config += f"c.CourseDirectory.course_id = {course_id!r}\n"
+    if exchange is not None:
+        exchange_config = f"c.Exchange.root = {str(Path(exchange).resolve())!r}\n"
+        config += exchange_config
+        (root / "student_nbgrader_config.py").write_text(
+            STUDENT_CONFIG.format(course_id=course_id or COURSE_ID) + exchange_config
+        )
+    (root / "nbgrader_config.py").write_text(config)
     names = []
     for path in sorted(solutions.glob("*.ipynb")):
         nb = nbk.with_fixed_cell_ids(nbk.read(path))
@@ -52,9 +72,8 @@ def make_course_dir(root: Path, solutions: Path | None = None) -> list[str]:
 
 
 def nbgrader_env(root: Path) -> dict[str, str]:
-    """Environment for nbgrader subprocesses: our kernelspec first on JUPYTER_PATH, offline hub."""
+    """Environment for nbgrader subprocesses: this Python's bin/ on PATH, offline hub."""
     env = dict(os.environ)
-    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"), env.get("JUPYTER_PATH")]))
     # nbgrader shells out to `alembic`, which lives next to this interpreter in the venv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,3 +113,4 @@ def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
         if stale.name not in expected and CHAPTER_NAME.match(stale.name):
             stale.unlink()
     return written
+

@@ -156,7 +156,7 @@ def test_hostile_edited_points_use_the_instructors_value(hostile_report):
     [
         ("loop", "did not finish"),
         ("bomb", "out of memory"),
-        ("sysexit", "SystemExit"),
+        ("sysexit", "called sys.exit(1)"),
         ("osexit", "killed the kernel"),
         ("raises", "ZeroDivisionError"),
         ("kvlib", "delegates to kvlib"),
@@ -167,6 +167,27 @@ def test_hostile_edited_points_use_the_instructors_value(hostile_report):
 )
 def test_hostile_case_gets_a_clear_message(hostile_report, name, words):
     assert words in hostile_report[name].message, hostile_report[name]
+
+
+def test_a_setup_cell_failing_after_the_learners_sys_exit_is_not_called_not_your_code(tmp_path):
+    """A setup cell that uses an exercise's function fails when that exercise called sys.exit(): the
+    warning points at the learner's cell, and says 'not your code' only when no learner cell failed."""
+    instructor = new_notebook(
+        cells=[
+            _solution("a", GOOD.format(name="a")),
+            _test("a", TEST.format(name="a")),
+            new_code_cell("doubled = a(21)"),
+        ]
+    )
+    learner = nbformat.from_dict(json.loads(json.dumps(instructor)))
+    learner.cells[0].source = "import sys\nsys.exit(2)\n" + GOOD.format(name="a")
+    report = grade(instructor, learner, "x.ipynb", tmp_path)
+    assert "called sys.exit(2)" in report.exercises[0].message, report.exercises
+    (error,) = report.setup_errors
+    assert "your cell 'a' failed before it" in error and "not your code" not in error, error
+    instructor.cells[2].source = "1 / 0"
+    report = grade(instructor, nbformat.from_dict(json.loads(json.dumps(instructor))), "x.ipynb", tmp_path)
+    assert report.score == 1 and "not your code" in report.setup_errors[0], report.setup_errors
 
 
 def test_malformed_notebook_is_named_and_exits_nonzero(tmp_path):
