@@ -105,13 +105,19 @@ def grade_submissions(
             shutil.copytree(submitted, root / "submitted", dirs_exist_ok=True)
         wanted = sorted({a for _, a in pairs})
         generate_missing_assignments(root, wanted)
+        started = time.monotonic()
         results = autograde_all(root, pairs, jobs, report)
+        seconds = time.monotonic() - started
         nbgrader(root, "export", "--to", str(out_dir.resolve() / "grades.csv"))
         for assignment in wanted:  # HTML for `nbgrader release_feedback`, hidden tests stripped
             nbgrader(root, "generate_feedback", assignment, "--force")
         lines = write_feedback(root, out_dir / "feedback")
     failed = [r for r in results if r.error]
     summary = [f"grades: {out_dir / 'grades.csv'}", f"gradebook: {root / 'gradebook.db'}" if in_place else ""]
+    summary.append(
+        f"autograded {len(results)} submission(s) in {seconds:.0f} s with {jobs} job(s): "
+        f"{seconds / max(len(results), 1):.1f} s per submission"
+    )
     summary += lines
     if failed:
         summary.append(f"{len(failed)} submission(s) NOT GRADED: see the lines above")
