@@ -54,6 +54,8 @@ def _write_bad_inputs(root) -> None:
     (root / "nonempty").mkdir(exist_ok=True)
     (root / "nonempty" / "keep.txt").write_text("an existing course\n")
     (root / "course_no_submitted").mkdir(exist_ok=True)
+    (root / "exchange_private").mkdir(exist_ok=True)
+    (root / "exchange_private").chmod(0o755)  # what mkdir gives: students could not write there
     (root / "course_empty" / "submitted").mkdir(parents=True, exist_ok=True)
     (root / "with_submission" / "submitted" / "alice" / "00_setup").mkdir(parents=True, exist_ok=True)
     (root / "unknown_assignment" / "submitted" / "alice" / "99_nope").mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,25 @@ CLI_CASES = [
     ),
     CliCase("instructor-onto-a-file", ["instructor", f"{BAD}/a_file"], ("a_file", "is a file")),
     CliCase("instructor-onto-nonempty", ["instructor", f"{BAD}/nonempty"], ("nonempty", "not empty")),
+    CliCase("grade-jobs-zero", ["grade", f"{BAD}/course_empty", "--jobs", "0"], ("--jobs", ">= 1", "'0'")),
+    CliCase(
+        "grade-jobs-text", ["grade", f"{BAD}/course_empty", "--jobs", "all"], ("--jobs", ">= 1", "'all'")
+    ),
+    CliCase(
+        "instructor-exchange-missing",
+        ["instructor", f"{BAD}/new_course", "--exchange", f"{BAD}/no_exchange"],
+        ("--exchange", "no such folder", "sudo mkdir -p", "chmod 777"),
+    ),
+    CliCase(
+        "instructor-exchange-not-shared",
+        ["instructor", f"{BAD}/new_course", "--exchange", f"{BAD}/exchange_private"],
+        ("--exchange", "755", "needs 777", "chmod 777"),
+    ),
+    CliCase(
+        "instructor-course-id-with-a-slash",
+        ["instructor", f"{BAD}/new_course", "--course-id", "kv/2026"],
+        ("--course-id", "folder name", "'kv/2026'"),
+    ),
     CliCase("release-out-is-a-file", ["release", "--out", f"{BAD}/a_file"], ("--out", "folder", "a_file")),
 ]
 
