@@ -164,7 +164,9 @@ class MemoryCalculator:
     `display(calc.widget)` in a notebook. Sliders: layers, KV heads, head dim, sequence length,
     batch; dropdowns: dtype, GPU budget, and a preset that loads a model from MODEL_CONFIGS.
     Readable state: `calc.bytes` (int), `calc.text` (the label's text), `calc.fraction` (share of
-    the budget). `calc.set(seq_len=8192, ...)` moves the widgets from code.
+    the budget), `calc.budget_text` (the budget in bytes, GiB and GB, shown under the bar).
+    `calc.set(seq_len=8192, ...)` moves the widgets from code. Every number it shows lives in the
+    widget and follows the controls: display the calculator itself (`calc`), never a printed copy.
     """
 
     def __init__(
@@ -258,6 +260,8 @@ class MemoryCalculator:
             f"KV cache: {format_bytes(self.bytes)} ({self.bytes:,} bytes), "
             f"{format_bytes(per_token)} per token; {100 * self.fraction:.1f}% of {self.budget.value}"
         )
+        # The budget in three units (the slip of chapter 02's section 1): 1 GB = 10**9 bytes, 1 GiB = 2**30.
+        self.budget_text = f"GPU budget: {budget:,} bytes = {budget / GiB:.1f} GiB = {budget / 1e9:.1f} GB"
         self.label.value = self.text
         width = min(100.0, 100 * self.fraction)
         color = "#2a9d8f" if self.fraction <= 1 else "#e63946"
@@ -265,7 +269,7 @@ class MemoryCalculator:
         self.bar.value = (
             f'<div style="width:440px;border:1px solid #999;height:16px">'
             f'<div style="width:{width:.1f}%;background:{color};height:16px"></div></div>'
-            f"<small>{100 * self.fraction:.1f}% of {self.budget.value}{over}</small>"
+            f"<small>{100 * self.fraction:.1f}% of {self.budget.value}{over}<br>{self.budget_text}</small>"
         )
 
     def set(self, **values: Any) -> MemoryCalculator:
@@ -281,7 +285,15 @@ class MemoryCalculator:
         return self
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget; where widgets do not render (a terminal, a static page), the text at display time.
+
+        Display it once (`calc` as a cell's last line) and read nothing else into the cell's output: a
+        `print(calc.text)` next to the widget stays at its first value while the widget's label moves on.
+        """
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/plain"] = f"{self.text}\n{self.budget_text}"
+        return bundle
 
 
 _CONTROLS = ("preset", "layers", "kv_heads", "head_dim", "seq_len", "batch", "dtype", "budget")

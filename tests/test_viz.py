@@ -47,3 +47,47 @@ def test_memory_calculator_tracks_its_sliders():
     assert calc.fraction > 1 and "does not fit" in calc.bar.value
     with pytest.raises(KeyError):
         calc.set(colour="red")
+
+
+def shown_text(calc: MemoryCalculator) -> str:
+    """Everything the calculator's widget shows as text (labels and HTML), in order."""
+    return "\n".join(str(c.value) for c in calc.widget.children if c.__class__.__name__ in ("Label", "HTML"))
+
+
+def test_memory_calculator_shows_one_live_result():
+    calc = MemoryCalculator(preset="Llama-3-8B", seq_len=8192, batch=8, dtype="bf16")
+    assert "8.00 GiB" in shown_text(calc) and "85,899,345,920 bytes = 80.0 GiB = 85.9 GB" in shown_text(calc)
+    calc.set(preset="Llama-2-70B")  # 80 layers x 8 KV heads: 2.5x the cache of Llama-3-8B
+    assert "20.00 GiB" in shown_text(calc) and "8.00 GiB" not in shown_text(calc)
+    calc.set(budget="RTX 4090: 24 GiB")
+    assert calc.budget_text == "GPU budget: 25,769,803,776 bytes = 24.0 GiB = 25.8 GB"
+    assert calc.budget_text in calc.bar.value and "80.0 GiB" not in shown_text(calc)
+    # Displayed once: the live widget, and the current text where widgets do not render.
+    bundle = calc._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == calc.widget.model_id
+    assert bundle["text/plain"] == f"{calc.text}\n{calc.budget_text}" and "20.00 GiB" in bundle["text/plain"]
+
+
+def test_chapter_02_calculator_cell_has_one_output(repo):
+    """The notebook shows the calculator once, as the widget: no printed copy that goes stale."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(repo / "solutions" / "02_memory.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "MemoryCalculator(" in c.source]
+    assert len(cells) == 1, "chapter 02 builds its calculator in one cell"
+    probe = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from IPython.display import display\nfrom kvlib.viz import MemoryCalculator"
+            ),
+            nbformat.v4.new_code_cell(cells[0].source),
+            nbformat.v4.new_code_cell('calc.set(preset="Llama-2-70B")\nprint(calc.label.value)'),
+        ]
+    )
+    NotebookClient(probe, timeout=120, kernel_name="python3").execute()
+    outputs = probe.cells[1].outputs
+    kinds = [o.output_type for o in outputs]
+    assert kinds in (["execute_result"], ["display_data"]), [o.get("text", o.output_type) for o in outputs]
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0].data
+    assert "20.00 GiB" in probe.cells[2].outputs[0].text
