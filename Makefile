@@ -30,8 +30,13 @@ $(STAMP): pyproject.toml
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The venv's bin/ goes first on PATH, so `python -m autograder check X.ipynb` works in JupyterLab's
-# terminals (they open in course/ and inherit this environment).
+# terminals (they open in course/ and inherit this environment). The learner's own Jupyter config
+# folder goes first on JUPYTER_CONFIG_PATH: it turns nbgrader's instructor plugins off for this server
+# only (autograder/labsettings.py); `jupyter lab` in an instructor's course folder still has them.
+LEARNER_CONFIG := $(abspath $(VENV))/etc/kvcourse-learner
 lab: setup
+	$(PY) -m autograder.labsettings --learner $(LEARNER_CONFIG)
+	JUPYTER_CONFIG_PATH="$(LEARNER_CONFIG)$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))" \
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m jupyter lab --ServerApp.root_dir=$(LAB_ROOT) $(ROOT_FLAG) $(ARGS)
 
 test: setup

@@ -1,22 +1,33 @@
-"""The learner's lab: Run All goes past unsolved exercises.
+"""The learner's lab: Run All goes past unsolved exercises, and `make lab` shows no instructor menus.
 
 Released notebooks tag every solution and test cell `raises-exception` (autograder/release.py), the
 tag JupyterLab's Run All and nbclient honour: the cell's error is shown and the run goes on. Here
 nbclient runs each released notebook as Run All would: it stops at the first error in an untagged
 cell, so reaching the last cell proves every fixed cell copes with unsolved exercises.
+
+`make lab` puts a learner-only config folder first on JUPYTER_CONFIG_PATH that turns nbgrader's
+JupyterLab plugins and server extensions off (autograder/labsettings.py); the environment keeps
+them, so `jupyter lab` in an instructor's course folder has the formgrader.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import COURSE, REPO
 from nbclient import NotebookClient
 
+from autograder import labsettings
 from autograder import notebook as nbk
 from autograder.release import RAISES_EXCEPTION, tag_exercise_cells
+
+NBGRADER_LABEXTENSION = REPO / ".venv" / "share" / "jupyter" / "labextensions" / "@jupyter" / "nbgrader"
 
 
 def tagged(cell) -> bool:
@@ -91,3 +102,50 @@ def test_run_all_of_a_released_notebook_reaches_its_last_cell(path, tmp_path):
             )
         else:  # a released solution cell only defines a stub: defining it must work
             assert not errors(cell), f"{path.name}: solution cell {gid} raised {errors(cell)}"
+
+
+# ---------------------------------------------------------------- no instructor menus for learners
+
+
+def installed_nbgrader_plugin_ids() -> set[str]:
+    """The JupyterLab plugin ids that the installed @jupyter/nbgrader bundle declares."""
+    ids = set()
+    for script in (NBGRADER_LABEXTENSION / "static").glob("*.js"):
+        ids |= set(re.findall(r'"(@jupyter/nbgrader:[a-z][a-z-]*)"', script.read_text(errors="replace")))
+    return ids
+
+
+def test_learner_config_disables_every_installed_nbgrader_plugin():
+    if not NBGRADER_LABEXTENSION.is_dir():
+        pytest.skip("nbgrader's JupyterLab extension is not installed in .venv")
+    installed = installed_nbgrader_plugin_ids()
+    assert "@jupyter/nbgrader:formgrader" in installed and "@jupyter/nbgrader:create-assignment" in installed
+    # A new plugin in an nbgrader upgrade must be looked at (learner or instructor?) before it ships.
+    listed = set(labsettings.NBGRADER_LAB_PLUGINS)
+    assert installed == listed, f"installed but not listed: {installed - listed}; gone: {listed - installed}"
+
+
+def test_learner_config_files(tmp_path):
+    folder = labsettings.write_learner_config(tmp_path / "learner")
+    page = json.loads((folder / "labconfig" / "page_config.json").read_text())
+    assert page == {"disabledExtensions": {plugin: True for plugin in labsettings.NBGRADER_LAB_PLUGINS}}
+    server = json.loads((folder / "jupyter_server_config.json").read_text())
+    extensions = server["ServerApp"]["jpserver_extensions"]
+    assert extensions == {name: False for name in labsettings.NBGRADER_SERVER_EXTENSIONS}
+    installed = json.loads(
+        (REPO / ".venv" / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader.json").read_text()
+    )["ServerApp"]["jpserver_extensions"]
+    assert set(installed) == set(extensions), "nbgrader's server extensions changed"
+    labsettings.write_learner_config(folder)  # a second `make lab` rewrites it in place
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="file"):
+        labsettings.write_learner_config(tmp_path / "file")
+
+
+def test_make_lab_uses_the_learner_config_folder():
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    folder = str(Path(REPO / ".venv" / "etc" / "kvcourse-learner"))
+    assert f"-m autograder.labsettings --learner {folder}" in dry_run
+    assert f'JUPYTER_CONFIG_PATH="{folder}' in dry_run
