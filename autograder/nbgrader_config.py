@@ -12,25 +12,30 @@ c.CourseDirectory.course_id = "kv-cache-course"
 # Solutions are cleared with the same stub everywhere, so released notebooks score 0.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Autograde exactly as `python -m autograder check` does (autograder/nbgrader_grading.py): the same
-# cells (deleted or edited test and setup cells restored), the same memory-capped kernel and per-cell
-# timeout, the same messages. nbgrader's own Execute is left out of the pipeline.
+# nbgrader's own pipelines, with three changes (taken from nbgrader's defaults, so a 0.9.x release that
+# adds a step keeps it):
+# - autograde grades exactly as `python -m autograder check` does (autograder/nbgrader_grading.py): the
+#   same cells (deleted or edited test and setup cells restored), the same memory-capped kernel and
+#   per-cell timeout, the same messages; nbgrader's Execute step is replaced;
+# - generate_assignment tags exercise cells `raises-exception`, so Run All in a student's JupyterLab
+#   goes past unsolved exercises (grading still scores them);
+# - generate_feedback shows test cells without their hidden region.
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback  # noqa: E402
+
+OURS = "autograder.nbgrader_grading."
+
+
+def _default(converter: type, trait: str) -> list:
+    return list(converter.class_traits()[trait].default())
+
+
 c.Autograde.autograde_preprocessors = [
-    "autograder.nbgrader_grading.GradeLikeCheck",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    OURS + "GradeLikeCheck" if step.__name__ == "Execute" else step
+    for step in _default(Autograde, "autograde_preprocessors")
 ]
 c.GradeLikeCheck.memory_mb = None  # MiB; None: the grader's default (6144)
-# Feedback (`nbgrader generate_feedback`) shows test cells without their hidden region.
-c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
-    "autograder.nbgrader_grading.HideTestSource",
-    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-]
+c.GenerateAssignment.preprocessors = [*_default(GenerateAssignment, "preprocessors"), OURS + "TagRunAll"]
+c.GenerateFeedback.preprocessors = [*_default(GenerateFeedback, "preprocessors"), OURS + "HideTestSource"]
 
 # Quiet what is expected: every released test cell differs from its source (the hidden tests were cut),
 # so nbgrader warns "checksum has changed" for each one of each submission; SQLAlchemy warns when

@@ -116,6 +116,13 @@ class GradeLikeCheck(NbGraderPreprocessor):
         return nb, resources
 
 
+class TagRunAll(NbGraderPreprocessor):
+    """generate_assignment: tag exercise cells ``raises-exception`` (see notebook.tag_exercise_cells)."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        return nbk.tag_exercise_cells(nb), resources
+
+
 class HideTestSource(NbGraderPreprocessor):
     """Feedback pipeline: drop the hidden-test region from every test cell (nbgrader issue #917 shows
     it in feedback otherwise). Error outputs already carry only the check's message."""

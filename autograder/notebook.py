@@ -18,6 +18,8 @@ import nbformat
 from nbformat import NotebookNode
 
 DEFAULT_BUDGET_S = 120
+# The cell tag JupyterLab's Run All and nbclient honour: an error in the cell is shown, and the run goes on.
+RAISES_EXCEPTION = "raises-exception"
 
 
 class NotebookError(Exception):
@@ -139,6 +141,23 @@ def with_fixed_cell_ids(nb: NotebookNode) -> NotebookNode:
             "grade_id": f"fixed_{digest}{suffix}",
             "schema_version": 3,
         }
+    return nb
+
+
+def tag_exercise_cells(nb: NotebookNode) -> NotebookNode:
+    """Tag every solution and test cell ``raises-exception``, so Run All goes past unsolved exercises.
+
+    A released test cell raises until the learner solves its exercise; without the tag, Run All in
+    JupyterLab (and nbclient) stops there and no later figure or widget appears. Grading is not
+    affected: it runs cells itself and scores a test cell by whether it raised. Only the released
+    copies are tagged (nbgrader's generate_assignment does it, see nbgrader_grading.TagRunAll): the
+    solutions must still fail loudly when a test cell raises.
+    """
+    for cell in nb.cells:
+        if is_solution(cell) or is_test(cell):
+            tags = cell.metadata.setdefault("tags", [])
+            if RAISES_EXCEPTION not in tags:
+                tags.append(RAISES_EXCEPTION)
     return nb
 
 

@@ -30,8 +30,6 @@ c.CourseDirectory.course_id = {course_id!r}
 """
 # What a chapter notebook is called (`01_naive_cache.ipynb`): the only files a release may delete as stale.
 CHAPTER_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
-# The cell tag JupyterLab's Run All and nbclient honour: an error in the cell is shown, and the run goes on.
-RAISES_EXCEPTION = "raises-exception"
 
 
 def require_folder(what: str, path: Path) -> Path:
@@ -107,7 +105,6 @@ def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
         for name in names:
             nbgrader(root, "generate_assignment", name, "--force", "--no-db")
             generated = nbformat.read(root / "release" / name / f"{name}.ipynb", as_version=4)
-            tag_exercise_cells(generated)
             target = out_dir / f"{name}.ipynb"
             nbformat.write(generated, target)
             written.append(target)
@@ -116,19 +113,3 @@ def release(out_dir: Path, solutions: Path | None = None) -> list[Path]:
         if stale.name not in expected and CHAPTER_NAME.match(stale.name):
             stale.unlink()
     return written
-
-
-def tag_exercise_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Tag every solution and test cell ``raises-exception``, so Run All goes past unsolved exercises.
-
-    A released test cell raises until the learner solves its exercise; without the tag, Run All in
-    JupyterLab (and nbclient) stops there and no later figure or widget appears. Grading is not
-    affected: it runs cells itself and scores a test cell by whether it raised. Only the released
-    copies are tagged: the solutions must still fail loudly when a test cell raises.
-    """
-    for cell in nb.cells:
-        if nbk.is_solution(cell) or nbk.is_test(cell):
-            tags = cell.metadata.setdefault("tags", [])
-            if RAISES_EXCEPTION not in tags:
-                tags.append(RAISES_EXCEPTION)
-    return nb

@@ -22,7 +22,13 @@ from conftest import COURSE, REPO, SOLUTIONS
 from autograder import notebook as nbk
 from autograder.classroom import make_submission, read_grades_csv, run_findings, tampering_findings
 from autograder.grading import check_notebook
-from autograder.nbgrader_grading import HIDDEN_TESTS_NOTE, GradeLikeCheck, HideTestSource, strip_hidden_tests
+from autograder.nbgrader_grading import (
+    HIDDEN_TESTS_NOTE,
+    GradeLikeCheck,
+    HideTestSource,
+    TagRunAll,
+    strip_hidden_tests,
+)
 from autograder.release import make_course_dir
 
 pytestmark = pytest.mark.autograder
@@ -206,6 +212,9 @@ def test_exchange_round_trip_with_two_students(tmp_path):
         home.mkdir()
         (home / "nbgrader_config.py").write_text((course / "student_nbgrader_config.py").read_text())
         run(["nbgrader", "fetch_assignment", "00_setup"], home, student)
+        fetched = nbk.read(home / "00_setup" / "00_setup.ipynb")  # tagged as course/ is: Run All goes on
+        tests = [c for c in fetched.cells if nbk.is_test(c)]
+        assert tests and all(nbk.RAISES_EXCEPTION in c.metadata.get("tags", []) for c in tests)
         if student == "alice":
             path = home / "00_setup" / "00_setup.ipynb"
             nb = nbformat.read(path, as_version=4)
@@ -229,15 +238,27 @@ def test_exchange_round_trip_with_two_students(tmp_path):
 # ---------------------------------------------------------------- the pieces
 
 
-def test_grade_like_check_is_enabled_where_nbgrader_registers_it():
-    """nbconvert registers plain preprocessors disabled: ours would then leave every test cell without an
-    error, which nbgrader scores as full marks (a released notebook got 10/10 that way)."""
-    assert GradeLikeCheck().enabled and HideTestSource().enabled
-    config = (REPO / "autograder" / "nbgrader_config.py").read_text()
-    assert (
-        "autograder.nbgrader_grading.GradeLikeCheck" in config
-        and "nbgrader.preprocessors.Execute" not in config
-    )
+def test_course_config_swaps_in_our_steps_and_they_are_enabled(tmp_path):
+    """The pipelines nbgrader builds from the course config: our grading instead of Execute, tagging at
+    release, hidden tests cut from feedback. nbconvert registers plain preprocessors disabled: ours
+    would then leave every test cell without an error, which nbgrader scores as full marks (a released
+    notebook got 10/10 that way), so they must be enabled by default."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    make_course_dir(tmp_path)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    names = {
+        key: [step if isinstance(step, str) else step.__name__ for step in steps]
+        for key, steps in (
+            ("autograde", config.Autograde.autograde_preprocessors),
+            ("release", config.GenerateAssignment.preprocessors),
+            ("feedback", config.GenerateFeedback.preprocessors),
+        )
+    }
+    assert "Execute" not in names["autograde"] and names["autograde"][0].endswith(".GradeLikeCheck")
+    assert "SaveAutoGrades" in names["autograde"] and "ClearHiddenTests" in names["release"]
+    assert names["release"][-1].endswith(".TagRunAll") and names["feedback"][-1].endswith(".HideTestSource")
+    assert GradeLikeCheck().enabled and HideTestSource().enabled and TagRunAll().enabled
 
 
 def test_strip_hidden_tests_keeps_the_visible_part_and_the_indent():

@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 
 from autograder import labsettings
 from autograder import notebook as nbk
-from autograder.release import RAISES_EXCEPTION, tag_exercise_cells
+from autograder.notebook import RAISES_EXCEPTION, tag_exercise_cells
 
 NBGRADER_LABEXTENSION = REPO / ".venv" / "share" / "jupyter" / "labextensions" / "@jupyter" / "nbgrader"
 
