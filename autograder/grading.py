@@ -115,10 +115,10 @@ class Replayer:
         self.history: list[str] = []
 
     def __enter__(self) -> Replayer:
-        self.kernel.start()
+        self.kernel.__enter__()
         prelude = self.kernel.run(PRELUDE, timeout=120)
         if not prelude.ok:  # importing torch failed before any notebook code: never a score
-            self.kernel.shutdown()
+            self.kernel.close()
             cap = memory_cap_text(self.kernel.memory_mb)
             raise KernelUnavailable(
                 f"the grading kernel could not start: importing torch failed under {cap} "
@@ -128,7 +128,7 @@ class Replayer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.kernel.shutdown()
+        self.kernel.close()
 
     def run(self, code: str, remember: bool = True) -> CellResult:
         result = self.kernel.run(code, timeout=self.timeout)

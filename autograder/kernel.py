@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from kvlib.validate import require_int
 from .sandbox_kernel import DEFAULT_MEMORY_MB
 
 KERNEL_NAME = "kvcourse-grader"
+SPEC_PREFIX = "kvcourse-kernelspec-"
 
 
 class KernelUnavailable(RuntimeError):
@@ -74,8 +76,7 @@ class GradingKernel:
     """One memory-capped IPython kernel, started in `cwd`, driven cell by cell."""
 
     def __init__(self, cwd: Path, memory_mb: int | None = None, env: dict[str, str] | None = None):
-        self._spec_root = Path(tempfile.mkdtemp(prefix="kvcourse-kernelspec-"))
-        write_kernelspec(self._spec_root)
+        self._spec_root: Path | None = None  # private kernelspec folder: made by start(), removed by close()
         self.cwd = Path(cwd)
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("MPLBACKEND", "Agg")
@@ -89,6 +90,8 @@ class GradingKernel:
         self.restarts = 0
 
     def start(self) -> None:
+        if self._spec_root is None:
+            self._spec_root = write_kernelspec(Path(tempfile.mkdtemp(prefix=SPEC_PREFIX)))
         ksm = KernelSpecManager(kernel_dirs=[str(self._spec_root / "kernels")])
         # ipc: local sockets in the spec folder, no TCP port (and no plain-TCP warning).
         self.km = KernelManager(
@@ -116,8 +119,8 @@ class GradingKernel:
 
     def log_tail(self) -> str:
         """The last line the kernel process wrote to its stderr, for error messages."""
-        path = self._spec_root / "kernel.log"
-        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        path = self._spec_root / "kernel.log" if self._spec_root is not None else None
+        lines = path.read_text(errors="replace").strip().splitlines() if path and path.exists() else []
         return lines[-1].strip()[:200] if lines else "nothing"
 
     def restart(self) -> None:
@@ -135,12 +138,23 @@ class GradingKernel:
                 pass
         self.kc = self.km = None
 
+    def close(self) -> None:
+        """Shut down and remove the private kernelspec folder (a class of 100 submissions made 100)."""
+        self.shutdown()
+        if self._spec_root is not None:
+            shutil.rmtree(self._spec_root, ignore_errors=True)
+            self._spec_root = None
+
     def __enter__(self) -> GradingKernel:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.shutdown()
+        self.close()
 
     def run(self, code: str, timeout: float = 60.0) -> CellResult:
         """Execute `code`; wait at most `timeout` seconds for it to finish."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -14,6 +16,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from autograder import notebook as nbk
 from autograder.classroom import grade_submissions, make_submission, read_grades_csv
 from autograder.grading import check_notebook, grade
+from autograder.kernel import SPEC_PREFIX
 from autograder.mutation import MIN_MUTANTS_PER_EXERCISE, catalog, run_mutants, summarize
 from autograder.paths import mutants_dir
 
@@ -181,7 +184,10 @@ def test_a_setup_cell_failing_after_the_learners_sys_exit_is_not_called_not_your
     )
     learner = nbformat.from_dict(json.loads(json.dumps(instructor)))
     learner.cells[0].source = "import sys\nsys.exit(2)\n" + GOOD.format(name="a")
+    spec_folders = set(Path(tempfile.gettempdir()).glob(f"{SPEC_PREFIX}*"))
     report = grade(instructor, learner, "x.ipynb", tmp_path)
+    # each grading kernel's private kernelspec folder is removed with it (grading a class made hundreds)
+    assert set(Path(tempfile.gettempdir()).glob(f"{SPEC_PREFIX}*")) <= spec_folders
     assert "called sys.exit(2)" in report.exercises[0].message, report.exercises
     (error,) = report.setup_errors
     assert "your cell 'a' failed before it" in error and "not your code" not in error, error
