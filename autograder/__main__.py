@@ -118,10 +118,14 @@ def cmd_grade(args) -> int:
         summary = grade_submissions(
             Path(args.submissions), args.out, course_root=args.course_dir, jobs=args.jobs
         )
-    except (FileNotFoundError, NotADirectoryError, nbk.NotebookError) as exc:
+    except (FileNotFoundError, NotADirectoryError, ValueError, nbk.NotebookError) as exc:
+        return fail(exc)
+    except (
+        RuntimeError
+    ) as exc:  # an nbgrader step for the whole course failed (its output follows), or feedback leaked
         return fail(exc)
     print(summary)
-    return 1 if "NOT GRADED" in summary else 0
+    return 1 if summary.failed else 0
 
 
 def cmd_instructor(args) -> int:

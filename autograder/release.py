@@ -81,10 +81,12 @@ def nbgrader_env(root: Path) -> dict[str, str]:
     return env
 
 
-def nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run one nbgrader command in the course directory; raise with its output if it fails."""
+def nbgrader(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run one nbgrader command in the course directory (`env`: extra variables); raise with its output
+    if it fails."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=root, env=nbgrader_env(root), capture_output=True, text=True)
+    env = {**nbgrader_env(root), **(env or {})}
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

@@ -8,7 +8,7 @@ deleted setup cell, a `sys.exit()` in a solution.
 
 from __future__ import annotations
 
-import html
+import json
 import os
 import re
 import subprocess
@@ -20,7 +20,17 @@ import pytest
 from conftest import COURSE, REPO, SOLUTIONS
 
 from autograder import notebook as nbk
-from autograder.classroom import make_submission, read_grades_csv, run_findings, tampering_findings
+from autograder.classroom import (
+    OutdatedCourseConfig,
+    grade_submissions,
+    make_submission,
+    read_grades_csv,
+    require_no_hidden_tests,
+    run_findings,
+    submission_layout,
+    tampering_findings,
+    visible_text,
+)
 from autograder.grading import check_notebook
 from autograder.nbgrader_grading import (
     HIDDEN_TESTS_NOTE,
@@ -119,12 +129,6 @@ def hidden_only_lines(notebook: Path) -> list[str]:
                 inside = (inside or "BEGIN HIDDEN TESTS" in line) and "END HIDDEN TESTS" not in line
                 (hidden if inside else visible).add(line.strip())
     return sorted(line for line in hidden - visible if len(line) > 12 and "HIDDEN TESTS" not in line)
-
-
-def visible_text(path: Path) -> str:
-    """What a reader sees of a feedback file: HTML tags dropped (highlighting splits code into spans)."""
-    text = path.read_text()
-    return html.unescape(re.sub(r"<[^>]+>", "", text)) if path.suffix == ".html" else text
 
 
 def assert_no_hidden_source(files: list[Path], notebook: Path) -> None:
@@ -298,3 +302,82 @@ def test_run_findings_read_the_graded_outputs():
     findings = run_findings(graded)
     assert len(findings) == 3 and "sys.exit" in findings[0] and "kernel exited" in findings[1]
     assert "timeout" in findings[2]
+
+
+def test_setup_cells_without_ids_are_not_reported_deleted():
+    """An editor that drops cell metadata leaves setup cells without ids; grading finds them by source."""
+    submitted = _released()
+    for c in submitted.cells:
+        if c.cell_type == "code" and not (nbk.is_solution(c) or nbk.is_test(c)):
+            c.metadata.pop("nbgrader", None)
+    assert tampering_findings(_released(), submitted) == []
+
+
+def test_submission_layout_names_every_folder_it_cannot_grade(tmp_path):
+    root = tmp_path / "course"
+    make_course_dir(root)
+    submitted = root / "submitted"
+    for student, name in [("ann", "00_setup"), ("ben", "my_setup"), ("cat", None)]:
+        folder = submitted / student / "00_setup"
+        folder.mkdir(parents=True)
+        if name:
+            (folder / f"{name}.ipynb").write_text("{}")
+    (submitted / "dan").mkdir()
+    (submitted / "eve").mkdir()
+    (submitted / "eve" / "00_setup.ipynb").write_text("{}")
+    pairs, problems = submission_layout(root, submitted)
+    assert pairs == [("ann", "00_setup")]
+    said = dict(problems)
+    assert "found my_setup.ipynb; rename it" in said["ben"] and "00_setup.ipynb" in said["ben"]
+    assert "no notebook in it" in said["cat"] and "no assignment folder" in said["dan"]
+    assert "not in an assignment folder" in said["eve"], said
+
+
+def test_an_outdated_course_config_is_refused_before_grading(tmp_path):
+    """A course folder made before grading moved into nbgrader's pipeline would score by nbgrader's rules
+    and put hidden tests in feedback: refused, with the command that fixes it."""
+    course = tmp_path / "course"
+    make_course_dir(course)
+    make_submission(COURSE / "00_setup.ipynb", "ann", course)
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.course_id = 'kv-cache-course'\nc.Execute.timeout = 60\n"
+    )
+    with pytest.raises(OutdatedCourseConfig, match="lacks GradeLikeCheck, HideTestSource.*cp "):
+        grade_submissions(course)
+    assert not (course / "grades").exists() and not (course / "autograded").exists()
+
+
+def test_feedback_showing_hidden_tests_is_deleted_and_reported(tmp_path):
+    leaky, clean = tmp_path / "a" / "x.html", tmp_path / "b" / "x.html"
+    for path, text in ((leaky, "<span>### BEGIN HIDDEN TESTS</span>"), (clean, "<p>0 / 1</p>")):
+        path.parent.mkdir()
+        path.write_text(text)
+    with pytest.raises(RuntimeError, match="1 feedback file"):
+        require_no_hidden_tests(tmp_path)
+    assert not leaky.exists() and clean.exists()
+
+
+@pytest.mark.slow
+def test_one_broken_submission_does_not_stop_the_class(tmp_path):
+    """A notebook nbformat's validator rejects (nbgrader grades it), a misnamed one, a stray one: the first
+    is graded, the others are reported NOT GRADED by name, every student is in the CSV, exit status 1."""
+    course = tmp_path / "course"
+    make_course_dir(course)
+    odd = make_submission(COURSE / "00_setup.ipynb", "ann", course)
+    raw = json.loads(odd.read_text())
+    raw["cells"][0]["unexpected_key"] = 1
+    odd.write_text(json.dumps(raw))
+    misnamed = make_submission(COURSE / "00_setup.ipynb", "ben", course)
+    misnamed.rename(misnamed.with_name("my_setup.ipynb"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(course / "submitted")],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"\] ann +00_setup +0/1", proc.stdout), proc.stdout
+    assert "NOT GRADED: ben: 00_setup/ lacks 00_setup.ipynb (found my_setup.ipynb; rename it)" in proc.stdout
+    rows = {r["student_id"]: float(r["score"]) for r in read_grades_csv(course / "grades" / "grades.csv")}
+    assert rows == {"ann": 0.0, "ben": 0.0}, rows
