@@ -118,15 +118,7 @@ def test_setup_notebook_runs_in_a_real_browser(tmp_path):
 
     shutil.copy(COURSE / "00_setup.ipynb", tmp_path / "00_setup.ipynb")
     with running_lab(tmp_path) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=browser_binary,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(pw, browser_binary)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{base}/lab/tree/00_setup.ipynb?token={TOKEN}")
