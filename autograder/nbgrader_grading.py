@@ -109,6 +109,9 @@ class GradeLikeCheck(NbGraderPreprocessor):
             nb.cells = unrunnable_notebook(instructor, str(exc))
         else:
             nb.cells = [graded_cell(run) for run in report.cells]
+            ran = [cell for cell in nb.cells if cell.cell_type == "code"]
+            for count, cell in enumerate(ran, 1):  # numbered in run order: feedback shows In [n], not In [ ]
+                cell.execution_count = count
             for error in report.setup_errors:
                 self.log.warning("%s: %s", name, error)
         # the instructor's settings (cell timeout, budget), not whatever the submission's metadata says

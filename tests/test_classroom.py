@@ -381,3 +381,6 @@ def test_one_broken_submission_does_not_stop_the_class(tmp_path):
     assert "NOT GRADED: ben: 00_setup/ lacks 00_setup.ipynb (found my_setup.ipynb; rename it)" in proc.stdout
     rows = {r["student_id"]: float(r["score"]) for r in read_grades_csv(course / "grades" / "grades.csv")}
     assert rows == {"ann": 0.0, "ben": 0.0}, rows
+    graded = nbformat.read(course / "autograded" / "ann" / "00_setup" / "00_setup.ipynb", as_version=4)
+    counts = [c.execution_count for c in graded.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), counts  # feedback shows In [n], as after a real run
