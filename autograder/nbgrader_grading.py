@@ -32,7 +32,7 @@ from traitlets import Integer
 from . import notebook as nbk
 from .grading import CellRun, failure_message, grade, solution_problem
 
-# What nbgrader's feedback must never show of a test cell: the hidden region and the test source.
+# What nbgrader's feedback shows where a test cell's hidden region was.
 HIDDEN_TESTS_NOTE = "# (hidden tests: not shown)"
 
 
