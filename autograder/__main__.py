@@ -118,11 +118,8 @@ def cmd_grade(args) -> int:
         summary = grade_submissions(
             Path(args.submissions), args.out, course_root=args.course_dir, jobs=args.jobs
         )
-    except (FileNotFoundError, NotADirectoryError, ValueError, nbk.NotebookError) as exc:
-        return fail(exc)
-    except (
-        RuntimeError
-    ) as exc:  # an nbgrader step for the whole course failed (its output follows), or feedback leaked
+    # RuntimeError: an nbgrader step for the whole course failed (its output follows), or feedback leaked
+    except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError, nbk.NotebookError) as exc:
         return fail(exc)
     print(summary)
     return 1 if summary.failed else 0
