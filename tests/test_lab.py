@@ -106,14 +106,20 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_setup_notebook_runs_in_a_real_browser(tmp_path):
-    browser_binary = chromium_path()
-    if browser_binary is None:
+@pytest.fixture
+def browser_binary() -> str:
+    """Debian's Chromium; its absence skips the test, except under CI=true, where it fails it."""
+    path = chromium_path()
+    if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no chromium: .ci/run installs Debian's chromium package")
         pytest.skip("no Chromium: `sudo apt-get install chromium` (Debian/Ubuntu) enables this test")
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_setup_notebook_runs_in_a_real_browser(tmp_path, browser_binary):
     from playwright.sync_api import sync_playwright
 
     shutil.copy(COURSE / "00_setup.ipynb", tmp_path / "00_setup.ipynb")
@@ -293,14 +299,9 @@ def calculator_notebook(folder: Path) -> str:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_learner_lab_in_a_real_browser(tmp_path):
+def test_learner_lab_in_a_real_browser(tmp_path, browser_binary):
     """In `make lab`: no nbgrader menu, Run All of a released chapter reaches its last cell, and chapter
     02's calculator shows one result that follows its preset (about 40 s on 2 cores)."""
-    browser_binary = chromium_path()
-    if browser_binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no chromium: .ci/run installs Debian's chromium package")
-        pytest.skip("no Chromium: `sudo apt-get install chromium` (Debian/Ubuntu) enables this test")
     from playwright.sync_api import sync_playwright
 
     chapter = "01_naive_cache.ipynb"  # four unsolved exercises before its measurements
