@@ -71,7 +71,7 @@ def make_course_dir(
     return names
 
 
-def nbgrader_env(root: Path) -> dict[str, str]:
+def nbgrader_env() -> dict[str, str]:
     """Environment for nbgrader subprocesses: this Python's bin/ on PATH, offline hub."""
     env = dict(os.environ)
     # nbgrader shells out to `alembic`, which lives next to this interpreter in the venv.
@@ -85,7 +85,7 @@ def nbgrader(root: Path, *args: str, env: dict[str, str] | None = None) -> subpr
     """Run one nbgrader command in the course directory (`env`: extra variables); raise with its output
     if it fails."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    env = {**nbgrader_env(root), **(env or {})}
+    env = {**nbgrader_env(), **(env or {})}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -9,7 +9,6 @@ deleted setup cell, a `sys.exit()` in a solution.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from autograder.nbgrader_grading import (
     TagRunAll,
     strip_hidden_tests,
 )
-from autograder.release import make_course_dir
+from autograder.release import make_course_dir, nbgrader_env
 
 pytestmark = pytest.mark.autograder
 
@@ -47,16 +46,12 @@ CH01 = "01_naive_cache"
 MUTANTS = REPO / "autograder" / "mutants" / CH01
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
 def run(args: list[str], cwd: Path, student: str | None = None) -> subprocess.CompletedProcess:
     """`python -m ARGS` in `cwd`; as `student`, through nbgrader's JupyterHub naming: on hubs whose
     containers all run as the OS user jovyan, nbgrader takes the student's name from JUPYTERHUB_USER.
     Each runs in its own home folder (`cwd`). Two real OS users would need root and a Python every user
     can run; the exchange code is the same."""
-    env, cmd = _env(), [sys.executable, "-m", *args]
+    env, cmd = nbgrader_env(), [sys.executable, "-m", *args]
     if (
         student is not None
     ):  # each student has a home of their own (nbgrader keeps its submission cache there)
@@ -372,7 +367,7 @@ def test_one_broken_submission_does_not_stop_the_class(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", str(course / "submitted")],
         cwd=REPO,
-        env=_env(),
+        env=nbgrader_env(),
         capture_output=True,
         text=True,
     )
