@@ -364,9 +364,8 @@ def run_findings(graded: nbformat.NotebookNode) -> list[str]:
     return findings
 
 
-def cell_messages(autograded: Path) -> dict[str, str]:
-    """Per test cell (grade_id) the error it raised in the autograded notebook, if any."""
-    nb = read_leniently(autograded)
+def cell_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """Per test cell (grade_id) the error it raised in an autograded notebook, if any."""
     messages = {}
     for cell in nb.cells:
         if not nbk.is_test(cell):
@@ -386,10 +385,11 @@ def write_feedback(root: Path, feedback_dir: Path) -> list[str]:
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for path in sorted((root / "autograded").glob("*/*/*.ipynb")):
             student, assignment = path.parts[-3], path.parts[-2]
-            messages = cell_messages(path)
+            graded = read_leniently(path)
+            messages = cell_messages(graded)
             notebook = gb.find_submission_notebook(path.stem, assignment, student)
             grades = {grade.name: grade for grade in notebook.grades}
-            order = [nbk.grade_id(c) for c in read_leniently(path).cells if nbk.is_test(c)]
+            order = [nbk.grade_id(c) for c in graded.cells if nbk.is_test(c)]
             rows = [f"# {assignment}: {student}", "", "| exercise | points | feedback |", "|---|---|---|"]
             for name in order:
                 grade = grades.get(name)
