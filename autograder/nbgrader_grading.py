@@ -99,7 +99,7 @@ class GradeLikeCheck(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         info = resources["nbgrader"]
         source = source_notebook(self.config, info["assignment"], info["notebook"])
-        instructor = nbk.with_fixed_cell_ids(nbk.read(source))
+        instructor = nbk.read(source)  # grade() gives its setup cells their ids (make_course_dir did too)
         cwd = Path(resources.get("metadata", {}).get("path") or ".")
         name = f"{info['notebook']}.ipynb ({info['student']})"
         try:
