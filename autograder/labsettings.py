@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from .release import require_folder
+
 OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
@@ -63,11 +65,7 @@ def write_learner_config(config_dir: Path) -> Path:
     Put it first on JUPYTER_CONFIG_PATH for the learner's server only: JupyterLab merges
     `labconfig/page_config.json` from every config folder, and the first folder's server settings win.
     """
-    config_dir = Path(config_dir)
-    if config_dir.exists() and not config_dir.is_dir():
-        raise NotADirectoryError(
-            f"the learner config folder must be a folder, got the file {str(config_dir)!r}"
-        )
+    config_dir = require_folder("the learner config folder (--learner)", config_dir)
     page = {"disabledExtensions": {plugin: True for plugin in NBGRADER_LAB_PLUGINS}}
     server = {"ServerApp": {"jpserver_extensions": {name: False for name in NBGRADER_SERVER_EXTENSIONS}}}
     (config_dir / "labconfig").mkdir(parents=True, exist_ok=True)
