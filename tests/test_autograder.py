@@ -172,7 +172,7 @@ def test_hostile_case_gets_a_clear_message(hostile_report, name, words):
     assert words in hostile_report[name].message, hostile_report[name]
 
 
-def test_a_setup_cell_failing_after_the_learners_sys_exit_is_not_called_not_your_code(tmp_path):
+def test_a_setup_cell_failing_after_the_learners_sys_exit_is_not_called_not_your_code(tmp_path, monkeypatch):
     """A setup cell that uses an exercise's function fails when that exercise called sys.exit(): the
     warning points at the learner's cell, and says 'not your code' only when no learner cell failed."""
     instructor = new_notebook(
@@ -184,10 +184,14 @@ def test_a_setup_cell_failing_after_the_learners_sys_exit_is_not_called_not_your
     )
     learner = nbformat.from_dict(json.loads(json.dumps(instructor)))
     learner.cells[0].source = "import sys\nsys.exit(2)\n" + GOOD.format(name="a")
-    spec_folders = set(Path(tempfile.gettempdir()).glob(f"{SPEC_PREFIX}*"))
+    # each grading kernel's private kernelspec folder is removed with it (grading a class made hundreds);
+    # watched in a temp folder of this test's own: /tmp is shared with whatever else grades meanwhile
+    private_tmp = Path(tempfile.mkdtemp(prefix="kvspec"))  # short: the kernel's ipc socket lives under it
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     report = grade(instructor, learner, "x.ipynb", tmp_path)
-    # each grading kernel's private kernelspec folder is removed with it (grading a class made hundreds)
-    assert set(Path(tempfile.gettempdir()).glob(f"{SPEC_PREFIX}*")) <= spec_folders
+    monkeypatch.undo()
+    assert not list(private_tmp.glob(f"{SPEC_PREFIX}*")), list(private_tmp.iterdir())
+    private_tmp.rmdir()
     assert "called sys.exit(2)" in report.exercises[0].message, report.exercises
     (error,) = report.setup_errors
     assert "your cell 'a' failed before it" in error and "not your code" not in error, error
