@@ -5,16 +5,16 @@ Nothing here touches KV tensors: the manager returns block ids, slots and ``(src
 and the caller (an engine, or :mod:`kvlib.kernels`) moves the data.
 """
 
-from kvlib.paged.blocks import Block, BlockAllocator, OutOfBlocks
-from kvlib.paged.manager import BlockManager, Sequence
+from kvlib.paged.blocks import BlockAllocator, OutOfBlocks, PhysicalBlock
+from kvlib.paged.manager import BlockManager, BlockTable
 from kvlib.paged.prefix import HashPrefixCache, PrefixCache, RadixNode, RadixPrefixCache, make_prefix_cache
 
 __all__ = [
-    "Block",
+    "PhysicalBlock",
     "BlockAllocator",
     "OutOfBlocks",
     "BlockManager",
-    "Sequence",
+    "BlockTable",
     "PrefixCache",
     "HashPrefixCache",
     "RadixPrefixCache",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kvlib.validate import require_int
 
-__all__ = ["Block", "BlockAllocator", "OutOfBlocks"]
+__all__ = ["PhysicalBlock", "BlockAllocator", "OutOfBlocks"]
 
 
 class OutOfBlocks(RuntimeError):
@@ -43,7 +43,7 @@ class OutOfBlocks(RuntimeError):
 
 
 @dataclass
-class Block:
+class PhysicalBlock:
     """One physical block: its id (index into the KV tensors) and how many tables point at it."""
 
     block_id: int
@@ -62,7 +62,7 @@ class BlockAllocator:
         block_size = require_int("block_size", block_size, minimum=1)
         self.num_blocks = num_blocks
         self.block_size = block_size
-        self.blocks: list[Block] = [Block(i) for i in range(num_blocks)]
+        self.blocks: list[PhysicalBlock] = [PhysicalBlock(i) for i in range(num_blocks)]
         self.free_ids: deque[int] = deque(range(num_blocks))
         self._free_set: set[int] = set(range(num_blocks))
         self._num_used = 0

@@ -22,18 +22,18 @@ nothing):
 
 from __future__ import annotations
 
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kvlib.paged.blocks import BlockAllocator, OutOfBlocks
 from kvlib.paged.prefix import PrefixCache, make_prefix_cache
 from kvlib.validate import require_int, require_token_ids
 
-__all__ = ["Sequence", "BlockManager"]
+__all__ = ["BlockTable", "BlockManager"]
 
 
 @dataclass
-class Sequence:
+class BlockTable:
     """One sequence's block table.
 
     ``num_cached_tokens`` is how many leading prompt tokens were found in the prefix cache at
@@ -91,7 +91,7 @@ class BlockManager:
         self.allocator = allocator
         self.block_size = allocator.block_size
         self.cache: PrefixCache | None = cache
-        self.seqs: dict[int, Sequence] = {}
+        self.seqs: dict[int, BlockTable] = {}
 
     # --- counters -------------------------------------------------------------------------
     @property
@@ -162,7 +162,7 @@ class BlockManager:
                 assert not self.cache.contains(block_id), f"fresh block {block_id} still has a cache entry"
         return ids
 
-    def _register_full_blocks(self, seq: Sequence) -> None:
+    def _register_full_blocks(self, seq: BlockTable) -> None:
         """Register the sequence's newly completed full blocks in the prefix cache."""
         if self.cache is None or not seq.cache_open:
             return
@@ -177,7 +177,7 @@ class BlockManager:
                 return
             seq.num_registered += 1
 
-    def _get(self, seq_id: int, name: str = "seq_id") -> Sequence:
+    def _get(self, seq_id: int, name: str = "seq_id") -> BlockTable:
         seq_id = require_int(name, seq_id)  # "0" or 0.0 is a caller's mistake, not an unknown id
         try:
             return self.seqs[seq_id]
@@ -203,16 +203,16 @@ class BlockManager:
         return hit, self.blocks_needed(len(prompt)) - len(hit), pinned
 
     # --- public operations ----------------------------------------------------------------
-    def can_allocate(self, prompt: SequenceABC[int]) -> bool:
+    def can_allocate(self, prompt: Sequence[int]) -> bool:
         """Whether :meth:`allocate` would succeed now (no state change). Like ``allocate``, rejects
         an empty prompt with ValueError."""
         _, need, pinned = self._plan(require_token_ids("prompt", prompt))
         return need <= self.allocator.num_free + (self.cache.num_evictable if self.cache else 0) - pinned
 
-    def allocate(self, seq_id: int, prompt: SequenceABC[int]) -> Sequence:
+    def allocate(self, seq_id: int, prompt: Sequence[int]) -> BlockTable:
         """Admit a new sequence holding ``prompt`` (at least one token).
 
-        Returns its :class:`Sequence`; its ``num_cached_tokens`` leading tokens already have
+        Returns its :class:`BlockTable`; its ``num_cached_tokens`` leading tokens already have
         their KV in the cache (a multiple of the block size, always < ``len(prompt)``)."""
         seq_id = self._new_id(seq_id)
         prompt = require_token_ids("prompt", prompt)
@@ -223,7 +223,7 @@ class BlockManager:
         for block_id in hit:  # lock the hit first, so eviction below cannot touch it
             self._acquire(block_id)
         fresh = self._take_fresh(need)
-        seq = Sequence(seq_id, prompt, hit + fresh, num_cached_tokens=len(hit) * self.block_size)
+        seq = BlockTable(seq_id, prompt, hit + fresh, num_cached_tokens=len(hit) * self.block_size)
         seq.num_registered = len(hit)
         self.seqs[seq_id] = seq
         self._register_full_blocks(seq)
@@ -248,7 +248,7 @@ class BlockManager:
         self._register_full_blocks(seq)
         return copies
 
-    def fork(self, parent_id: int, child_id: int) -> Sequence:
+    def fork(self, parent_id: int, child_id: int) -> BlockTable:
         """Create ``child_id`` sharing every block of ``parent_id`` (no copy until a write)."""
         parent = self._get(parent_id, "parent_id")
         child_id = require_int("child_id", child_id)
@@ -257,7 +257,7 @@ class BlockManager:
         child_id = self._new_id(child_id, "child_id")
         for block_id in parent.block_ids:
             self._acquire(block_id)
-        child = Sequence(
+        child = BlockTable(
             child_id,
             list(parent.tokens),
             list(parent.block_ids),
