@@ -26,6 +26,7 @@ PAGED_TESTS = [
     "tests/test_paged_manager.py",
     "tests/test_paged_prefix.py",
     "tests/test_paged_stateful.py",
+    "tests/test_paged_eviction.py",
     "tests/test_paged_simulate.py",
     "tests/test_bad_input_paged.py",
 ]

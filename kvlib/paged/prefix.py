@@ -24,7 +24,9 @@ Recency is kept per *block*, in one table shared by both designs: a block is use
 registered, when a lookup that the caller commits to matches it (:meth:`PrefixCache.touch`),
 and when its last owner lets it go. A lookup that matches the first ``k`` blocks of a radix run
 refreshes those ``k`` blocks only, so both designs evict the same block, the least recently used
-evictable leaf block (deepest first among equal times).
+evictable leaf block (deepest first among equal times). The evictable leaves are kept in a heap
+with lazy invalidation (SGLang's design), shared by both designs, so evicting a block costs
+O(log n) instead of a scan over every cached block.
 
 Both designs keep the invariant *an in-use block's ancestors are in use* (a sequence that holds a
 block holds its whole prefix; ``insert_block`` refuses an idle parent), which is why every
@@ -34,6 +36,7 @@ unlocked ones.
 
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +68,12 @@ class PrefixCache(ABC):
         self.block_size = require_int("block_size", block_size, minimum=1)
         self._clock = 0  # logical time for LRU
         self._last_access: dict[int, int] = {}  # cached block id -> time of its last use
+        # the evictable leaves (idle cached blocks without a cached child: the only blocks eviction
+        # may take), each with the fixed part of its LRU key, (-depth, when it became a leaf)
+        self._leaves: dict[int, tuple[int, int]] = {}
+        self._num_leaf_events = 0  # blocks that became evictable leaves so far: the leaf order above
+        # (last use, -depth, leaf order, block id) per leaf, plus stale entries (see _pop_lru_leaf)
+        self._leaf_heap: list[tuple[int, int, int, int]] = []
         # set by the BlockManager that adopts this cache: its entries name that manager's physical
         # blocks, so one cache object can serve one manager only (BlockManager refuses a second)
         self.attached = False
@@ -77,6 +86,8 @@ class PrefixCache(ABC):
         self._clock += 1
         for block_id in block_ids:
             self._last_access[block_id] = self._clock
+            if block_id in self._leaves:  # its key changed: a new heap entry, the old one goes stale
+                self._push_leaf(block_id)
 
     def touch(self, block_ids: Sequence[int]) -> None:
         """Mark exactly these cached blocks as used now (a committed hit), and no others."""
@@ -90,13 +101,51 @@ class PrefixCache(ABC):
         """Logical time of the last use of cached block ``block_id`` (larger is more recent)."""
         return self._last_access[block_id]
 
-    def _lru_key(self, block_id: int, depth: int) -> tuple[int, int]:
-        """Eviction order: least recently used first; among equal times the deepest first.
+    # --- eviction order (shared by both designs) ------------------------------------------
+    def _lru_key(self, block_id: int) -> tuple[int, int, int]:
+        """Eviction order of evictable leaf ``block_id``: least recently used first; among equal
+        times the deepest first; among equal depths the one that became a leaf first.
 
-        Only leaves are candidates, and through a BlockManager two leaves never tie: each stamp
-        covers one block or one matched chain, and a chain has one leaf. Ties arise when a caller
-        :meth:`touch`-es blocks of different branches in one call; the deepest goes first then."""
-        return self._last_access[block_id], -depth
+        Only leaves are candidates, and through a BlockManager two leaves never tie on time: each
+        stamp covers one block or one matched chain, and a chain has one leaf. Ties arise when a
+        caller :meth:`touch`-es blocks of different branches in one call. Both designs make a block a
+        leaf on the same events (unlocked without a cached child, or its last child evicted), so the
+        leaf order breaks the remaining ties identically in both."""
+        neg_depth, leaf_order = self._leaves[block_id]
+        return self._last_access[block_id], neg_depth, leaf_order
+
+    def _add_leaf(self, block_id: int, depth: int) -> None:
+        """Cached block ``block_id``, ``depth`` blocks from the root, just became an evictable leaf."""
+        self._num_leaf_events += 1
+        self._leaves[block_id] = (-depth, self._num_leaf_events)
+        self._push_leaf(block_id)
+
+    def _drop_leaf(self, block_id: int) -> None:
+        """``block_id`` was locked: no longer evictable. Its heap entries go stale, left in place."""
+        self._leaves.pop(block_id, None)
+
+    def _push_leaf(self, block_id: int) -> None:
+        """Push the current key of evictable leaf ``block_id``; once stale entries outnumber live ones
+        (plus some slack), rebuild the heap from the leaves: O(leaves), paid for by as many pushes."""
+        heapq.heappush(self._leaf_heap, (*self._lru_key(block_id), block_id))
+        if len(self._leaf_heap) > 2 * len(self._leaves) + 64:
+            self._leaf_heap = [(*self._lru_key(b), b) for b in self._leaves]
+            heapq.heapify(self._leaf_heap)
+
+    def _pop_lru_leaf(self) -> tuple[int, int]:
+        """Remove the least recently used evictable leaf from the leaf set; returns ``(block_id, depth)``.
+
+        Lazy invalidation: a lock or a new use does not search the heap, so an entry is skipped here
+        unless its block is still an evictable leaf with the key it was pushed with. The leaf order
+        is new each time a block becomes a leaf, so an entry from an earlier life of a reused block id
+        never matches."""
+        while self._leaf_heap:
+            last_use, neg_depth, leaf_order, block_id = heapq.heappop(self._leaf_heap)
+            live = self._leaves.get(block_id) == (neg_depth, leaf_order)
+            if live and self._last_access[block_id] == last_use:
+                del self._leaves[block_id]
+                return block_id, -neg_depth
+        raise AssertionError("no live heap entry although a block is evictable: the leaf heap lost a leaf")
 
     # --- lookup ---------------------------------------------------------------------------
     def match(self, tokens: Sequence[int], touch: bool = True) -> list[int]:
@@ -142,10 +191,27 @@ class PrefixCache(ABC):
     def contains(self, block_id: int) -> bool:
         """Whether ``block_id`` is registered in the cache."""
 
-    @abstractmethod
     def evict(self, n: int) -> list[int]:
         """Unregister ``n`` unlocked blocks, least recently used leaves first, and return their ids
-        (the caller puts them back on the free list). Raises ValueError if fewer are evictable."""
+        (the caller puts them back on the free list). Raises ValueError if fewer are evictable.
+
+        One block at a time, O(log n) each: the heap's least recently used leaf goes, and its parent
+        becomes a leaf once it has no cached child left and is idle."""
+        n = self._check_evict(n)
+        evicted: list[int] = []
+        for _ in range(n):
+            block_id, depth = self._pop_lru_leaf()
+            parent = self._unregister(block_id)
+            del self._last_access[block_id]
+            if parent is not None:
+                self._add_leaf(parent, depth - 1)
+            evicted.append(block_id)
+        return evicted
+
+    @abstractmethod
+    def _unregister(self, block_id: int) -> int | None:
+        """Remove evictable leaf ``block_id`` from the design's structure (:meth:`evict` has taken it
+        off the leaf set). Returns its parent block if that is now an evictable leaf, else None."""
 
     @property
     @abstractmethod
@@ -168,13 +234,15 @@ class PrefixCache(ABC):
     def state(self) -> tuple:
         """A hashable summary of everything that steers later behaviour (tests compare it to prove
         that a failed operation changed nothing): blocks and parents, locks, per-block last-use
-        times, the clock, and the design's own structure (:meth:`_structure`)."""
+        times, the clock, the design's own structure (:meth:`_structure`) and the evictable leaves
+        with the fixed part of their eviction keys (depth, leaf order: :meth:`_lru_key`)."""
         return (
             tuple(sorted(self.cached_blocks().items())),
             tuple(sorted(self.locked_blocks())),
             tuple(sorted(self._last_access.items())),
             self._clock,
             self._structure(),
+            tuple(sorted(self._leaves.items())),
         )
 
     def _structure(self) -> tuple:
@@ -277,6 +345,34 @@ class PrefixCache(ABC):
             raise AssertionError("last-use times out of sync with the cache")
         if any(t > self._clock for t in self._last_access.values()):
             raise AssertionError("a last-use time is in the future")
+        self._check_leaf_heap(cached, locked)
+
+    def _check_leaf_heap(self, cached: dict[int, int | None], locked: set[int]) -> None:
+        """The leaf set is exactly the idle blocks without a cached child, at their true depths, and
+        each has a live heap entry (one :meth:`_pop_lru_leaf` would accept) in a valid heap."""
+        parents = {p for p in cached.values() if p is not None}
+        leaves = {b for b in cached if b not in locked and b not in parents}
+        wrong = self._leaves.keys() ^ leaves
+        if wrong:
+            block_id = min(wrong)
+            why = (
+                "listed as an evictable leaf, but it is locked or has a cached child"
+                if block_id in self._leaves
+                else "idle without a cached child, but missing from the evictable leaves"
+            )
+            raise AssertionError(f"leaf set wrong for block {block_id}: {why}")
+        heap = self._leaf_heap
+        live = set(heap)
+        for block_id, (neg_depth, _) in self._leaves.items():
+            depth, up = 0, cached[block_id]
+            while up is not None:
+                depth, up = depth + 1, cached[up]
+            if -neg_depth != depth:
+                raise AssertionError(f"leaf {block_id} is keyed at depth {-neg_depth}, but it is at {depth}")
+            if (*self._lru_key(block_id), block_id) not in live:
+                raise AssertionError(f"evictable leaf {block_id} has no live heap entry: it could never go")
+        if any(heap[(i - 1) // 2] > heap[i] for i in range(1, len(heap))):
+            raise AssertionError("the leaf heap is not a heap")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +409,6 @@ class HashPrefixCache(PrefixCache):
         self.hash_fn = hash_fn or default_block_hash
         self._table: dict[int, list[_HashEntry]] = {}
         self._by_block: dict[int, _HashEntry] = {}
-        self._leaves: dict[int, _HashEntry] = {}  # unlocked entries without cached children
         self._num_locked = 0
 
     def _find(self, key: int, parent: _HashEntry | None, tokens: BlockTokens) -> _HashEntry | None:
@@ -352,7 +447,7 @@ class HashPrefixCache(PrefixCache):
         self._table.setdefault(key, []).append(entry)
         self._by_block[block_id] = entry
         self._num_locked += 1
-        if parent is not None:  # in use (checked above), so it is not in the leaf set
+        if parent is not None:  # in use (checked above), so it is not an evictable leaf
             parent.num_children += 1
         return True
 
@@ -362,7 +457,7 @@ class HashPrefixCache(PrefixCache):
             raise ValueError(f"block_id {block_id} is already locked: locked twice")
         entry.locked = True
         self._num_locked += 1
-        self._leaves.pop(block_id, None)
+        self._drop_leaf(block_id)
 
     def unlock(self, block_id: int) -> None:
         entry = self._entry(block_id)
@@ -372,7 +467,7 @@ class HashPrefixCache(PrefixCache):
         self._stamp([block_id])
         self._num_locked -= 1
         if entry.num_children == 0:
-            self._leaves[block_id] = entry
+            self._add_leaf(block_id, entry.depth)
 
     def _entry(self, block_id: int) -> _HashEntry:
         try:
@@ -383,25 +478,17 @@ class HashPrefixCache(PrefixCache):
     def contains(self, block_id: int) -> bool:
         return block_id in self._by_block
 
-    def evict(self, n: int) -> list[int]:
-        n = self._check_evict(n)
-        evicted: list[int] = []
-        while len(evicted) < n:
-            victim = min(self._leaves.values(), key=lambda e: self._lru_key(e.block_id, e.depth))
-            del self._leaves[victim.block_id]
-            del self._by_block[victim.block_id]
-            del self._last_access[victim.block_id]
-            bucket = self._table[victim.key]
-            bucket.remove(victim)
-            if not bucket:
-                del self._table[victim.key]
-            parent = victim.parent
-            if parent is not None:
-                parent.num_children -= 1
-                if parent.num_children == 0 and not parent.locked:
-                    self._leaves[parent.block_id] = parent
-            evicted.append(victim.block_id)
-        return evicted
+    def _unregister(self, block_id: int) -> int | None:
+        victim = self._by_block.pop(block_id)
+        bucket = self._table[victim.key]
+        bucket.remove(victim)
+        if not bucket:
+            del self._table[victim.key]
+        parent = victim.parent
+        if parent is None:
+            return None
+        parent.num_children -= 1
+        return parent.block_id if parent.num_children == 0 and not parent.locked else None
 
     @property
     def num_cached(self) -> int:
@@ -425,9 +512,6 @@ class HashPrefixCache(PrefixCache):
             children = sum(1 for e in self._by_block.values() if e.parent is entry)
             if children != entry.num_children:
                 raise AssertionError(f"child count of block {block_id} is stale")
-            is_leaf = not entry.locked and entry.num_children == 0
-            if (block_id in self._leaves) != is_leaf:
-                raise AssertionError(f"leaf set wrong for block {block_id}")
             if entry not in self._table.get(entry.key, ()):
                 raise AssertionError(f"block {block_id} missing from its bucket")
         if sum(len(b) for b in self._table.values()) != len(self._by_block):
@@ -541,6 +625,7 @@ class RadixPrefixCache(PrefixCache):
         if block_id in self._in_use:
             raise ValueError(f"block_id {block_id} is already locked: locked twice")
         self._in_use.add(block_id)
+        self._drop_leaf(block_id)
 
     def unlock(self, block_id: int) -> None:
         if block_id not in self._node_of:
@@ -549,37 +634,30 @@ class RadixPrefixCache(PrefixCache):
             raise ValueError(f"block_id {block_id} is not locked: unlocked twice")
         self._in_use.discard(block_id)
         self._stamp([block_id])
+        node = self._node_of[block_id]
+        if node.block_ids[-1] == block_id and not node.children:
+            self._add_leaf(block_id, self._depth(node) + len(node.block_ids) - 1)
 
     def contains(self, block_id: int) -> bool:
         return block_id in self._node_of
 
-    def _evictable_leaves(self) -> list[RadixNode]:
-        """Nodes without children whose last block is idle: that block is an evictable leaf."""
-        leaves = {n for n in self._node_of.values() if not n.children}
-        return [n for n in leaves if n.block_ids[-1] not in self._in_use]
-
-    def _last_block_key(self, node: RadixNode) -> tuple[int, int]:
-        """LRU key of a leaf node's last block, the only block of the node that can go now."""
-        last = len(node.block_ids) - 1
-        return self._lru_key(node.block_ids[last], self._depth(node) + last)
-
-    def evict(self, n: int) -> list[int]:
-        n = self._check_evict(n)
-        evicted: list[int] = []
-        while len(evicted) < n:
-            # one block at a time, the least recently used leaf block, as the hash design does
-            leaf = min(self._evictable_leaves(), key=self._last_block_key)
-            block_id = leaf.block_ids.pop()
-            leaf.key.pop()
-            del self._node_of[block_id]
-            del self._last_access[block_id]
-            evicted.append(block_id)
-            if not leaf.block_ids:  # the run is gone: unhook the node from its parent
-                parent = leaf.parent
-                assert parent is not None
-                first = next(k for k, c in parent.children.items() if c is leaf)
-                del parent.children[first]
-        return evicted
+    def _unregister(self, block_id: int) -> int | None:
+        """Trim the leaf block off the end of its run; an emptied run is unhooked from its parent."""
+        leaf = self._node_of.pop(block_id)
+        assert leaf.block_ids[-1] == block_id and not leaf.children, f"block {block_id} is no leaf"
+        first = leaf.key[0]  # the run's key in its parent's children
+        leaf.block_ids.pop()
+        leaf.key.pop()
+        if leaf.block_ids:
+            up = leaf.block_ids[-1]
+        else:
+            parent = leaf.parent
+            assert parent is not None
+            del parent.children[first]
+            if parent is self.root or parent.children:
+                return None
+            up = parent.block_ids[-1]
+        return None if up in self._in_use else up
 
     @property
     def num_cached(self) -> int:
