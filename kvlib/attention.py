@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from kvlib.validate import require_int
+from kvlib.validate import require_bool, require_int
 
 
 def _check_inputs(**tensors: Any) -> None:
@@ -38,8 +38,13 @@ def _check_inputs(**tensors: Any) -> None:
 
 
 def causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_start: int | None = None
-) -> torch.Tensor:
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_start: int | None = None,
+    *,
+    return_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Scaled dot-product attention with a causal mask offset by ``q_start``.
 
     Args:
@@ -48,8 +53,11 @@ def causal_attention(
         q_start: absolute index of query 0 among the keys; default ``Tk - Tq``. Must satisfy
             ``0 <= q_start`` and ``q_start + Tq <= Tk``.
 
+        return_weights: also return the softmax weights [B, H, Tq, Tk] (float32), for a cache that
+            scores its keys by the attention they receive (H2O).
+
     Returns:
-        [B, H, Tq, D] in ``q``'s dtype. Scores and softmax are computed in float32.
+        [B, H, Tq, D] in ``q``'s dtype (and the weights if asked). Scores and softmax are in float32.
     """
     _check_inputs(q=q, k=k, v=v)
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -76,10 +84,46 @@ def causal_attention(
         raise ValueError(f"q_start={q_start} with Tq={Tq} queries needs 0 <= q_start <= Tk - Tq = {Tk - Tq}")
 
     scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
-    q_pos = torch.arange(q_start, q_start + Tq, device=q.device)[:, None]  # (Tq, 1)
-    k_pos = torch.arange(Tk, device=q.device)[None, :]  # (1, Tk)
-    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+    q_pos = torch.arange(q_start, q_start + Tq, device=q.device)  # (Tq,)
+    scores = scores.masked_fill(causal_mask(q_pos, Tk), float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # (B, H, Tq, Tk), rows sum to 1
+    out = (weights @ v.float()).to(q.dtype)  # (B, H, Tq, D)
+    return (out, weights) if require_bool("return_weights", return_weights) else out
+
+
+def causal_mask(q_positions: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """The causal mask of queries at ``q_positions`` over keys at positions ``0 .. num_keys - 1``.
+
+    ``q_positions``: integer tensor [..., Tq] (e.g. [Tq] for one sequence, [B, Tq] for a batch whose
+    rows sit at different positions). Returns a bool tensor [..., Tq, num_keys] that is True where the
+    key lies in the query's future (``key > query``): the entries to fill with -inf before softmax.
+    Every attention function in kvlib builds its mask here.
+    """
+    k_pos = torch.arange(num_keys, device=q_positions.device)  # (Tk,)
+    return k_pos > q_positions[..., None]  # (..., Tq, Tk)
+
+
+def ragged_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positions: torch.Tensor
+) -> torch.Tensor:
+    """Causal attention for a batch whose rows sit at different positions (a ragged batch).
+
+    Args:
+        q: queries [B, H, Tq, D]; row b's query i sits at position ``q_positions[b, i]``.
+        k, v: [B, KV, Tk, D] with ``H % KV == 0``: row b's keys at positions 0 .. Tk - 1 (rows shorter
+            than Tk hold padding past their end, which no query of theirs reaches).
+        q_positions: integer [B, Tq], each < Tk. Query (b, i) attends keys ``0 .. q_positions[b, i]``.
+
+    Returns [B, H, Tq, D] in q's dtype, scores and softmax in float32 like :func:`causal_attention`
+    (with ``q_positions = q_start + arange(Tq)`` in every row the two agree). The caller trusts its
+    own tensors here: this is the serving path, called once per layer, and it checks nothing.
+    """
+    B, H, Tq, D = q.shape
+    n_rep = H // k.shape[1]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, Tk, D)
+    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
+    hidden = causal_mask(q_positions, k.shape[2])[:, None]  # (B, 1, Tq, Tk): same mask for every head
+    weights = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)
     return (weights @ v.float()).to(q.dtype)  # (B, H, Tq, D)
 
 

@@ -173,6 +173,49 @@ def compare_cached_uncached(
     return (logits_c - logits_u).abs().max().item(), bool(torch.equal(ids_c, ids_u))
 
 
+@torch.no_grad()
+def generate_ragged(
+    model: Any, cache: Any, prompts: list[list[int]], max_new_tokens: int, return_logits: bool = False
+) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
+    """Greedy generation of prompts of different lengths together: one ragged forward per step.
+
+    ``cache`` keeps a length per sequence (``kvlib.paged.PagedKVCache``): prompt i becomes its
+    sequence i (ids 0 .. n-1 must be free) and is freed at the end (with a prefix cache its full
+    blocks stay cached). Step 0 runs every prompt (minus what a prefix hit already holds), each later
+    step one token per prompt. Returns the new tokens of every prompt and, with ``return_logits``,
+    each prompt's next-token logits per step [max_new_tokens, V], as ``generate`` gives them alone.
+    """
+    _check_model(model)
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise TypeError(f"prompts must be a non-empty list of token-id lists, got {type(prompts).__name__}")
+    max_new_tokens = require_int("max_new_tokens", max_new_tokens, minimum=0)
+    return_logits = require_bool("return_logits", return_logits)
+    for prompt in prompts:
+        _check_generation_fits(model, len(prompt), max_new_tokens)
+    seq_ids = list(range(len(prompts)))
+    new_tokens: list[list[int]] = [[] for _ in prompts]
+    step_logits: list[list[torch.Tensor]] = [[] for _ in prompts]
+    added: list[int] = []
+    try:
+        for seq_id, prompt in zip(seq_ids, prompts):
+            cache.add_sequence(seq_id, prompt)
+            added.append(seq_id)
+        for _ in range(max_new_tokens):
+            last = cache.step(model, seq_ids)  # (n, V): each row's next-token logits
+            for row, token in enumerate(last.argmax(dim=-1).tolist()):
+                new_tokens[row].append(token)
+                step_logits[row].append(last[row])
+                cache.append_token(seq_ids[row], token)
+    finally:  # the cache is reusable after an error too (e.g. OutOfBlocks admitting prompt 5)
+        for seq_id in added:
+            cache.free(seq_id)
+    if return_logits:
+        vocab = getattr(getattr(model, "config", None), "vocab_size", 0)
+        stacked = [torch.stack(rows) if rows else torch.zeros(0, vocab) for rows in step_logits]
+        return new_tokens, stacked
+    return new_tokens
+
+
 @dataclass
 class GenerationTimings:
     """Wall-clock split of one cached generation: the prefill call and each decode call."""

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kvlib.attention import causal_attention, repeat_kv
+from kvlib.attention import repeat_kv
+from kvlib.cache.base import ForwardBatch, attend, rotates_keys
 from kvlib.validate import describe, require_bool, require_int, require_number, require_tensor
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -238,7 +239,12 @@ def _check_rope_shapes(x: Any, cos: Any, sin: Any) -> None:
 
 
 class Attention(nn.Module):
-    """Multi-head (or grouped-query) causal self-attention with RoPE and an optional KV cache."""
+    """Multi-head (or grouped-query) causal self-attention with RoPE; the cache produces the output.
+
+    The layer projects q, k, v, rotates them by RoPE and hands them to :func:`kvlib.cache.base.attend`:
+    a plain cache stores k, v and returns everything it holds to attend over; a paged, quantized or
+    evicting cache may attend its own way. That one call is the whole contract with the cache.
+    """
 
     def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
         super().__init__()
@@ -249,23 +255,19 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: Any = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: ForwardBatch, cache: Any = None) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, T_all, D): everything cached so far
-        n_rep = self.n_heads // self.n_kv_heads
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_all, D)
+        if not rotates_keys(cache):  # a StreamingLLM-style cache rotates them at positions of its own
+            q, k = apply_rope(q, batch.cos, batch.sin), apply_rope(k, batch.cos, batch.sin)
         if self.training and cache is None:
             # Training only: PyTorch's fused kernel computes the same thing as causal_attention, faster.
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+            n_rep = self.n_heads // self.n_kv_heads
+            out = F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), is_causal=True)
         else:
-            out = causal_attention(q, k, v)  # (B, H, T, D); queries are the last T cached positions
+            out = attend(cache, self.layer_idx, q, k, v, batch)  # (B, H, T, D)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(out)
 
@@ -293,10 +295,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: Any = None
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
+    def forward(self, x: torch.Tensor, batch: ForwardBatch, cache: Any = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), batch, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -345,13 +345,22 @@ class TinyDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, input_ids: torch.Tensor, positions: torch.Tensor | None = None, cache: Any = None
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        cache: Any = None,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, V] (float32).
 
         positions: LongTensor [T] or [B, T], the absolute position of each input token (RoPE angle).
         Default: ``cache.seq_len + arange(T)`` with a cache (continue where the cache stopped), else
-        ``arange(T)``. With a cache, every layer stores its new keys/values and attends over all of them.
+        ``arange(T)``. With a cache, every layer hands its new keys/values to the cache, which
+        produces the attention output (:func:`kvlib.cache.base.attend`).
+
+        lengths: LongTensor [B], a ragged batch: row b holds ``lengths[b]`` real tokens (1..T) followed
+        by padding, each row at its own ``positions[b]``. The logits of padding are meaningless. Only
+        a cache with per-row lengths (``kvlib.paged.PagedKVCache``) can store such a batch.
         """
         require_tensor("input_ids", input_ids, layout="[B, T] of token ids (torch.long)")
         if input_ids.dim() != 2:
@@ -360,16 +369,19 @@ class TinyDecoder(nn.Module):
         if cache is not None:
             require_cache(cache, num_layers=self.config.n_layers)  # before any layer writes to it
         if positions is None:
-            offset = cache.seq_len if cache is not None else 0
+            offset = _next_position(cache)
             positions = torch.arange(offset, offset + T, device=input_ids.device)  # (T,)
         require_tensor("positions", positions, layout="[T] or [B, T] (torch.long)")
         if positions.shape not in ((T,), (B, T)):
             raise ValueError(f"positions must be [T]={T} or [B, T]={B, T}, got {tuple(positions.shape)}")
         self._check_values(input_ids, positions)
+        if lengths is not None:
+            _check_lengths(lengths, B, T, input_ids.device)
         x = self.embed_tokens(input_ids)  # (B, T, C)
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
+        batch = ForwardBatch(positions.expand(B, T), lengths, cos, sin, self.config.rope_theta)
         for layer in self.layers:
-            x = layer(x, cos, sin, cache)
+            x = layer(x, batch, cache)
         return self.lm_head(self.norm(x)).float()  # (B, T, V)
 
     def _check_values(self, input_ids: torch.Tensor, positions: torch.Tensor) -> None:
@@ -594,9 +606,38 @@ def _check_names(model: TinyDecoder, state: dict, file_name: dict[str, str], wei
     )
 
 
+def _next_position(cache: Any) -> int:
+    """Where a forward without explicit positions starts: after what the cache holds (0 without one)."""
+    if cache is None:
+        return 0
+    if not hasattr(cache, "seq_len"):
+        raise ValueError(
+            f"{type(cache).__name__} keeps a length per sequence, so the model cannot guess the "
+            "positions: pass positions=... (e.g. from the cache's prepare())"
+        )
+    return cache.seq_len
+
+
+def _check_lengths(lengths: Any, batch: int, width: int, device: torch.device) -> None:
+    """``lengths`` of a ragged batch: integers [B], each in [1, T] (a row has at least one real token)."""
+    require_tensor("lengths", lengths, layout="[B] real tokens per row (torch.long)")
+    if lengths.shape != (batch,) or lengths.dtype not in (torch.long, torch.int32):
+        raise ValueError(
+            f"lengths must be an integer tensor [B]={[batch]}, "
+            f"got shape {list(lengths.shape)} {lengths.dtype}"
+        )
+    if lengths.device != device:
+        raise ValueError(f"lengths is on {lengths.device} but input_ids on {device}")
+    if batch and (int(lengths.min()) < 1 or int(lengths.max()) > width):
+        raise ValueError(
+            f"lengths must lie in [1, T={width}] (real tokens of each row), got {lengths.tolist()}"
+        )
+
+
 def require_cache(cache: Any, num_layers: int | None = None) -> None:
-    """TypeError unless ``cache`` is a cache instance with the KVCache interface (update, seq_len, reset);
-    ValueError if it exposes ``num_layers`` and that differs from the model's ``num_layers``.
+    """TypeError unless ``cache`` is a cache instance with the KVCache interface (update, seq_len, reset)
+    or a cache that attends itself (attend, reset); ValueError if it exposes ``num_layers`` and that
+    differs from the model's ``num_layers``.
 
     Without it a class or another object would fail deep inside forward (``'str' has no attribute``),
     and a cache with too few layers would fail at the first missing layer after the others had
@@ -604,7 +645,8 @@ def require_cache(cache: Any, num_layers: int | None = None) -> None:
     """
     # the names of kvlib.cache.base.KVCache, checked by hand: isinstance against the runtime Protocol
     # costs about 15 us per forward, hasattr 0.5 us
-    if isinstance(cache, type) or not all(hasattr(cache, a) for a in ("update", "seq_len", "reset")):
+    interface = ("attend", "reset") if hasattr(cache, "attend") else ("update", "seq_len", "reset")
+    if isinstance(cache, type) or not all(hasattr(cache, a) for a in interface):
         what = f"the class {cache.__name__} (call it)" if isinstance(cache, type) else type(cache).__name__
         raise TypeError(f"cache must be a KV cache instance (update, seq_len, reset), got {what}")
     cache_layers = getattr(cache, "num_layers", None)

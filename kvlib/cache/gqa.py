@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kvlib.attention import _check_inputs, causal_attention, repeat_kv
+from kvlib.attention import _check_inputs, causal_attention, causal_mask, repeat_kv
 from kvlib.cache.dense import NaiveKVCache, check_appendable, check_same_kind
 from kvlib.memory import ModelShape, kv_cache_bytes
 from kvlib.model import TinyDecoder
@@ -115,9 +115,8 @@ def grouped_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = Non
     qg = q.float().reshape(b, kv, g * tq, d)  # (B, KV, G*Tq, D): rows ordered (group member, position)
     scores = qg @ k.float().transpose(-1, -2) / math.sqrt(d)  # (B, KV, G*Tq, Tk)
     scores = scores.view(b, kv, g, tq, tk)  # (B, KV, G, Tq, Tk)
-    q_pos = torch.arange(start, start + tq, device=q.device).unsqueeze(1)  # (Tq, 1)
-    k_pos = torch.arange(tk, device=q.device).unsqueeze(0)  # (1, Tk)
-    scores = scores.masked_fill(k_pos > q_pos, float("-inf"))
+    q_pos = torch.arange(start, start + tq, device=q.device)  # (Tq,)
+    scores = scores.masked_fill(causal_mask(q_pos, tk), float("-inf"))
     probs = torch.softmax(scores, dim=-1)  # (B, KV, G, Tq, Tk), float32 like causal_attention
     out = probs.view(b, kv, g * tq, tk) @ v.float()  # (B, KV, G*Tq, D)
     return out.reshape(b, h, tq, d).to(q.dtype)  # (B, H, Tq, D)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from kvlib.attention import causal_mask
 from kvlib.cache.dense import check_appendable, check_layer
 from kvlib.memory import bytes_per_element
 from kvlib.model import apply_rope, rope_cos_sin
@@ -118,9 +119,8 @@ def expand_latent(c_kv: Tensor, w_uk: Tensor, w_uv: Tensor, n_heads: int) -> tup
 def _softmax_causal(scores: Tensor, q_start: int) -> Tensor:
     """Causal softmax over the last axis of scores [..., Tq, Tk] for queries at q_start .. q_start+Tq-1."""
     tq, tk = scores.shape[-2:]
-    q_pos = torch.arange(q_start, q_start + tq, device=scores.device)[:, None]  # (Tq, 1)
-    k_pos = torch.arange(tk, device=scores.device)[None, :]  # (1, Tk)
-    return torch.softmax(scores.masked_fill(k_pos > q_pos, float("-inf")), dim=-1)
+    q_pos = torch.arange(q_start, q_start + tq, device=scores.device)  # (Tq,)
+    return torch.softmax(scores.masked_fill(causal_mask(q_pos, tk), float("-inf")), dim=-1)
 
 
 def absorbed_attention(
