@@ -205,7 +205,7 @@ def test_a_full_tie_goes_to_the_leaf_that_became_one_first(cls):
     for block_id in (30, 10, 20):
         cache.unlock(block_id)
     cache.touch([10, 20, 30])
-    assert cache.evict(3) == [30, 10, 20]
+    assert cache.evict(3) == [30, 10, 20] and cache.num_evicted == 3
 
 
 def _drop_live_entry(cache: PrefixCache, block_id: int) -> None:

@@ -74,6 +74,7 @@ class PrefixCache(ABC):
         self._num_leaf_events = 0  # blocks that became evictable leaves so far: the leaf order above
         # (last use, -depth, leaf order, block id) per leaf, plus stale entries (see _pop_lru_leaf)
         self._leaf_heap: list[tuple[int, int, int, int]] = []
+        self.num_evicted = 0  # blocks evicted over the cache's life (a statistic: not in state())
         # set by the BlockManager that adopts this cache: its entries name that manager's physical
         # blocks, so one cache object can serve one manager only (BlockManager refuses a second)
         self.attached = False
@@ -206,6 +207,7 @@ class PrefixCache(ABC):
             if parent is not None:
                 self._add_leaf(parent, depth - 1)
             evicted.append(block_id)
+        self.num_evicted += n
         return evicted
 
     @abstractmethod
