@@ -106,6 +106,11 @@ def attend(
     if own_attend is not None:
         return own_attend(layer, q, k, v, batch)
     if cache is not None:
+        if rotates_keys(cache):  # update() never sees positions: the keys would stay unrotated
+            raise TypeError(
+                f"{type(cache).__name__} sets rotates_keys = True but has no attend(); a cache that takes "
+                "keys before RoPE must rotate them itself, in attend(layer, q, k, v, batch)"
+            )
         if batch.lengths is not None:
             raise ValueError(
                 f"{type(cache).__name__} keeps one length for the whole batch, so it cannot store rows of "
