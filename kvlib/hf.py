@@ -1,7 +1,7 @@
 """Transformers interop: any kvlib KV cache inside transformers' ``generate``.
 
-``as_hf_cache(cache, model.config)`` wraps a kvlib cache (dense, static, GQA, paged, quantized,
-evicting: anything with ``update(layer, k, v)``, ``seq_len`` and ``reset()``) in a
+``as_hf_cache(cache, model.config)`` wraps a kvlib cache (dense, static, GQA, and the quantized and
+evicting caches to come: anything with ``update(layer, k, v)``, ``seq_len`` and ``reset()``) in a
 ``transformers.Cache``, so that ``model.generate(ids, past_key_values=as_hf_cache(...))`` on a
 Llama checkpoint stores and reads every key and value through kvlib.
 
@@ -25,7 +25,16 @@ How the two interfaces meet (transformers 5.23, pinned exactly in pyproject.toml
   cache that keeps a contiguous window (the padded positions are then the ones it holds).
 - ``update`` checks that the cache returned exactly the length the mask was built for, and raises
   otherwise (an evicting cache without ``kv_length_after``, or a kvlib cache changed behind the
-  adapter's back): eager attention would silently attend over a mask of the wrong width.
+  adapter's back). Without the check, a mismatch is a shape error deep inside attention when a mask
+  is built, and goes unnoticed when transformers skips it (one query, no padding), so the same cache
+  would work in some calls and fail in others.
+
+The kvlib seam (``kvlib.cache.base``) lets a cache do more than ``update``; through transformers
+only ``update`` is used. A cache's own ``attend`` is bypassed (transformers attends over what
+``update`` returns, which for such a cache must still be every key it keeps). A cache that needs
+keys before RoPE (``rotates_keys``) or the attention weights (``observe_attention``) cannot get them
+from transformers' attention, and ``as_hf_cache`` refuses it. ``kvlib.paged.PagedKVCache`` attends
+only, with no ``update``, so it is refused too until it has one.
 
 What a kvlib cache cannot do is refused with ``NotImplementedError``: beam search
 (``reorder_cache``), assisted decoding (``crop``), batch expansion after prefill
@@ -41,6 +50,7 @@ import torch
 from transformers import Cache, PreTrainedConfig
 from transformers.cache_utils import CacheLayerMixin
 
+from kvlib.cache.base import rotates_keys
 from kvlib.cache.mla import LatentKVCache
 from kvlib.model import require_cache
 
@@ -157,8 +167,9 @@ def as_hf_cache(cache: Any, config: PreTrainedConfig) -> KVLibCache:
     whose transformers config is ``config`` (``model.config``). Like transformers' own caches it
     carries over between calls: ``hf_cache.reset()`` (which resets ``cache`` too) before a new prompt.
 
-    TypeError if ``cache`` is not a kvlib KV cache instance (update, seq_len, reset) or stores MLA
-    latents instead of keys and values, or if ``config`` is not a transformers config; ValueError if
+    TypeError if ``cache`` is not a kvlib KV cache instance (update, seq_len, reset), stores MLA
+    latents instead of keys and values, needs keys before RoPE or the attention weights, or if
+    ``config`` is not a transformers config; ValueError if
     the cache was made for a different number of layers than the model has.
     """
     if not isinstance(config, PreTrainedConfig):
@@ -167,10 +178,25 @@ def as_hf_cache(cache: Any, config: PreTrainedConfig) -> KVLibCache:
             f"config must be the transformers model's config (model.config), got {type(config).__name__}"
         )
     require_cache(cache)
+    if not (hasattr(cache, "update") and hasattr(cache, "seq_len")):  # require_cache accepts attend-only
+        raise TypeError(
+            f"{type(cache).__name__} attends by itself and has no update/seq_len: transformers' attention "
+            "needs a cache whose update(layer, k, v) returns the keys and values it keeps"
+        )
     if isinstance(cache, LatentKVCache):
         raise TypeError(
             "LatentKVCache stores MLA latents, not keys and values: transformers' attention hands the cache "
             "per-head keys and values [B, num_kv_heads, T, head_dim]; use a dense, static or GQA cache"
+        )
+    if rotates_keys(cache):
+        raise TypeError(
+            f"{type(cache).__name__} has rotates_keys=True, but transformers applies RoPE before the cache "
+            "sees the keys: it cannot re-rotate them inside transformers' attention"
+        )
+    if getattr(cache, "observe_attention", None) is not None:
+        raise TypeError(
+            f"{type(cache).__name__} needs observe_attention, but transformers' attention never hands the "
+            "cache its weights (sdpa does not compute them): its eviction would run blind"
         )
     num_layers = config.num_hidden_layers
     cache_layers = getattr(cache, "num_layers", None)

@@ -202,6 +202,23 @@ def test_beam_search_is_refused_with_a_clear_error(gqa_model):
         )
 
 
+class AttendOnlyCache:
+    """The shape of kvlib.paged.PagedKVCache today: it computes attention itself and has no update."""
+
+    def attend(self, layer, q, k, v, batch): ...
+
+    def reset(self) -> None: ...
+
+
+class PreRopeCache(NaiveKVCache):
+    rotates_keys = True  # a StreamingLLM-style cache: wants keys before RoPE
+
+
+class WeightWatchingCache(NaiveKVCache):
+    def observe_attention(self, layer, weights):  # an H2O-style cache: wants the attention weights
+        pass
+
+
 @pytest.mark.parametrize(
     "make_cache, error, message",
     [
@@ -209,6 +226,17 @@ def test_beam_search_is_refused_with_a_clear_error(gqa_model):
         (lambda c: NaiveKVCache, TypeError, r"the class NaiveKVCache \(call it\)"),
         (lambda c: DynamicCache(config=c), TypeError, r"KV cache instance .* got DynamicCache"),
         (lambda c: LatentKVCache(c.num_hidden_layers), TypeError, "MLA latents"),
+        (
+            lambda c: AttendOnlyCache(),
+            TypeError,
+            r"AttendOnlyCache attends by itself and has no update/seq_len",
+        ),
+        (
+            lambda c: PreRopeCache(c.num_hidden_layers),
+            TypeError,
+            "rotates_keys=True, but transformers applies",
+        ),
+        (lambda c: WeightWatchingCache(c.num_hidden_layers), TypeError, "never hands the cache its weights"),
         (
             lambda c: NaiveKVCache(c.num_hidden_layers + 1),
             ValueError,
