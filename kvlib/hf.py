@@ -34,7 +34,8 @@ only ``update`` is used. A cache's own ``attend`` is bypassed (transformers atte
 ``update`` returns, which for such a cache must still be every key it keeps). A cache that needs
 keys before RoPE (``rotates_keys``) or the attention weights (``observe_attention``) cannot get them
 from transformers' attention, and ``as_hf_cache`` refuses it. ``kvlib.paged.PagedKVCache`` attends
-only, with no ``update``, so it is refused too until it has one.
+only; it goes in through :class:`PagedRows`, which gives it ``update``: batch row b is paged sequence
+b, and each update writes the keys into the block pools and gathers every row's keys back.
 
 What a kvlib cache cannot do is refused with ``NotImplementedError``: beam search
 (``reorder_cache``), assisted decoding (``crop``), batch expansion after prefill
@@ -53,8 +54,9 @@ from transformers.cache_utils import CacheLayerMixin
 from kvlib.cache.base import rotates_keys
 from kvlib.cache.mla import LatentKVCache
 from kvlib.model import require_cache
+from kvlib.paged.cache import PagedKVCache
 
-__all__ = ["KVLibCache", "KVLibLayer", "as_hf_cache"]
+__all__ = ["KVLibCache", "KVLibLayer", "PagedRows", "as_hf_cache"]
 
 KV_LENGTH_HOOK = "kv_length_after"  # optional: what an evicting kvlib cache's update will return
 
@@ -149,6 +151,67 @@ class KVLibLayer(CacheLayerMixin):
             self._refuse("selecting batch rows of a filled cache (batch_select_indices)")
 
 
+class PagedRows:
+    """A :class:`~kvlib.paged.cache.PagedKVCache` behind the update/seq_len/reset contract, for transformers.
+
+    transformers' batches are uniform (every row as long as the others) and its attention hands the
+    cache keys and values, never token ids. So batch row b is paged sequence b, all rows grow by the
+    same tokens, and the sequences hold placeholder token ids: a paged cache with a prefix cache, which
+    matches prompts by token ids, is refused. At layer 0 of each forward the sequences grow by the new
+    tokens and the step is prepared; every layer then writes its keys and values into the block pools
+    and gets every row's keys and values back by gather (``write_and_gather``).
+    """
+
+    PLACEHOLDER_TOKEN = 0
+
+    def __init__(self, paged: PagedKVCache) -> None:
+        if paged.manager.cache is not None:
+            raise ValueError(
+                "a PagedKVCache with a prefix cache cannot run inside transformers: transformers never "
+                "hands the cache token ids, which prefix caching matches on; make it with prefix_cache=None"
+            )
+        if paged.manager.seqs:
+            raise ValueError(
+                f"the PagedKVCache must be empty, it holds {len(paged.manager.seqs)} sequence(s)"
+            )
+        self.paged = paged
+        self.num_layers = paged.num_layers
+        self.rows = 0  # batch rows = paged sequences 0 .. rows - 1
+        self.length = 0  # tokens in every row
+
+    @property
+    def seq_len(self) -> int:
+        return self.length
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [B, KV, T_new, D] of ``layer``; return every row's keys and values so far."""
+        if layer == 0:
+            self._grow(k.shape[0], k.shape[2])
+        return self.paged.write_and_gather(layer, k, v)
+
+    def _grow(self, rows: int, new_tokens: int) -> None:
+        if self.length and rows != self.rows:
+            raise ValueError(f"the batch changed from {self.rows} to {rows} rows; reset the cache first")
+        paged, token = self.paged, self.PLACEHOLDER_TOKEN
+        if not self.length:
+            try:
+                for row in range(rows):
+                    paged.add_sequence(row, [token] * new_tokens)
+            except Exception:  # OutOfBlocks at row r: leave no half-admitted batch behind
+                paged.reset()
+                raise
+        else:
+            for row in range(rows):
+                for _ in range(new_tokens):
+                    paged.append_token(row, token)
+        paged.prepare(range(rows))
+        self.rows, self.length = rows, self.length + new_tokens
+
+    def reset(self) -> None:
+        self.paged.reset()
+        self.rows = self.length = 0
+
+
 class KVLibCache(Cache):
     """A ``transformers.Cache`` whose layers store into one kvlib cache (see the module docstring)."""
 
@@ -177,6 +240,8 @@ def as_hf_cache(cache: Any, config: PreTrainedConfig) -> KVLibCache:
         raise TypeError(
             f"config must be the transformers model's config (model.config), got {type(config).__name__}"
         )
+    if isinstance(cache, PagedKVCache):
+        cache = PagedRows(cache)
     require_cache(cache)
     if not (hasattr(cache, "update") and hasattr(cache, "seq_len")):  # require_cache accepts attend-only
         raise TypeError(

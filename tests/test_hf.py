@@ -14,6 +14,7 @@ from kvlib.cache.mla import LatentKVCache
 from kvlib.cache.static import StaticKVCache
 from kvlib.hf import as_hf_cache
 from kvlib.model import MODEL_NAMES, checkpoint_path
+from kvlib.paged.cache import PagedKVCache
 
 pytestmark = pytest.mark.model
 
@@ -84,11 +85,14 @@ def _kvlib_cache(kind: str, config, batch: int):
         return NaiveKVCache(layers)
     if kind == "static":
         return StaticKVCache(layers, batch, kv_heads, config.head_dim, config.max_position_embeddings)
+    if kind == "paged":  # block size 12: the prompt and most steps end mid-block
+        blocks = batch * -(-(PROMPT_LEN + NEW_TOKENS) // 12)
+        return PagedKVCache(layers, kv_heads, config.head_dim, blocks, 12)
     return KVHeadsCache(layers, kv_heads)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("kind", ["naive", "static", "kv-heads"])
+@pytest.mark.parametrize("kind", ["naive", "static", "kv-heads", "paged"])
 def test_generate_with_kvlib_cache_matches_dynamic_cache(model, reference, kind, batch):
     expected, expected_len = reference(batch)
     cache = _kvlib_cache(kind, model.config, batch)
@@ -101,7 +105,8 @@ def test_generate_with_kvlib_cache_matches_dynamic_cache(model, reference, kind,
     )
     assert len(set(out[0, PROMPT_LEN:].tolist())) > 20  # a real continuation, not one token repeated
     # the last generated token is never fed back: the cache holds prompt + 255 tokens, like DynamicCache's
-    assert hf_cache.get_seq_length() == cache.seq_len == expected_len == PROMPT_LEN + NEW_TOKENS - 1
+    kvlib_len = cache.num_computed(0) if kind == "paged" else cache.seq_len
+    assert hf_cache.get_seq_length() == kvlib_len == expected_len == PROMPT_LEN + NEW_TOKENS - 1
 
 
 def test_chunked_prefill_builds_the_mask_from_the_cache(gqa_model):
@@ -237,6 +242,11 @@ class WeightWatchingCache(NaiveKVCache):
             "rotates_keys=True, but transformers applies",
         ),
         (lambda c: WeightWatchingCache(c.num_hidden_layers), TypeError, "never hands the cache its weights"),
+        (
+            lambda c: PagedKVCache(c.num_hidden_layers, 2, 32, 8, 4, prefix_cache="radix"),
+            ValueError,
+            "transformers never hands the cache token ids",
+        ),
         (
             lambda c: NaiveKVCache(c.num_hidden_layers + 1),
             ValueError,

@@ -1,11 +1,13 @@
-"""Paged KV-cache bookkeeping (chapter 06): allocator, block tables, copy-on-write, prefix caching,
-and a fragmentation/capacity simulator (:mod:`kvlib.paged.simulate`).
+"""Paged KV cache (chapters 06-08): allocator, block tables, copy-on-write, prefix caching, a
+fragmentation/capacity simulator (:mod:`kvlib.paged.simulate`), and the cache a model runs on.
 
-Nothing here touches KV tensors: the manager returns block ids, slots and ``(src, dst)`` copies,
-and the caller (an engine, or :mod:`kvlib.kernels`) moves the data.
+The bookkeeping (blocks, manager, prefix) never touches KV tensors: the manager returns block ids,
+slots and ``(src, dst)`` copies. :class:`PagedKVCache` (:mod:`kvlib.paged.cache`) is the caller
+that moves the data: per-layer block pools that a model writes and attends through.
 """
 
 from kvlib.paged.blocks import BlockAllocator, OutOfBlocks, PhysicalBlock
+from kvlib.paged.cache import PagedKVCache
 from kvlib.paged.manager import BlockManager, BlockTable
 from kvlib.paged.prefix import HashPrefixCache, PrefixCache, RadixNode, RadixPrefixCache, make_prefix_cache
 
@@ -20,4 +22,5 @@ __all__ = [
     "RadixPrefixCache",
     "RadixNode",
     "make_prefix_cache",
+    "PagedKVCache",
 ]

@@ -202,13 +202,10 @@ class PagedKVCache:
     ) -> torch.Tensor:
         """Store the step's new k, v [B, KV, T, D] of ``layer`` in their slots, then attend:
         q [B, H, T, D] -> [B, H, T, D]. Called by the model, once per layer, after :meth:`prepare`."""
-        step = self._check_forward(layer, q, k)
-        k_pool, v_pool = self.k_pools[layer], self.v_pools[layer]
-        B, H, T, D = q.shape
-        for pool, new in ((k_pool, k), (v_pool, v)):  # vLLM calls this write reshape_and_cache
-            rows = new.transpose(1, 2).reshape(B * T, self.num_kv_heads, D)[step.token_index]  # (N, KV, D)
-            pool.view(-1, self.num_kv_heads, D).index_copy_(0, step.slots, rows.to(pool.dtype))
-        if self._decode_kernel is not None and T == 1:
+        step = self._check_forward(layer, k, q)
+        self._write(step, layer, k, v)
+        k_pool, v_pool = self._pools(layer)
+        if self._decode_kernel is not None and step.width == 1:
             out = self._decode_kernel(
                 q[:, :, 0],
                 k_pool,
@@ -221,12 +218,39 @@ class PagedKVCache:
         else:
             keys, values = (self._gather(pool, step) for pool in (k_pool, v_pool))  # (B, KV, S, D)
             out = ragged_attention(q, keys, values, step.q_positions)
+        self._layer_done(step)
+        return out
+
+    def write_and_gather(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a caller that attends by itself (transformers, through :mod:`kvlib.hf`): store the
+        prepared step's k, v [B, KV, T, D] of ``layer`` and return every row's keys and values
+        [B, KV, S, D], S the longest row (a shorter row's tail holds other data: mask it)."""
+        step = self._check_forward(layer, k)
+        self._write(step, layer, k, v)
+        keys, values = (self._gather(pool, step)[:, :, : step.max_kv_len] for pool in self._pools(layer))
+        self._layer_done(step)
+        return keys, values
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _pools(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k_pools[layer], self.v_pools[layer]
+
+    def _write(self, step: _Step, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Copy the real tokens' keys and values into their slots (vLLM calls it reshape_and_cache)."""
+        rows, width = len(step.seq_ids), step.width
+        for pool, new in zip(self._pools(layer), (k, v)):
+            real = new.transpose(1, 2).reshape(rows * width, self.num_kv_heads, self.head_dim)[
+                step.token_index
+            ]
+            pool.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slots, real.to(pool.dtype))
+
+    def _layer_done(self, step: _Step) -> None:
         step.next_layer += 1
         if step.next_layer == self.num_layers:
             self._commit(step)
-        return out
-
-    # --- internals ----------------------------------------------------------------------------------
 
     def _gather(self, pool: torch.Tensor, step: _Step) -> torch.Tensor:
         """Every row's blocks in logical order: (B, KV, max_blocks * block_size, D); past a row's
@@ -304,7 +328,7 @@ class PagedKVCache:
         lengths_t = torch.tensor(lengths, dtype=torch.long)
         return input_ids.to(self.device), positions.to(self.device), lengths_t.to(self.device)
 
-    def _check_forward(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> _Step:
+    def _check_forward(self, layer: int, k: torch.Tensor, q: torch.Tensor | None = None) -> _Step:
         """The forward is the one :meth:`prepare` laid out, its layers in order, k shaped like the pools."""
         step = self._step
         if step is None:
@@ -315,7 +339,8 @@ class PagedKVCache:
         if layer != step.next_layer:
             raise RuntimeError(f"PagedKVCache: layer {layer} attended, expected layer {step.next_layer}")
         expected = (len(step.seq_ids), self.num_kv_heads, step.width, self.head_dim)
-        if tuple(k.shape) != expected or q.shape[0] != expected[0] or q.shape[2] != step.width:
+        q_matches = q is None or (q.shape[0], q.shape[2]) == (expected[0], step.width)
+        if tuple(k.shape) != expected or not q_matches:
             raise ValueError(
                 f"PagedKVCache: the forward does not match the prepared step: keys {list(k.shape)}, "
                 f"expected {list(expected)} (rows, kv_heads, prepared tokens, head_dim)"
