@@ -648,7 +648,9 @@ def require_cache(cache: Any, num_layers: int | None = None) -> None:
     interface = ("attend", "reset") if hasattr(cache, "attend") else ("update", "seq_len", "reset")
     if isinstance(cache, type) or not all(hasattr(cache, a) for a in interface):
         what = f"the class {cache.__name__} (call it)" if isinstance(cache, type) else type(cache).__name__
-        raise TypeError(f"cache must be a KV cache instance (update, seq_len, reset), got {what}")
+        raise TypeError(
+            f"cache must be a KV cache instance (update, seq_len, reset; or attend, reset), got {what}"
+        )
     cache_layers = getattr(cache, "num_layers", None)
     if isinstance(num_layers, int) and isinstance(cache_layers, int) and cache_layers != num_layers:
         raise ValueError(

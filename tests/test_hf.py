@@ -227,7 +227,11 @@ class WeightWatchingCache(NaiveKVCache):
 @pytest.mark.parametrize(
     "make_cache, error, message",
     [
-        (lambda c: "a cache", TypeError, r"KV cache instance \(update, seq_len, reset\), got str"),
+        (
+            lambda c: "a cache",
+            TypeError,
+            r"KV cache instance \(update, seq_len, reset; or attend, reset\), got str",
+        ),
         (lambda c: NaiveKVCache, TypeError, r"the class NaiveKVCache \(call it\)"),
         (lambda c: DynamicCache(config=c), TypeError, r"KV cache instance .* got DynamicCache"),
         (lambda c: LatentKVCache(c.num_hidden_layers), TypeError, "MLA latents"),
