@@ -15,7 +15,7 @@ import torch
 from kvlib.cache.dense import NaiveKVCache
 from kvlib.data import token_ids
 from kvlib.generate import generate, generate_ragged
-from kvlib.model import MODEL_NAMES, load_model
+from kvlib.model import MODEL_NAMES, ModelConfig, TinyDecoder, load_model
 from kvlib.paged.blocks import OutOfBlocks
 from kvlib.paged.cache import PagedKVCache
 
@@ -92,7 +92,8 @@ def _expected_hits(prompts, block_size: int) -> list[int]:
 
 
 def test_triton_backend_matches_gather_and_dense():
-    """The Triton decode kernel (the CPU interpreter here, 0.1-1 s per call) on a short run."""
+    """The Triton decode kernel (the CPU interpreter here, 0.1-1 s per call) on a short run, against
+    each prompt generated alone with the naive cache."""
     name, prompts = "shakespeare-gqa", [list(p) for p in _prompts()[2:5]]
     model = _model(name)
     cache = PagedKVCache.for_model(
@@ -136,17 +137,91 @@ def test_forked_sequence_shares_blocks_until_it_diverges(name):
         assert rest == alone, f"continuation {seq_id} diverged from its dense run"
 
 
-def test_prefix_hit_on_a_prompt_not_run_yet_needs_the_same_step():
+def test_prefix_hit_on_blocks_computed_in_the_same_step_skips_them():
     model, prompt = _model("shakespeare-mha"), list(_prompts()[0])
     cache = PagedKVCache.for_model(model, 64, 16, prefix_cache="hash")
     assert cache.add_sequence(0, prompt) == 0
     assert cache.add_sequence(1, prompt + [5, 6]) == 96  # hits blocks whose K/V sequence 0 has not written
-    with pytest.raises(ValueError, match="has not run yet"):
-        cache.prepare([1])
-    last = cache.step(model, [1, 0])  # together: row 0 writes the blocks before row 1 reads them
-    alone_tokens, alone_logits = _alone("shakespeare-mha", tuple(prompt + [5, 6]), 1)
-    torch.testing.assert_close(last[0], alone_logits[0], rtol=0, atol=1e-4)
+    last = cache.step(model, [1, 0])  # together: row 1 writes the blocks before row 0 reads them
+    torch.testing.assert_close(
+        last[0], _alone("shakespeare-mha", tuple(prompt + [5, 6]), 1)[1][0], rtol=0, atol=1e-4
+    )
     assert cache.tokens_computed == len(prompt) + (len(prompt) + 2 - 96)  # sequence 1 skipped 96
+    assert cache.token_slots == 2 * len(prompt)  # both rows padded to sequence 0's 107 tokens
+
+
+@pytest.mark.parametrize("how", ["later step", "freed before running", "out of blocks"])
+def test_prefix_hit_on_blocks_nobody_computed_recomputes_them(how):
+    """A prompt's full blocks enter the prefix cache at admission: if its sequence runs later, is
+    cancelled or fails before running, a hit on them must recompute them, not read empty blocks."""
+    name, prompt = "shakespeare-mha", list(_prompts()[0])
+    model = _model(name)
+    cache = PagedKVCache.for_model(model, 20, 16, prefix_cache="radix")
+    if how == "out of blocks":
+        with pytest.raises(OutOfBlocks):  # prompt 0 is admitted, prompt 1 does not fit, both freed
+            generate_ragged(model, cache, [prompt, list(range(300))], 2)
+    else:
+        cache.add_sequence(0, prompt)
+        if how == "freed before running":
+            cache.free(0)
+    seq_id = 1 if how == "later step" else 0
+    assert cache.add_sequence(seq_id + 10, prompt + [5, 6]) == 96
+    last = cache.step(model, [seq_id + 10])
+    torch.testing.assert_close(last[0], _alone(name, tuple(prompt + [5, 6]), 1)[1][0], rtol=0, atol=1e-4)
+    assert cache.tokens_computed == len(prompt) + 2  # recomputed from block 0
+    if how == "later step":  # sequence 0 now finds its blocks filled, and still runs its own tokens
+        torch.testing.assert_close(
+            cache.step(model, [0])[0], _alone(name, tuple(prompt), 1)[1][0], rtol=0, atol=1e-4
+        )
+    cache.reset()
+    assert generate_ragged(model, cache, [prompt], 3) == [_alone(name, tuple(prompt), 3)[0]]
+
+
+def test_a_step_whose_forward_fails_after_the_last_layer_can_be_retried(monkeypatch):
+    model, prompt = _model("shakespeare-gqa"), list(_prompts()[4])
+    cache = PagedKVCache.for_model(model, 16, 16, prefix_cache="radix")
+    cache.add_sequence(0, prompt)
+    head = model.lm_head.forward
+    monkeypatch.setattr(model.lm_head, "forward", lambda x: (_ for _ in ()).throw(MemoryError("lm_head")))
+    with pytest.raises(MemoryError):
+        cache.step(model, [0])  # every layer stored its keys, then the head failed
+    assert cache.num_computed(0) == 0 and cache.tokens_computed == 0
+    monkeypatch.setattr(model.lm_head, "forward", head)
+    torch.testing.assert_close(
+        cache.step(model, [0])[0], _alone("shakespeare-gqa", tuple(prompt), 1)[1][0], rtol=0, atol=1e-4
+    )
+
+
+def test_fork_before_the_parent_token_has_keys():
+    """The child shares a partial block holding a token without K/V; both compute it on their own."""
+    name, prompt = "shakespeare-gqa", list(_prompts()[5][:21])
+    model = _model(name)
+    cache = PagedKVCache.for_model(model, 16, 8, prefix_cache="hash")
+    cache.add_sequence(0, prompt)
+    first = int(cache.step(model, [0])[0].argmax())
+    cache.append_token(0, first)
+    cache.fork(0, 1)  # the shared last block holds `first`, whose K/V no step has written
+    cache.append_token(1, 7)  # copy-on-write before the child's own token
+    last = cache.step(model, [0, 1])
+    torch.testing.assert_close(last[0], _alone(name, tuple(prompt + [first]), 1)[1][0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(last[1], _alone(name, tuple(prompt + [first, 7]), 1)[1][0], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["gather", "triton"])
+def test_pools_in_another_dtype_than_the_model(backend):
+    """fp16 pools under an fp32 model: keys are rounded to fp16 on the way in, and the Triton kernel
+    gets its query in the pools' dtype."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64
+    )
+    model = TinyDecoder(config).eval()
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [9, 8]]
+    cache = PagedKVCache.for_model(model, 12, 4, backend=backend, dtype=torch.float16)
+    tokens, logits = generate_ragged(model, cache, prompts, 3, return_logits=True)
+    for prompt, got in zip(prompts, logits):
+        _, expected = generate(model, torch.tensor([prompt]), 3, NaiveKVCache(2), return_logits=True)
+        torch.testing.assert_close(got, expected[0], rtol=0, atol=1e-2)
 
 
 def test_forward_must_follow_prepare_and_match_it():
@@ -161,7 +236,17 @@ def test_forward_must_follow_prepare_and_match_it():
     cache.prepare([0])
     with pytest.raises(ValueError, match="pass positions"):
         model(ids, cache=cache)
-    cache.step(model, [0])
+    with pytest.raises(ValueError, match="positions differ from the prepared step"):
+        model(ids, positions=positions + 1, cache=cache)
+    cache.prepare([0])
+    with pytest.raises(ValueError, match="lengths .* differ"):
+        model(ids, positions=positions, cache=cache, lengths=lengths - 1)
+    cache.prepare([0])
+    with pytest.raises(ValueError):
+        cache.append_token(0, -1)  # a refused token keeps the prepared step
+    model(ids, positions=positions, cache=cache, lengths=lengths)  # outside no_grad, the manual path
+    assert not any(pool.requires_grad for pool in cache.k_pools + cache.v_pools)
+    assert cache.num_computed(0) == 3
     with pytest.raises(ValueError, match="no token without K/V"):
         cache.prepare([0])
 

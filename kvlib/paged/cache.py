@@ -16,10 +16,18 @@ own positions. In every layer :meth:`attend` writes the real tokens' keys and va
 and then attends through the block tables: by gathering each row's blocks into a padded tensor
 (``backend="gather"``, any step) or, for decode steps, with the Triton paged kernel
 (``backend="triton"``; prefill steps still gather, as the kernel handles one query per row).
+A step's tokens count as computed once the last layer has stored them; :meth:`step` undoes that if
+the rest of the forward fails, so a failed step can be retried.
+
+Padding is the price of the [B, T] layout: a step that mixes a 100-token prompt with decode tokens
+runs the model on B x 100 token slots. ``tokens_computed`` counts the real tokens (what prefix hits
+save), ``token_slots`` the slots the model ran, padding included. vLLM avoids the padding by
+flattening every row into one token stream with cumulative lengths.
 
 Where things are checked: the public methods (``add_sequence``, ``append_token``, ``fork``, ``free``,
 ``prepare``) validate their arguments before changing anything; :meth:`attend` runs once per layer
-on tensors :meth:`prepare` built, so it only checks that the forward matches the prepared step.
+on tensors :meth:`prepare` built, so it only checks that the forward is the prepared step (shapes at
+every layer, positions and lengths once, at layer 0).
 """
 
 from __future__ import annotations
@@ -50,11 +58,14 @@ class _Step:
     token_index: torch.Tensor  # (N,) flat index b * T + i of every real token in the [B, T] batch
     slots: torch.Tensor  # (N,) the pool slot each real token's K/V goes to
     block_table: torch.Tensor  # int32 (B, max_blocks): every row's physical blocks, padded with 0
+    block_ids: torch.Tensor  # the same as int64, for indexing the pools
     kv_lens: torch.Tensor  # int32 (B,): tokens each row attends over once this step is written
     q_positions: torch.Tensor  # (B, T): position of every query (padding repeats the row's last one)
     max_kv_len: int
     filled_blocks: list[int]  # blocks this step completes: a prefix hit may read them afterwards
+    computed_before: list[int]  # each row's _computed before the step (restored if its forward fails)
     next_layer: int = 0
+    committed: bool = False
 
 
 class PagedKVCache:
@@ -105,6 +116,7 @@ class PagedKVCache:
         self._filled = [False] * self.manager.num_blocks
         self._step: _Step | None = None
         self.tokens_computed = 0  # tokens the model has run on through this cache (hits skip theirs)
+        self.token_slots = 0  # rows x width of every step: the model's work, padding included
 
     @classmethod
     def for_model(cls, model: Any, num_blocks: int, block_size: int, **options: Any) -> PagedKVCache:
@@ -132,8 +144,8 @@ class PagedKVCache:
     def append_token(self, seq_id: int, token: int) -> None:
         """Add a generated token to a sequence (the next step computes its K/V). A last block shared
         with a fork is copied first (copy-on-write), in every layer's pools."""
+        copies = self.manager.append(seq_id, token)  # validates first: a refused token changes nothing
         self._step = None  # a prepared step no longer matches the tables
-        copies = self.manager.append(seq_id, token)
         for src, dst in copies:
             for pool in (*self.k_pools, *self.v_pools):
                 pool[dst] = pool[src]
@@ -177,7 +189,8 @@ class PagedKVCache:
         """
         ids = self._check_rows(seq_ids)
         tables = [self.manager.seqs[s] for s in ids]
-        done = [self._computed[s] for s in ids]
+        computed = [self._computed[s] for s in ids]
+        done = self._rewind_unfilled_hits(tables, computed)
         lengths = [len(t.tokens) - c for t, c in zip(tables, done)]
         for seq_id, n in zip(ids, lengths):
             if n == 0:
@@ -185,16 +198,22 @@ class PagedKVCache:
                     f"sequence {seq_id} has no token without K/V: append_token() the next token before "
                     "running it again"
                 )
-        filled = self._blocks_filled_by(tables, done, lengths)
-        self._check_hits_filled(ids, tables, done, filled)
-        self._step = self._layout(tables, done, lengths, filled)
+        self._step = self._layout(tables, done, lengths, computed)
         return self._batch_tensors(tables, done, lengths)
 
     @torch.no_grad()
     def step(self, model: Any, seq_ids: Iterable[int]) -> torch.Tensor:
-        """Run ``model`` on the prepared rows; returns the logits after each row's last token [B, V]."""
+        """Run ``model`` on the prepared rows; returns the logits after each row's last token [B, V].
+
+        If the forward raises, even after the last layer stored its keys (in the last MLP, say), the
+        cache is left as before the step, so the step can be retried."""
         input_ids, positions, lengths = self.prepare(seq_ids)
-        logits = model(input_ids, positions=positions, cache=self, lengths=lengths)  # (B, T, V)
+        step = self._step
+        try:
+            logits = model(input_ids, positions=positions, cache=self, lengths=lengths)  # (B, T, V)
+        except BaseException:
+            self._undo(step)
+            raise
         return logits[torch.arange(len(lengths), device=logits.device), lengths - 1]  # (B, V)
 
     def attend(
@@ -203,18 +222,15 @@ class PagedKVCache:
         """Store the step's new k, v [B, KV, T, D] of ``layer`` in their slots, then attend:
         q [B, H, T, D] -> [B, H, T, D]. Called by the model, once per layer, after :meth:`prepare`."""
         step = self._check_forward(layer, k, q)
+        if layer == 0:
+            _check_batch_matches(batch, step)
         self._write(step, layer, k, v)
         k_pool, v_pool = self._pools(layer)
         if self._decode_kernel is not None and step.width == 1:
-            out = self._decode_kernel(
-                q[:, :, 0],
-                k_pool,
-                v_pool,
-                step.block_table,
-                step.kv_lens,
-                max_seq_len=step.max_kv_len,
-                check=False,
-            )[:, :, None]  # (B, H, 1, D)
+            query = q[:, :, 0].to(k_pool.dtype)  # (B, H, D): the kernel reads q and the pools in one dtype
+            lens = {"max_seq_len": step.max_kv_len, "check": False}  # prepare built and checked the tables
+            out = self._decode_kernel(query, k_pool, v_pool, step.block_table, step.kv_lens, **lens)
+            out = out.to(q.dtype)[:, :, None]  # (B, H, 1, D)
         else:
             keys, values = (self._gather(pool, step) for pool in (k_pool, v_pool))  # (B, KV, S, D)
             out = ragged_attention(q, keys, values, step.q_positions)
@@ -241,11 +257,11 @@ class PagedKVCache:
     def _write(self, step: _Step, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Copy the real tokens' keys and values into their slots (vLLM calls it reshape_and_cache)."""
         rows, width = len(step.seq_ids), step.width
-        for pool, new in zip(self._pools(layer), (k, v)):
-            real = new.transpose(1, 2).reshape(rows * width, self.num_kv_heads, self.head_dim)[
-                step.token_index
-            ]
-            pool.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slots, real.to(pool.dtype))
+        with torch.no_grad():  # the pools are inference state, never part of an autograd graph
+            for pool, new in zip(self._pools(layer), (k, v)):
+                real = new.transpose(1, 2).reshape(rows * width, self.num_kv_heads, self.head_dim)
+                slots = pool.view(-1, self.num_kv_heads, self.head_dim)
+                slots.index_copy_(0, step.slots, real[step.token_index].to(pool.dtype))
 
     def _layer_done(self, step: _Step) -> None:
         step.next_layer += 1
@@ -255,17 +271,32 @@ class PagedKVCache:
     def _gather(self, pool: torch.Tensor, step: _Step) -> torch.Tensor:
         """Every row's blocks in logical order: (B, KV, max_blocks * block_size, D); past a row's
         length the slots hold other data, which the causal mask hides."""
-        blocks = pool[step.block_table.long()]  # (B, max_blocks, block_size, KV, D)
+        blocks = pool[step.block_ids]  # (B, max_blocks, block_size, KV, D)
         return blocks.flatten(1, 2).transpose(1, 2)  # (B, KV, S, D)
 
     def _commit(self, step: _Step) -> None:
         """The last layer has stored the step: its tokens now have K/V in every layer."""
-        for seq_id, n in zip(step.seq_ids, step.lengths):
-            self._computed[seq_id] += n
+        for seq_id, kv_len in zip(step.seq_ids, step.kv_lens.tolist()):
+            self._computed[seq_id] = kv_len
         for block_id in step.filled_blocks:
             self._filled[block_id] = True
         self.tokens_computed += sum(step.lengths)
+        self.token_slots += len(step.seq_ids) * step.width
+        step.committed = True
         self._step = None
+
+    def _undo(self, step: _Step) -> None:
+        """Forget a step whose forward failed: after the commit, put the counts back (the blocks it
+        marked filled held no K/V before it, or it would not have written them)."""
+        self._step = None
+        if not step.committed:
+            return
+        for seq_id, before in zip(step.seq_ids, step.computed_before):
+            self._computed[seq_id] = before
+        for block_id in step.filled_blocks:
+            self._filled[block_id] = False
+        self.tokens_computed -= sum(step.lengths)
+        self.token_slots -= len(step.seq_ids) * step.width
 
     def _check_rows(self, seq_ids: Iterable[int]) -> list[int]:
         if isinstance(seq_ids, (str, bytes)) or not isinstance(seq_ids, Iterable):
@@ -282,19 +313,24 @@ class PagedKVCache:
         bs = self.block_size
         return [b for t, c, n in zip(tables, done, lengths) for b in t.block_ids[c // bs : (c + n) // bs]]
 
-    def _check_hits_filled(self, ids: list[int], tables: list, done: list[int], filled: list[int]) -> None:
-        """Every block a row reads without computing must hold its K/V by the time the row attends:
-        filled by an earlier step, or by another row of this one (all rows write before any attends)."""
-        ready = set(filled)
-        for seq_id, table, c in zip(ids, tables, done):
-            for block_id in table.block_ids[: c // self.block_size]:
-                if not (self._filled[block_id] or block_id in ready):
-                    raise ValueError(
-                        f"sequence {seq_id} reuses cached block {block_id} of a prompt the model has not run "
-                        "yet: put that prompt's sequence in the same step or an earlier one"
-                    )
+    def _rewind_unfilled_hits(self, tables: list, computed: list[int]) -> list[int]:
+        """Where each row starts computing. A prefix hit may reach blocks that hold no K/V yet: the
+        prompt that registered them (at admission) has not run, or was freed or failed before it did.
+        Another row of this step filling them is enough (every row writes before any row attends);
+        otherwise the row recomputes from the first such block, writing the same K/V into it."""
+        bs = self.block_size
+        lengths = [len(t.tokens) - c for t, c in zip(tables, computed)]
+        being_filled = set(self._blocks_filled_by(tables, computed, lengths))
+        starts = []
+        for table, c in zip(tables, computed):
+            for i, block_id in enumerate(table.block_ids[: c // bs]):
+                if not (self._filled[block_id] or block_id in being_filled):
+                    c = i * bs
+                    break
+            starts.append(c)
+        return starts
 
-    def _layout(self, tables: list, done: list[int], lengths: list[int], filled: list[int]) -> _Step:
+    def _layout(self, tables: list, done: list[int], lengths: list[int], computed: list[int]) -> _Step:
         bs, width, device = self.block_size, max(lengths), self.device
         kv_lens = [c + n for c, n in zip(done, lengths)]
         max_blocks = -(-max(kv_lens) // bs)
@@ -311,10 +347,12 @@ class PagedKVCache:
             token_index=torch.tensor(token_index, device=device),
             slots=torch.tensor(slots, device=device),
             block_table=block_table.to(device),
+            block_ids=block_table.to(device=device, dtype=torch.long),
             kv_lens=torch.tensor(kv_lens, dtype=torch.int32, device=device),
             q_positions=_padded_positions(done, lengths, width).to(device),
             max_kv_len=max(kv_lens),
-            filled_blocks=filled,
+            filled_blocks=self._blocks_filled_by(tables, done, lengths),
+            computed_before=computed,
         )
 
     def _batch_tensors(
@@ -356,6 +394,22 @@ class PagedKVCache:
             f"PagedKVCache(layers={self.num_layers}, blocks={self.manager.num_blocks}x{self.block_size}, "
             f"kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, backend={self.backend!r}, "
             f"sequences={len(self._computed)})"
+        )
+
+
+def _check_batch_matches(batch: Any, step: _Step) -> None:
+    """The model runs the prepared step: the same positions (RoPE angles) and, if given, lengths.
+    Once per forward (layer 0): the cache masks with its own positions, RoPE used the caller's."""
+    if not torch.equal(batch.positions, step.q_positions):
+        raise ValueError(
+            "PagedKVCache: the forward's positions differ from the prepared step's; pass the positions "
+            "prepare() returned"
+        )
+    lengths = batch.lengths
+    if lengths is not None and lengths.tolist() != step.lengths:
+        raise ValueError(
+            f"PagedKVCache: the forward's lengths {lengths.tolist()} differ from the prepared step's "
+            f"{step.lengths}; pass the lengths prepare() returned"
         )
 
 
