@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
             model, blocks, args.block_size, prefix_cache="radix", backend=args.backend
         )
         tokens = generate_ragged(model, cache, batch, new)
-        paged.tokens_computed = cache.tokens_computed
+        paged.counts = cache.tokens_computed, cache.token_slots
         return tokens
 
     def dense_alone() -> list[list[int]]:
@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     with torch.no_grad():
         alone, t_alone = _timed(dense_alone)
         ragged, t_ragged = _timed(lambda: paged(prompts))
-        computed = paged.tokens_computed
+        computed, slots = paged.counts
         batched, t_batched = _timed(dense_batch)
         paged_cut, t_paged_cut = _timed(lambda: paged(cut))
     total = len(prompts) * new
@@ -142,6 +142,6 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"\npaged ragged ran the model on {computed} tokens: {prompt_tokens} prompt tokens minus "
         f"{prompt_tokens + len(prompts) * (new - 1) - computed} held by prefix hits, plus "
-        f"{len(prompts) * (new - 1)} decode tokens"
+        f"{len(prompts) * (new - 1)} decode tokens; with padding to the longest row, {slots} token slots"
     )
     return 0 if all(same for _, _, same in rows) else 1
