@@ -128,14 +128,14 @@ def ragged_attention(
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    """Repeat each KV head ``n_rep`` times: [B, kv_heads, T, D] -> [B, kv_heads * n_rep, T, D].
+    """Repeat each KV head ``n_rep`` times: [B, num_kv_heads, T, D] -> [B, num_kv_heads * n_rep, T, D].
 
     Query head h uses KV head ``h // n_rep`` (``repeat_interleave`` order, as in Llama and HF).
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [B, kv_heads, T, D], got {type(x).__name__}")
+        raise TypeError(f"x must be a torch.Tensor [B, num_kv_heads, T, D], got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"x must be [B, kv_heads, T, D], got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be [B, num_kv_heads, T, D], got shape {tuple(x.shape)}")
     n_rep = require_int("n_rep", n_rep, minimum=1)
     if n_rep == 1:
         return x

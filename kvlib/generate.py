@@ -73,7 +73,7 @@ def _check_cache_instance(model: Any, cache: Any, prompt_len: int, max_new_token
     (else it fails at layer L, or when full, half filled)."""
     if cache is None:
         raise TypeError("cache must be a KV cache instance, got None; use generate_uncached for no cache")
-    require_cache(cache, num_layers=getattr(getattr(model, "config", None), "n_layers", None))
+    require_cache(cache, num_layers=getattr(getattr(model, "config", None), "num_layers", None))
     if cache.seq_len != 0:
         raise ValueError(
             f"generate needs an empty cache, this one holds {cache.seq_len} tokens; call reset()"

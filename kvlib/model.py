@@ -32,21 +32,23 @@ from torch import nn
 
 from kvlib.attention import repeat_kv
 from kvlib.cache.base import ForwardBatch, attend, rotates_keys
+from kvlib.compat import old_field_names
 from kvlib.validate import describe, require_bool, require_int, require_number, require_tensor
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MODEL_NAMES: tuple[str, ...] = ("shakespeare-mha", "shakespeare-gqa")
 
 
+@old_field_names  # n_layers, n_heads, n_kv_heads still work: learners wrote code against them
 @dataclass
 class ModelConfig:
     """Hyper-parameters of a TinyDecoder (field names are ours; ``to_hf_config`` maps them to Llama's)."""
 
     vocab_size: int = 1024
     dim: int = 256  # model width C
-    n_layers: int = 6
-    n_heads: int = 8  # query heads
-    n_kv_heads: int = 8  # key/value heads (n_heads: MHA, 1: MQA, in between: GQA)
+    num_layers: int = 6
+    num_heads: int = 8  # query heads
+    num_kv_heads: int = 8  # key/value heads (num_heads: MHA, 1: MQA, in between: GQA)
     ffn_dim: int = 704  # SwiGLU hidden width
     max_seq_len: int = 512
     rope_theta: float = 10000.0
@@ -58,23 +60,34 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Check every field (TypeError/ValueError naming it). Run at construction and again by
-        TinyDecoder, since a dataclass field edited afterwards (``cfg.n_heads = 3``) is not re-checked."""
+        TinyDecoder, since a dataclass field edited afterwards (``cfg.num_heads = 3``) is not re-checked."""
         # Normalise numpy ints to Python ints too: the config is written to JSON by save_pretrained.
-        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
+        positive_ints = (
+            "vocab_size",
+            "dim",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "ffn_dim",
+            "max_seq_len",
+        )
+        for name in positive_ints:
             setattr(self, name, require_int(name, getattr(self, name), minimum=1))
         self.rope_theta = require_number("rope_theta", self.rope_theta, minimum=0, inclusive=False)
         self.norm_eps = require_number("norm_eps", self.norm_eps, minimum=0)
         self.tie_embeddings = require_bool("tie_embeddings", self.tie_embeddings)
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim={self.dim} must be divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must be divisible by n_kv_heads={self.n_kv_heads}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} must be divisible by num_kv_heads={self.num_kv_heads}"
+            )
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.dim // self.num_heads
 
     @classmethod
     def from_hf_config(cls, cfg: dict[str, Any]) -> ModelConfig:
@@ -89,9 +102,11 @@ class ModelConfig:
         if missing:
             raise ValueError(f"config is missing {missing}; a Llama config.json needs {list(_HF_REQUIRED)}")
         ints = {key: require_int(key, cfg[key], minimum=1) for key in _HF_REQUIRED}
-        n_heads = ints["num_attention_heads"]
-        kv_heads = cfg.get("num_key_value_heads")
-        n_kv_heads = n_heads if kv_heads is None else require_int("num_key_value_heads", kv_heads, minimum=1)
+        num_heads = ints["num_attention_heads"]
+        raw_kv_heads = cfg.get("num_key_value_heads")
+        num_kv_heads = (
+            num_heads if raw_kv_heads is None else require_int("num_key_value_heads", raw_kv_heads, minimum=1)
+        )
         rope = cfg.get("rope_parameters") or {}
         if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default":
             raise ValueError(f"only default RoPE is supported, got rope_parameters={rope}")
@@ -101,18 +116,18 @@ class ModelConfig:
         rope_theta = require_number(rope_key, rope_theta, minimum=0, inclusive=False)
         norm_eps = require_number("rms_norm_eps", cfg.get("rms_norm_eps", 1e-6), minimum=0)
         tied = require_bool("tie_word_embeddings", cfg.get("tie_word_embeddings", False))
-        derived = ints["hidden_size"] // n_heads
+        derived = ints["hidden_size"] // num_heads
         if cfg.get("head_dim") is not None and require_int("head_dim", cfg["head_dim"], minimum=1) != derived:
             raise ValueError(
                 f"head_dim must equal hidden_size // num_attention_heads = {ints['hidden_size']} // "
-                f"{n_heads} = {derived}, got head_dim={cfg['head_dim']}"
+                f"{num_heads} = {derived}, got head_dim={cfg['head_dim']}"
             )
         return cls(
             vocab_size=ints["vocab_size"],
             dim=ints["hidden_size"],
-            n_layers=ints["num_hidden_layers"],
-            n_heads=n_heads,
-            n_kv_heads=n_kv_heads,
+            num_layers=ints["num_hidden_layers"],
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
             ffn_dim=ints["intermediate_size"],
             max_seq_len=ints["max_position_embeddings"],
             rope_theta=rope_theta,
@@ -128,9 +143,9 @@ class ModelConfig:
             "vocab_size": self.vocab_size,
             "hidden_size": self.dim,
             "intermediate_size": self.ffn_dim,
-            "num_hidden_layers": self.n_layers,
-            "num_attention_heads": self.n_heads,
-            "num_key_value_heads": self.n_kv_heads,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
             "head_dim": self.head_dim,
             "hidden_act": "silu",
             "max_position_embeddings": self.max_seq_len,
@@ -249,26 +264,26 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.dim, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor, batch: ForwardBatch, cache: Any = None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         if not rotates_keys(cache):  # a StreamingLLM-style cache rotates them at positions of its own
             q, k = apply_rope(q, batch.cos, batch.sin), apply_rope(k, batch.cos, batch.sin)
         if self.training and cache is None:
             # Training only: PyTorch's fused kernel computes the same thing as causal_attention, faster.
-            n_rep = self.n_heads // self.n_kv_heads
+            n_rep = self.num_heads // self.num_kv_heads
             out = F.scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), is_causal=True)
         else:
             out = attend(cache, self.layer_idx, q, k, v, batch)  # (B, H, T, D)
-        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*D)
+        out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(out)
 
 
@@ -316,7 +331,7 @@ class TinyDecoder(nn.Module):
         self.config = config
         self.allow_long_context = allow_long_context
         self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -324,7 +339,7 @@ class TinyDecoder(nn.Module):
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2 style: scale residual projections by depth
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.num_layers))
 
     @property
     def allow_long_context(self) -> bool:
@@ -367,7 +382,7 @@ class TinyDecoder(nn.Module):
             raise ValueError(f"input_ids must be [B, T], got shape {tuple(input_ids.shape)}")
         B, T = input_ids.shape
         if cache is not None:
-            require_cache(cache, num_layers=self.config.n_layers)  # before any layer writes to it
+            require_cache(cache, num_layers=self.config.num_layers)  # before any layer writes to it
         if positions is None:
             offset = _next_position(cache)
             positions = torch.arange(offset, offset + T, device=input_ids.device)  # (T,)
@@ -593,10 +608,10 @@ def _check_names(model: TinyDecoder, state: dict, file_name: dict[str, str], wei
         return
     layers = {int(m.group(1)) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
     n_file = max(layers) + 1 if layers else 0
-    if n_file != model.config.n_layers:
+    if n_file != model.config.num_layers:
         example = f"model.{missing[0]} is missing" if missing else f"{file_name[unexpected[0]]} is unexpected"
         raise ValueError(
-            f"config.json gives num_hidden_layers={model.config.n_layers} but {weights_file} holds "
+            f"config.json gives num_hidden_layers={model.config.num_layers} but {weights_file} holds "
             f"{n_file} layers (tensor {example})"
         )
     if missing:
@@ -655,7 +670,7 @@ def require_cache(cache: Any, num_layers: int | None = None) -> None:
     if isinstance(num_layers, int) and isinstance(cache_layers, int) and cache_layers != num_layers:
         raise ValueError(
             f"cache has num_layers={cache_layers} but the model has {num_layers} layers; "
-            f"make the cache with num_layers=model.config.n_layers"
+            f"make the cache with num_layers=model.config.num_layers"
         )
 
 

@@ -16,8 +16,8 @@ perplexity measured by :func:`kvlib.data.perplexity` at its default settings and
 The two shipped checkpoints were made by these two commands, run at the same time (one thread each)
 on a 2-core CPU, 18 minutes each::
 
-    python -m kvlib.train --name shakespeare-mha --n-kv-heads 8 --no-progress
-    python -m kvlib.train --name shakespeare-gqa --n-kv-heads 2 --no-progress
+    python -m kvlib.train --name shakespeare-mha --num-kv-heads 8 --no-progress
+    python -m kvlib.train --name shakespeare-gqa --num-kv-heads 2 --no-progress
 """
 
 from __future__ import annotations
@@ -49,10 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="shakespeare-mha", help="checkpoint name (folder name under --out-dir)")
     p.add_argument("--out-dir", type=Path, default=ASSETS, help="where the checkpoint folder is written")
     p.add_argument("--dim", type=positive_int_arg, default=256, help="model width")
-    p.add_argument("--n-layers", type=positive_int_arg, default=6, help="number of transformer blocks")
-    p.add_argument("--n-heads", type=positive_int_arg, default=8, help="query heads")
+    # Each flag's earlier spelling (--n-layers, --n-heads, --n-kv-heads) is still accepted: the commands in
+    # the shipped checkpoints' MODEL_CARD.md use --n-kv-heads.
     p.add_argument(
-        "--n-kv-heads", type=positive_int_arg, default=8, help="key/value heads (8: MHA, 2: GQA, 1: MQA)"
+        "--num-layers", "--n-layers", type=positive_int_arg, default=6, help="number of transformer blocks"
+    )
+    p.add_argument("--num-heads", "--n-heads", type=positive_int_arg, default=8, help="query heads")
+    p.add_argument(
+        "--num-kv-heads",
+        "--n-kv-heads",
+        type=positive_int_arg,
+        default=8,
+        help="key/value heads (8: MHA, 2: GQA, 1: MQA)",
     )
     p.add_argument("--ffn-dim", type=positive_int_arg, default=704, help="SwiGLU hidden width")
     p.add_argument(
@@ -185,9 +193,9 @@ def train(args: argparse.Namespace) -> TinyDecoder:
     config = ModelConfig(
         vocab_size=data.load_tokenizer().get_vocab_size(),
         dim=args.dim,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        n_kv_heads=args.n_kv_heads,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        num_kv_heads=args.num_kv_heads,
         ffn_dim=args.ffn_dim,
         max_seq_len=args.max_seq_len,
     )
@@ -270,7 +278,11 @@ def model_card(
     window: int = CARD_WINDOW,
 ) -> str:
     c = model.config
-    kind = "multi-head" if c.n_kv_heads == c.n_heads else f"grouped-query ({c.n_heads // c.n_kv_heads} q/kv)"
+    kind = (
+        "multi-head"
+        if c.num_kv_heads == c.num_heads
+        else f"grouped-query ({c.num_heads // c.num_kv_heads} q/kv)"
+    )
     size_mb = (Path(args.out_dir) / args.name / "model.safetensors").stat().st_size / 1e6
     command = "python -m kvlib.train " + " ".join(shlex.quote(a) for a in argv)
     tokens_per_step = args.batch_size * args.seq_len
@@ -285,7 +297,7 @@ Loads offline with `kvlib.model.load_model("{args.name}")` or
 
 ## Architecture
 
-- {c.n_layers} layers, width {c.dim}, {c.n_heads} query heads and {c.n_kv_heads} KV heads ({kind}),
+- {c.num_layers} layers, width {c.dim}, {c.num_heads} query heads and {c.num_kv_heads} KV heads ({kind}),
   head dim {c.head_dim}, SwiGLU hidden {c.ffn_dim}, RMSNorm (eps {c.norm_eps}), RoPE (theta {c.rope_theta:g}),
   context {c.max_seq_len}, vocabulary {c.vocab_size} (byte-level BPE), tied input/output embeddings.
 - Parameters: {model.num_parameters():,}. Weights stored in fp16: {size_mb:.1f} MB.
@@ -332,10 +344,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
     if args.min_lr > args.lr:
         parser.error(f"argument --min-lr: must be <= --lr ({args.lr:g}), got {args.min_lr:g}")
     try:
-        ModelConfig(dim=args.dim, n_layers=args.n_layers, n_heads=args.n_heads, n_kv_heads=args.n_kv_heads,
-                    ffn_dim=args.ffn_dim, max_seq_len=args.max_seq_len)  # fmt: skip
-    except ValueError as exc:  # e.g. dim=250 not divisible by n_heads=8; names use ModelConfig's fields
-        parser.error(f"model shape: {exc} (flags --dim, --n-heads, --n-kv-heads)")
+        ModelConfig(dim=args.dim, num_layers=args.num_layers, num_heads=args.num_heads,
+                    num_kv_heads=args.num_kv_heads, ffn_dim=args.ffn_dim,
+                    max_seq_len=args.max_seq_len)  # fmt: skip
+    except ValueError as exc:  # e.g. dim=250 not divisible by num_heads=8 (ModelConfig's field names)
+        parser.error(f"model shape: {exc} (flags --dim, --num-heads, --num-kv-heads)")
 
 
 def _check_output(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

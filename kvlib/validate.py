@@ -123,7 +123,7 @@ def require_number(
 
 def require_tensor(name: str, value: Any, dims: int | None = None, layout: str = "") -> Any:
     """``value`` if it is a torch.Tensor (with ``dims`` dimensions when given), else TypeError/ValueError
-    naming ``name`` and the expected ``layout`` such as ``"[B, kv_heads, T, head_dim]"``."""
+    naming ``name`` and the expected ``layout`` such as ``"[B, num_kv_heads, T, head_dim]"``."""
     import torch  # here, so that the argparse converters above stay importable without torch
 
     expected = f"a torch.Tensor {layout}".rstrip()

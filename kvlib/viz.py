@@ -190,7 +190,7 @@ class MemoryCalculator:
         layout = w.Layout(width="460px")
         self.preset = w.Dropdown(options=list(MODEL_CONFIGS), value=preset, description="model", style=style)
         self.layers = w.IntSlider(shape.num_layers, 1, 160, description="layers", style=style, layout=layout)
-        self.kv_heads = w.IntSlider(
+        self.num_kv_heads = w.IntSlider(
             shape.num_kv_heads, 1, 128, description="KV heads", style=style, layout=layout
         )
         self.head_dim = w.IntSlider(
@@ -212,7 +212,7 @@ class MemoryCalculator:
         self.text = ""
         for control in (
             self.layers,
-            self.kv_heads,
+            self.num_kv_heads,
             self.head_dim,
             self.seq_len,
             self.batch,
@@ -225,7 +225,7 @@ class MemoryCalculator:
             [
                 self.preset,
                 self.layers,
-                self.kv_heads,
+                self.num_kv_heads,
                 self.head_dim,
                 self.seq_len,
                 self.batch,
@@ -239,13 +239,13 @@ class MemoryCalculator:
 
     def _load_preset(self, change: Any = None) -> None:
         shape = MODEL_CONFIGS[self.preset.value]
-        self.layers.value, self.kv_heads.value = shape.num_layers, shape.num_kv_heads
+        self.layers.value, self.num_kv_heads.value = shape.num_layers, shape.num_kv_heads
         self.head_dim.value = shape.head_dim  # each assignment triggers _update
 
     def _update(self, change: Any = None) -> None:
         self.bytes = kv_cache_bytes(
             self.layers.value,
-            self.kv_heads.value,
+            self.num_kv_heads.value,
             self.head_dim.value,
             self.seq_len.value,
             self.batch.value,
@@ -254,7 +254,7 @@ class MemoryCalculator:
         budget = GPU_BUDGETS_GIB[self.budget.value] * GiB
         self.fraction = self.bytes / budget
         per_token = kv_cache_bytes(
-            self.layers.value, self.kv_heads.value, self.head_dim.value, 1, 1, self.dtype.value
+            self.layers.value, self.num_kv_heads.value, self.head_dim.value, 1, 1, self.dtype.value
         )
         self.text = (
             f"KV cache: {format_bytes(self.bytes)} ({self.bytes:,} bytes), "
@@ -296,7 +296,7 @@ class MemoryCalculator:
         return bundle
 
 
-_CONTROLS = ("preset", "layers", "kv_heads", "head_dim", "seq_len", "batch", "dtype", "budget")
+_CONTROLS = ("preset", "layers", "num_kv_heads", "head_dim", "seq_len", "batch", "dtype", "budget")
 
 
 def _check_choice(name: str, control: Any, value: Any) -> None:

@@ -85,7 +85,7 @@ def test_observe_attention_gets_the_weights_and_changes_nothing():
     for a, b in zip(plain.logits, observing.logits):
         assert torch.equal(a, b)
     assert [layer for layer, _ in observing.seen] == [*range(6), *range(6)]
-    heads = model.config.n_heads
+    heads = model.config.num_heads
     assert observing.seen[0][1].shape == (2, heads, 7, 7) and observing.seen[6][1].shape == (2, heads, 1, 8)
     assert torch.allclose(observing.seen[6][1].sum(-1), torch.ones(2, heads, 1))
 
@@ -190,7 +190,7 @@ def test_forward_batch_carries_row_positions():
             seen.append(batch)
             return attend(None, layer, q, k, v, batch)
 
-    model = TinyDecoder(ModelConfig(n_layers=1, dim=32, n_heads=2, n_kv_heads=1, ffn_dim=64)).eval()
+    model = TinyDecoder(ModelConfig(num_layers=1, dim=32, num_heads=2, num_kv_heads=1, ffn_dim=64)).eval()
     model(_ids(3, 5), positions=torch.arange(10, 15), cache=Spy(1))
     assert seen[0].positions.shape == (3, 5) and seen[0].positions[2].tolist() == list(range(10, 15))
     assert seen[0].lengths is None and seen[0].cos.shape[-2:] == (5, 16)

@@ -54,11 +54,17 @@ CASES = [
         ("--lengths", "510", "--steps", "shakespeare-mha", "512"),
     ),
     # paged-decode (chapter 07): bad values are errors on every machine, not ignored on the CPU
-    CliCase("pd-issue-batch-0", [*PD, "--batch", "0", "--block-size", "0", "--kv-heads", "3"], ("--batch",)),
+    CliCase(
+        "pd-issue-batch-0", [*PD, "--batch", "0", "--block-size", "0", "--num-kv-heads", "3"], ("--batch",)
+    ),
     CliCase("pd-block-size-0", [*PD, "--block-size", "0"], ("--block-size", "integer >= 1")),
-    CliCase("pd-kv-heads-3", [*PD, "--kv-heads", "3"], ("--kv-heads", "divide --q-heads (32)", "got 3")),
-    CliCase("pd-kv-heads-above-q", [*PD, "--q-heads", "4", "--kv-heads", "8"], ("--kv-heads", "divide")),
-    CliCase("pd-q-heads-0", [*PD, "--q-heads", "0"], ("--q-heads", "integer >= 1")),
+    CliCase(
+        "pd-kv-heads-3", [*PD, "--num-kv-heads", "3"], ("--num-kv-heads", "divide --num-heads (32)", "got 3")
+    ),
+    CliCase(
+        "pd-kv-heads-above-q", [*PD, "--num-heads", "4", "--num-kv-heads", "8"], ("--num-kv-heads", "divide")
+    ),
+    CliCase("pd-q-heads-0", [*PD, "--num-heads", "0"], ("--num-heads", "integer >= 1")),
     CliCase("pd-head-dim-negative", [*PD, "--head-dim", "-1"], ("--head-dim", "integer >= 1")),
     CliCase("pd-seq-len-0", [*PD, "--seq-len", "0"], ("--seq-len", "integer >= 1")),
     CliCase("pd-iters-0", [*PD, "--iters", "0"], ("--iters", "integer >= 1")),
@@ -135,8 +141,8 @@ def test_every_benchmark_validates_after_parsing(monkeypatch):
     """``__main__`` runs a module's ``validate(args, parser)`` before ``main`` (one generic hook)."""
     calls = []
     monkeypatch.setattr(paged_decode, "main", lambda args: calls.append("main") or 0)
-    assert run_cli(main, [*PD, "--kv-heads", "3"])[0] == 2 and calls == []
-    assert run_cli(main, [*PD, "--kv-heads", "4"])[0] == 0 and calls == ["main"]
+    assert run_cli(main, [*PD, "--num-kv-heads", "3"])[0] == 2 and calls == []
+    assert run_cli(main, [*PD, "--num-kv-heads", "4"])[0] == 0 and calls == ["main"]
 
 
 def test_good_values_still_parse():

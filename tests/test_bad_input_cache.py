@@ -64,7 +64,7 @@ def naive_after(first: tuple[int, ...], dtype: torch.dtype = torch.float32) -> N
 
 def static(**kw) -> StaticKVCache:
     return StaticKVCache(
-        **{"num_layers": 2, "batch": 1, "kv_heads": 2, "head_dim": 4, "max_seq_len": 8, **kw}
+        **{"num_layers": 2, "batch": 1, "num_kv_heads": 2, "head_dim": 4, "max_seq_len": 8, **kw}
     )
 
 
@@ -81,7 +81,7 @@ def nested(depth: int) -> list:
     return x
 
 
-MLA = MLAConfig(dim=8, n_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=2)
+MLA = MLAConfig(dim=8, num_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=2)
 LLAMA = model_shape("Llama-2-7B")
 W = t(8, 4)  # an up-projection [2 heads * 4, d_c = 4]
 
@@ -99,7 +99,7 @@ CASES = [
         "naive-heads-change",
         lambda: naive_after((1, 2, 3, 4)).update(0, t(1, 3, 1, 4), t(1, 3, 1, 4)),
         ValueError,
-        ("kv_heads", "dim 1", "[1, 2, 3, 4]", "[1, 3, 1, 4]"),
+        ("num_kv_heads", "dim 1", "[1, 2, 3, 4]", "[1, 3, 1, 4]"),
     ),
     Case(
         "naive-batch-change",
@@ -153,7 +153,7 @@ CASES = [
     Case("naive-num-layers-0", lambda: NaiveKVCache(0), ValueError, ("num_layers", ">= 1", "got 0")),
     Case("naive-num-layers-float", lambda: NaiveKVCache(2.5), TypeError, ("num_layers", "integer", "2.5")),
     Case("naive-num-layers-str", lambda: NaiveKVCache("2"), TypeError, ("num_layers", "str")),
-    Case("kvheads-cache-float", lambda: KVHeadsCache(2, 1.5), TypeError, ("n_kv_heads", "integer", "1.5")),
+    Case("kvheads-cache-float", lambda: KVHeadsCache(2, 1.5), TypeError, ("num_kv_heads", "integer", "1.5")),
     Case(
         "kvheads-cache-repeated",
         lambda: KVHeadsCache(2, 2).update(0, t(1, 4, 1, 8), t(1, 4, 1, 8)),
@@ -298,7 +298,7 @@ CASES = [
         "repeat-kv-3d",
         lambda: repeat_kv(t(2, 3, 4), 2),
         ValueError,
-        ("x", "[B, kv_heads, T, D]", "(2, 3, 4)"),
+        ("x", "[B, num_kv_heads, T, D]", "(2, 3, 4)"),
     ),
     Case("repeat-kv-list", lambda: repeat_kv([1.0], 2), TypeError, ("x", "torch.Tensor", "list")),
     # --- GQA -------------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ CASES = [
         "gqa-not-dividing",
         lambda: grouped_attention(t(1, 4, 1, 8), t(1, 3, 2, 8), t(1, 3, 2, 8)),
         ValueError,
-        ("n_heads (4)", "multiple of n_kv_heads (3)"),
+        ("num_heads (4)", "multiple of num_kv_heads (3)"),
     ),
     Case(
         "gqa-q-start-float",
@@ -340,9 +340,9 @@ CASES = [
         "gqa-step-past-heads",
         lambda: gqa_attention_step(t(1, 4, 1, 8), t(1, 2, 1, 8), t(1, 2, 1, 8), (t(1, 1, 3, 8),) * 2),
         ValueError,
-        ("kv_heads", "dim 1"),
+        ("num_kv_heads", "dim 1"),
     ),
-    Case("mean-pool-float-kv", lambda: mean_pool_heads(t(32, 8), 4, 1.5), TypeError, ("n_kv_heads", "1.5")),
+    Case("mean-pool-float-kv", lambda: mean_pool_heads(t(32, 8), 4, 1.5), TypeError, ("num_kv_heads", "1.5")),
     Case(
         "mean-pool-int-weight",
         lambda: mean_pool_heads(torch.ones(32, 8, dtype=torch.int64), 4, 2),
@@ -353,7 +353,7 @@ CASES = [
         "mean-pool-rows",
         lambda: mean_pool_heads(t(30, 8), 4, 2),
         ValueError,
-        ("weight rows (30)", "n_heads (4)"),
+        ("weight rows (30)", "num_heads (4)"),
     ),
     Case(
         "convert-not-a-model",
@@ -362,7 +362,10 @@ CASES = [
         ("model", "TinyDecoder", "str"),
     ),
     Case(
-        "kv-bytes-per-token-negative", lambda: kv_bytes_per_token(-1, 2, 3), ValueError, ("n_layers", ">= 0")
+        "kv-bytes-per-token-negative",
+        lambda: kv_bytes_per_token(-1, 2, 3),
+        ValueError,
+        ("num_layers", ">= 0"),
     ),
     Case("saving-factor-dict", lambda: kv_saving_factor({}), TypeError, ("ModelShape", "dict")),
     Case(
@@ -374,19 +377,21 @@ CASES = [
     # --- MLA -------------------------------------------------------------------------------------------
     Case(
         "mla-config-float",
-        lambda: MLAConfig(dim=8.5, n_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=0),
+        lambda: MLAConfig(dim=8.5, num_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=0),
         TypeError,
         ("MLAConfig.dim", "integer", "8.5"),
     ),
     Case(
         "mla-config-zero",
-        lambda: MLAConfig(dim=8, n_heads=2, head_dim=4, kv_latent_dim=0, rope_dim=0),
+        lambda: MLAConfig(dim=8, num_heads=2, head_dim=4, kv_latent_dim=0, rope_dim=0),
         ValueError,
         ("kv_latent_dim", ">= 1"),
     ),
-    Case("mla-bytes-float", lambda: mla_kv_bytes_per_token(1.5, 4, 0), TypeError, ("n_layers", "1.5")),
-    Case("expand-n-heads-0", lambda: expand_latent(t(1, 3, 4), W, W, 0), ValueError, ("n_heads", ">= 1")),
-    Case("expand-n-heads-float", lambda: expand_latent(t(1, 3, 4), W, W, 2.0), TypeError, ("n_heads", "2.0")),
+    Case("mla-bytes-float", lambda: mla_kv_bytes_per_token(1.5, 4, 0), TypeError, ("num_layers", "1.5")),
+    Case("expand-n-heads-0", lambda: expand_latent(t(1, 3, 4), W, W, 0), ValueError, ("num_heads", ">= 1")),
+    Case(
+        "expand-n-heads-float", lambda: expand_latent(t(1, 3, 4), W, W, 2.0), TypeError, ("num_heads", "2.0")
+    ),
     Case("expand-2d-latent", lambda: expand_latent(t(3, 4), W, W, 2), ValueError, ("c_kv", "[B, T, d_c]")),
     Case(
         "absorbed-3d-q", lambda: absorbed_attention(t(2, 1, 4), t(1, 3, 4), W, W), ValueError, ("q", "4 dims")

@@ -78,19 +78,21 @@ def strided(cache: torch.Tensor) -> torch.Tensor:
 
 CASES = [
     # shapes
-    *both("q-2d", {"q": Q[0]}, ValueError, ("q must be", "(batch, q_heads, head_dim)", "(4, 16)")),
+    *both("q-2d", {"q": Q[0]}, ValueError, ("q must be", "(batch, num_heads, head_dim)", "(4, 16)")),
     *both("q-list", {"q": Q.tolist()}, TypeError, ("q must be a torch.Tensor", "list")),
-    *both("q-kv-swapped", {"q": KC, "k_cache": Q}, ValueError, ("q must be", "(batch, q_heads, head_dim)")),
+    *both("q-kv-swapped", {"q": KC, "k_cache": Q}, ValueError, ("q must be", "(batch, num_heads, head_dim)")),
     *both("v-shape", {"v_cache": VC[:, :, :1]}, ValueError, ("k_cache and v_cache", "(6, 4, 1, 16)")),
     *both("head-dim", {"q": Q[..., :8]}, ValueError, ("head_dim", "q has 8", "16")),
     *both(
         "kv-heads-3-of-4",
         {"k_cache": KC[:, :, :1].expand(-1, -1, 3, -1), "v_cache": VC[:, :, :1].expand(-1, -1, 3, -1)},
         ValueError,
-        ("q_heads (4)", "multiple of kv_heads (3)"),
+        ("num_heads (4)", "multiple of num_kv_heads (3)"),
     ),
-    *both("kv-heads-0", {"k_cache": KC[:, :, :0], "v_cache": VC[:, :, :0]}, ValueError, ("kv_heads", ">= 1")),
-    *both("q-heads-0", {"q": Q[:, :0]}, ValueError, ("q_heads", ">= 1")),
+    *both(
+        "kv-heads-0", {"k_cache": KC[:, :, :0], "v_cache": VC[:, :, :0]}, ValueError, ("num_kv_heads", ">= 1")
+    ),
+    *both("q-heads-0", {"q": Q[:, :0]}, ValueError, ("num_heads", ">= 1")),
     *both(
         "table-1d", {"block_table": TABLE[0]}, ValueError, ("block_table", "(batch=2, max_blocks)", "(3,)")
     ),
@@ -154,7 +156,10 @@ CASES = [
     Case("num-warps-0", decode(num_warps=0), ValueError, ("num_warps", ">= 1")),
     # check=False skips only the value checks (one sync); shapes and dtypes are still checked
     Case(
-        "no-check-q-2d", decode(q=Q[0], check=False), ValueError, ("q must be", "(batch, q_heads, head_dim)")
+        "no-check-q-2d",
+        decode(q=Q[0], check=False),
+        ValueError,
+        ("q must be", "(batch, num_heads, head_dim)"),
     ),
     Case(
         "no-check-table-int64",

@@ -35,7 +35,7 @@ from kvlib.model import ASSETS, ModelConfig, TinyDecoder, apply_rope, load_model
 
 pytestmark = pytest.mark.model
 
-SMALL = dict(vocab_size=97, dim=32, n_layers=2, n_heads=4, n_kv_heads=4, ffn_dim=48, max_seq_len=64)
+SMALL = dict(vocab_size=97, dim=32, num_layers=2, num_heads=4, num_kv_heads=4, ffn_dim=48, max_seq_len=64)
 
 
 @functools.cache
@@ -130,7 +130,7 @@ def ids(*rows) -> torch.Tensor:
 
 
 def prefilled(n: int) -> NaiveKVCache:
-    cache = NaiveKVCache(SMALL["n_layers"])
+    cache = NaiveKVCache(SMALL["num_layers"])
     tiny()(torch.zeros(1, n, dtype=torch.long), cache=cache)
     return cache
 
@@ -209,14 +209,14 @@ CONFIG = [
         ("vocab_size", 0, ValueError, ">= 1"),
         ("dim", 0, ValueError, ">= 1"),
         ("dim", 32.0, TypeError, "32.0 (float)"),
-        ("n_layers", 0, ValueError, ">= 1"),
-        ("n_layers", -1, ValueError, "got -1"),
-        ("n_layers", True, TypeError, "(bool)"),
-        ("n_heads", 0, ValueError, ">= 1"),
-        ("n_heads", "4", TypeError, "'4' (str)"),
-        ("n_kv_heads", 0, ValueError, ">= 1"),
-        ("n_kv_heads", 3, ValueError, "divisible"),
-        ("n_heads", 3, ValueError, "divisible"),
+        ("num_layers", 0, ValueError, ">= 1"),
+        ("num_layers", -1, ValueError, "got -1"),
+        ("num_layers", True, TypeError, "(bool)"),
+        ("num_heads", 0, ValueError, ">= 1"),
+        ("num_heads", "4", TypeError, "'4' (str)"),
+        ("num_kv_heads", 0, ValueError, ">= 1"),
+        ("num_kv_heads", 3, ValueError, "divisible"),
+        ("num_heads", 3, ValueError, "divisible"),
         ("ffn_dim", -5, ValueError, ">= 1"),
         ("max_seq_len", 0, ValueError, ">= 1"),
         ("rope_theta", 0, ValueError, "> 0"),
@@ -228,10 +228,10 @@ CONFIG = [
     ]
 ] + [
     Case("tinydecoder_of_a_dict", lambda: TinyDecoder(dict(SMALL)), TypeError, ("config", "ModelConfig")),
-    Case("config_edited_after_construction", lambda: TinyDecoder(_edited(n_heads=3)),
-         ValueError, ("dim=32", "divisible by n_heads=3")),
-    Case("config_edited_kv_heads", lambda: TinyDecoder(_edited(n_kv_heads=3)),
-         ValueError, ("n_heads=4", "divisible by n_kv_heads=3")),
+    Case("config_edited_after_construction", lambda: TinyDecoder(_edited(num_heads=3)),
+         ValueError, ("dim=32", "divisible by num_heads=3")),
+    Case("config_edited_kv_heads", lambda: TinyDecoder(_edited(num_kv_heads=3)),
+         ValueError, ("num_heads=4", "divisible by num_kv_heads=3")),
     Case("config_edited_dim_float", lambda: TinyDecoder(_edited(dim=32.0)),
          TypeError, ("dim", "32.0 (float)")),
     Case("allow_long_context_a_str", lambda: TinyDecoder(ModelConfig(**SMALL), allow_long_context="no"),
@@ -271,8 +271,8 @@ def _hf(**keys) -> dict:
     return ModelConfig(**SMALL).to_hf_config() | keys
 
 
-def static(length: int = 64, layers: int = SMALL["n_layers"]) -> StaticKVCache:
-    return StaticKVCache(layers, 1, SMALL["n_kv_heads"], SMALL["dim"] // SMALL["n_heads"], length)
+def static(length: int = 64, layers: int = SMALL["num_layers"]) -> StaticKVCache:
+    return StaticKVCache(layers, 1, SMALL["num_kv_heads"], SMALL["dim"] // SMALL["num_heads"], length)
 
 
 COS, SIN = rope_cos_sin(torch.arange(3), 8, 10000.0, torch.float32)  # (1, 1, 3, 8)
@@ -345,7 +345,7 @@ FORWARD = [
     Case("cache_a_string", lambda: tiny()(ids([1]), cache="cache"), TypeError, ("cache", "str")),
     Case("cache_the_class", lambda: tiny()(ids([1]), cache=NaiveKVCache), TypeError, ("cache", "call it")),
     Case("cache_with_fewer_layers", lambda: tiny()(ids([1, 2]), cache=NaiveKVCache(1)),
-         ValueError, ("num_layers=1", "2 layers", "model.config.n_layers")),
+         ValueError, ("num_layers=1", "2 layers", "model.config.num_layers")),
     Case("cache_with_more_layers", lambda: tiny()(ids([1, 2]), cache=NaiveKVCache(3)),
          ValueError, ("num_layers=3", "2 layers")),
     Case("static_cache_with_fewer_layers", lambda: tiny()(ids([1, 2]), cache=static(layers=1)),
@@ -356,7 +356,7 @@ PROMPT = ids([1, 2, 3])
 
 
 def cache() -> NaiveKVCache:
-    return NaiveKVCache(SMALL["n_layers"])
+    return NaiveKVCache(SMALL["num_layers"])
 
 
 GENERATE = [
@@ -528,7 +528,7 @@ def test_clear_error(case):
 TRAIN_CLI = [
     CliCase("dim_zero", ["--dim", "0"], ("--dim", ">= 1", "0")),
     CliCase("dim_not_a_number", ["--dim", "wide"], ("--dim", "'wide'")),
-    CliCase("negative_heads", ["--n-heads", "-8"], ("--n-heads", ">= 1")),
+    CliCase("negative_heads", ["--num-heads", "-8"], ("--num-heads", ">= 1")),
     CliCase("zero_steps", ["--steps", "0"], ("--steps", ">= 1")),
     CliCase("zero_threads", ["--threads", "0"], ("--threads", ">= 1")),
     CliCase("negative_warmup", ["--warmup", "-1"], ("--warmup", ">= 0")),
@@ -540,8 +540,8 @@ TRAIN_CLI = [
     CliCase("negative_grad_clip", ["--grad-clip", "-1"], ("--grad-clip", ">= 0")),
     CliCase("zero_max_minutes", ["--max-minutes", "0"], ("--max-minutes", "> 0")),
     CliCase("seq_len_past_context", ["--seq-len", "600"], ("--seq-len", "--max-seq-len", "512", "600")),
-    CliCase("dim_not_divisible_by_heads", ["--dim", "250"], ("divisible", "--dim", "--n-heads")),
-    CliCase("kv_heads_not_dividing_heads", ["--n-kv-heads", "3"], ("n_kv_heads", "--n-kv-heads")),
+    CliCase("dim_not_divisible_by_heads", ["--dim", "250"], ("divisible", "--dim", "--num-heads")),
+    CliCase("kv_heads_not_dividing_heads", ["--num-kv-heads", "3"], ("num_kv_heads", "--num-kv-heads")),
     CliCase("name_empty", ["--name", ""], ("--name", "folder name", "''")),
     CliCase("name_climbs_out", ["--name", "../x"], ("--name", "path separator", "'../x'")),
     CliCase("name_dot_dot", ["--name", ".."], ("--name", "'..'")),
@@ -612,8 +612,8 @@ def test_int32_ids_numpy_counts_and_numpy_config_fields_still_work():
     model = tiny()
     torch.testing.assert_close(model(PROMPT.int()), model(PROMPT))
     assert generate(model, PROMPT, np.int64(3), cache()).shape == (1, 6)
-    cfg = ModelConfig(**(SMALL | {"dim": np.int64(32), "n_layers": np.int32(2)}))
-    assert type(cfg.dim) is int and type(cfg.n_layers) is int
+    cfg = ModelConfig(**(SMALL | {"dim": np.int64(32), "num_layers": np.int32(2)}))
+    assert type(cfg.dim) is int and type(cfg.num_layers) is int
     json.dumps(cfg.to_hf_config())  # a numpy int would not serialise
 
 
@@ -648,7 +648,7 @@ def test_decode_accepts_numpy_and_tensor_ids():
 
 def test_a_cache_with_too_few_layers_is_refused_before_any_layer_writes():
     torch.manual_seed(0)
-    deep = TinyDecoder(ModelConfig(**(SMALL | {"n_layers": 3}))).eval()
+    deep = TinyDecoder(ModelConfig(**(SMALL | {"num_layers": 3}))).eval()
     for shallow in (NaiveKVCache(2), StaticKVCache(2, 1, 4, 8, 16)):
         for _ in range(2):  # the old code stored 5 tokens, then 10 on a retry
             with pytest.raises(ValueError, match="num_layers=2"):

@@ -64,7 +64,7 @@ def test_works_inside_the_model():
     from kvlib.model import ModelConfig, TinyDecoder
 
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64)
+    cfg = ModelConfig(vocab_size=50, dim=32, num_layers=2, num_heads=4, num_kv_heads=2, ffn_dim=64)
     model = TinyDecoder(cfg).eval()
     prompt = torch.randint(0, 50, (2, 5))
     a, la = generate(model, prompt, 6, NaiveKVCache(2), return_logits=True)

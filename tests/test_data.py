@@ -139,7 +139,9 @@ def test_perplexity_cache_mode_feeds_prefill_then_decode_steps():
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=data.VOCAB_SIZE, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64)
+    cfg = ModelConfig(
+        vocab_size=data.VOCAB_SIZE, dim=32, num_layers=2, num_heads=4, num_kv_heads=2, ffn_dim=64
+    )
     return TinyDecoder(cfg).eval()
 
 

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.ch01
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64)
+    cfg = ModelConfig(
+        vocab_size=61, dim=32, num_layers=2, num_heads=4, num_kv_heads=2, ffn_dim=64, max_seq_len=64
+    )
     m = TinyDecoder(cfg).eval()
     with torch.no_grad():
         for p in m.parameters():

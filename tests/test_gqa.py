@@ -28,9 +28,9 @@ from kvlib.model import ModelConfig, TinyDecoder
 pytestmark = pytest.mark.ch03
 
 
-def _tiny(n_kv_heads: int = 4, seed: int = 0) -> TinyDecoder:
+def _tiny(num_kv_heads: int = 4, seed: int = 0) -> TinyDecoder:
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=n_kv_heads, ffn_dim=48,
+    cfg = ModelConfig(vocab_size=64, dim=32, num_layers=2, num_heads=4, num_kv_heads=num_kv_heads, ffn_dim=48,
                       max_seq_len=64)  # fmt: skip
     return TinyDecoder(cfg).eval()
 
@@ -75,7 +75,7 @@ def test_grouped_attention_query_head_uses_its_group() -> None:
 
 def test_grouped_attention_rejects_bad_shapes() -> None:
     q = torch.randn(1, 6, 2, 8)
-    with pytest.raises(ValueError, match="multiple of n_kv_heads"):
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
         grouped_attention(q, torch.randn(1, 4, 2, 8), torch.randn(1, 4, 2, 8))
     with pytest.raises(ValueError, match="same shape"):
         grouped_attention(q, torch.randn(1, 2, 2, 8), torch.randn(1, 2, 3, 8))
@@ -152,7 +152,7 @@ def test_step_by_step_equals_full_prefill_and_cache_holds_kv_heads_only() -> Non
 
 
 def test_kv_heads_cache_rejects_repeated_heads_and_counts_bytes() -> None:
-    cache = KVHeadsCache(num_layers=2, n_kv_heads=2)
+    cache = KVHeadsCache(num_layers=2, num_kv_heads=2)
     k = torch.randn(1, 2, 3, 4)
     cache.update(0, k, k)
     cache.update(1, k, k)
@@ -188,15 +188,20 @@ def test_gqa_model_cached_decoding_matches_full_forward() -> None:
 
 
 def test_mean_pool_heads_pools_consecutive_heads() -> None:
-    n_heads, d, c = 4, 2, 3
-    w = torch.arange(n_heads, dtype=torch.float32).repeat_interleave(d).unsqueeze(1).expand(n_heads * d, c)
-    pooled = mean_pool_heads(w, n_heads, 2)  # groups {0, 1} and {2, 3}
+    num_heads, d, c = 4, 2, 3
+    w = (
+        torch.arange(num_heads, dtype=torch.float32)
+        .repeat_interleave(d)
+        .unsqueeze(1)
+        .expand(num_heads * d, c)
+    )
+    pooled = mean_pool_heads(w, num_heads, 2)  # groups {0, 1} and {2, 3}
     assert pooled.shape == (2 * d, c)
     assert pooled[:, 0].tolist() == [0.5, 0.5, 2.5, 2.5]
-    torch.testing.assert_close(mean_pool_heads(w, n_heads, n_heads), w)
-    torch.testing.assert_close(mean_pool_heads(w, n_heads, 1), w.reshape(n_heads, d, c).mean(0))
-    with pytest.raises(ValueError, match="multiple of n_kv_heads"):
-        mean_pool_heads(w, n_heads, 3)
+    torch.testing.assert_close(mean_pool_heads(w, num_heads, num_heads), w)
+    torch.testing.assert_close(mean_pool_heads(w, num_heads, 1), w.reshape(num_heads, d, c).mean(0))
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
+        mean_pool_heads(w, num_heads, 3)
 
 
 def test_convert_identity_keeps_logits_and_leaves_input_untouched() -> None:
@@ -214,7 +219,7 @@ def test_convert_identity_keeps_logits_and_leaves_input_untouched() -> None:
 def test_convert_pools_keys_and_values_per_group(kv: int) -> None:
     model = _tiny(4)
     gqa = convert_mha_to_gqa(model, kv)
-    assert gqa.config.n_kv_heads == kv and gqa is not model
+    assert gqa.config.num_kv_heads == kv and gqa is not model
     for old, new in zip(model.layers, gqa.layers):
         for proj in ("k_proj", "v_proj"):
             w = getattr(old.self_attn, proj).weight  # (H * D, C)
@@ -240,7 +245,7 @@ def test_convert_keys_are_the_mean_of_the_groups_keys() -> None:
 def test_convert_rejects_gqa_input_and_bad_groups() -> None:
     with pytest.raises(ValueError, match="expected an MHA model"):
         convert_mha_to_gqa(_tiny(2), 1)
-    with pytest.raises(ValueError, match="multiple of n_kv_heads"):
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
         convert_mha_to_gqa(_tiny(4), 3)
 
 
@@ -259,7 +264,7 @@ def test_bytes_per_token_of_published_models() -> None:
 def test_bytes_per_token_of_tiny_configs_and_errors() -> None:
     cfg = _tiny(4).config
     assert config_kv_bytes_per_token(cfg, torch.float32) == 2 * 2 * 4 * 8 * 4
-    assert config_kv_bytes_per_token(dataclasses.replace(cfg, n_kv_heads=1), "fp16") == 2 * 2 * 1 * 8 * 2
+    assert config_kv_bytes_per_token(dataclasses.replace(cfg, num_kv_heads=1), "fp16") == 2 * 2 * 1 * 8 * 2
     assert kv_bytes_per_token(1, 1, 2, "int4") == 2
     with pytest.raises(TypeError, match="ModelShape"):
         config_kv_bytes_per_token({"layers": 2})
@@ -273,7 +278,9 @@ def test_convert_keeps_the_long_context_opt_in():
     from kvlib.model import ModelConfig, TinyDecoder
 
     model = TinyDecoder(
-        ModelConfig(vocab_size=32, dim=16, n_layers=1, n_heads=4, n_kv_heads=4, ffn_dim=32, max_seq_len=8)
+        ModelConfig(
+            vocab_size=32, dim=16, num_layers=1, num_heads=4, num_kv_heads=4, ffn_dim=32, max_seq_len=8
+        )
     )
     assert convert_mha_to_gqa(model, 2).allow_long_context is False
     model.allow_long_context = True

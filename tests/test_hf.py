@@ -80,15 +80,15 @@ def reference(model):
 
 
 def _kvlib_cache(kind: str, config, batch: int):
-    layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
+    layers, num_kv_heads = config.num_hidden_layers, config.num_key_value_heads
     if kind == "naive":
         return NaiveKVCache(layers)
     if kind == "static":
-        return StaticKVCache(layers, batch, kv_heads, config.head_dim, config.max_position_embeddings)
+        return StaticKVCache(layers, batch, num_kv_heads, config.head_dim, config.max_position_embeddings)
     if kind == "paged":  # block size 12: the prompt and most steps end mid-block
         blocks = batch * -(-(PROMPT_LEN + NEW_TOKENS) // 12)
-        return PagedKVCache(layers, kv_heads, config.head_dim, blocks, 12)
-    return KVHeadsCache(layers, kv_heads)
+        return PagedKVCache(layers, num_kv_heads, config.head_dim, blocks, 12)
+    return KVHeadsCache(layers, num_kv_heads)
 
 
 @pytest.mark.parametrize("batch", [1, 2])

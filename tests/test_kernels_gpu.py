@@ -27,15 +27,15 @@ SDPA_FACTOR = 4  # the kernel may be this many times less accurate than SDPA in 
 FP32_TOL = 1e-4
 
 
-def _case(batch, max_len, q_heads, kv_heads, head_dim, block_size, dtype, seed=0):
+def _case(batch, max_len, num_heads, num_kv_heads, head_dim, block_size, dtype, seed=0):
     from kvlib.kernels import build_paged_cache
 
     g = torch.Generator().manual_seed(seed)
     lens = torch.randint(1, max_len + 1, (batch,), generator=g, dtype=torch.int32)
     lens[0], lens[-1] = 1, max_len
-    k = torch.randn(batch, max_len, kv_heads, head_dim, generator=g, dtype=torch.float32)
-    v = torch.randn(batch, max_len, kv_heads, head_dim, generator=g, dtype=torch.float32)
-    q = Q_SCALE * torch.randn(batch, q_heads, head_dim, generator=g, dtype=torch.float32)
+    k = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g, dtype=torch.float32)
+    v = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g, dtype=torch.float32)
+    q = Q_SCALE * torch.randn(batch, num_heads, head_dim, generator=g, dtype=torch.float32)
     kc, vc, table = build_paged_cache(k, v, lens, block_size, generator=g)
     return [t.cuda() for t in (q.to(dtype), kc.to(dtype), vc.to(dtype), table, lens)]
 
@@ -98,7 +98,7 @@ def test_paged_decode_benchmark_runs_small():
     from kvlib.bench.paged_decode import run_cuda_benchmark
 
     rows = run_cuda_benchmark(
-        batch=4, seq_len=512, q_heads=8, kv_heads=2, head_dim=128, block_size=16, iters=5
+        batch=4, seq_len=512, num_heads=8, num_kv_heads=2, head_dim=128, block_size=16, iters=5
     )
     assert {r["variant"] for r in rows} >= {"paged", "contiguous", "sdpa"}
     assert all(r["ms"] > 0 and r["gb_per_s"] > 0 for r in rows)

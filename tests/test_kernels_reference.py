@@ -12,11 +12,13 @@ from kvlib.kernels.reference import check_paged_values
 pytestmark = pytest.mark.ch07
 
 
-def _case(batch=3, q_heads=8, kv_heads=2, head_dim=16, max_len=40, lens=(1, 16, 40), block_size=16, seed=0):
+def _case(
+    batch=3, num_heads=8, num_kv_heads=2, head_dim=16, max_len=40, lens=(1, 16, 40), block_size=16, seed=0
+):
     g = torch.Generator().manual_seed(seed)
-    k = torch.randn(batch, max_len, kv_heads, head_dim, generator=g)
-    v = torch.randn(batch, max_len, kv_heads, head_dim, generator=g)
-    q = torch.randn(batch, q_heads, head_dim, generator=g)
+    k = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g)
+    v = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g)
+    q = torch.randn(batch, num_heads, head_dim, generator=g)
     seq_lens = torch.tensor(lens, dtype=torch.int32)
     k_cache, v_cache, table = build_paged_cache(k, v, seq_lens, block_size, generator=g)
     return q, k, v, seq_lens, k_cache, v_cache, table
@@ -91,11 +93,11 @@ def test_bad_inputs_are_named():
     q, k, v, seq_lens, k_cache, v_cache, table = _case()
     with pytest.raises(ValueError, match="int32"):
         paged_attention_reference(q, k_cache, v_cache, table.long(), seq_lens)
-    with pytest.raises(ValueError, match="multiple of kv_heads"):
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
         paged_attention_reference(q[:, :3], k_cache, v_cache, table, seq_lens)
     with pytest.raises(ValueError, match="seq_lens must lie"):
         paged_attention_reference(q, k_cache, v_cache, table, torch.tensor([0, 1, 1], dtype=torch.int32))
-    with pytest.raises(ValueError, match=r"\(batch, q_heads, head_dim\)"):
+    with pytest.raises(ValueError, match=r"\(batch, num_heads, head_dim\)"):
         paged_attention_reference(q[0], k_cache, v_cache, table, seq_lens)
     bad = table.clone()
     bad[2, 0] = 10_000

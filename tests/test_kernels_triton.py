@@ -35,12 +35,12 @@ DEVICE = "cuda" if MODE == "cuda" else "cpu"
 TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
-def _case(lens, q_heads, kv_heads, head_dim, block_size, dtype, seed=0):
+def _case(lens, num_heads, num_kv_heads, head_dim, block_size, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     batch, max_len = len(lens), max(lens)
-    k = torch.randn(batch, max_len, kv_heads, head_dim, generator=g)
-    v = torch.randn(batch, max_len, kv_heads, head_dim, generator=g)
-    q = torch.randn(batch, q_heads, head_dim, generator=g)
+    k = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g)
+    v = torch.randn(batch, max_len, num_kv_heads, head_dim, generator=g)
+    q = torch.randn(batch, num_heads, head_dim, generator=g)
     seq_lens = torch.tensor(lens, dtype=torch.int32)
     k_cache, v_cache, table = build_paged_cache(k, v, seq_lens, block_size, num_blocks=None, generator=g)
     args = [t.to(DEVICE) for t in (q.to(dtype), k_cache.to(dtype), v_cache.to(dtype), table, seq_lens)]
@@ -56,7 +56,7 @@ def _assert_matches(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype) ->
 
 
 CASES = [
-    # (lens, q_heads, kv_heads, head_dim, block_size): edge lengths for block 16 = 1, 16, 17
+    # (lens, num_heads, num_kv_heads, head_dim, block_size): edge lengths for block 16 = 1, 16, 17
     ((1, 16, 17, 5), 8, 2, 32, 16),  # GQA group 4
     ((33, 1), 4, 4, 16, 16),  # MHA
     ((64, 200), 8, 1, 32, 16),  # MQA, several tiles

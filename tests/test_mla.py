@@ -18,7 +18,7 @@ from kvlib.memory import kv_cache_bytes
 
 pytestmark = pytest.mark.ch03
 
-CFG = MLAConfig(dim=32, n_heads=4, head_dim=8, kv_latent_dim=12, rope_dim=4, n_layers=2)
+CFG = MLAConfig(dim=32, num_heads=4, head_dim=8, kv_latent_dim=12, rope_dim=4, num_layers=2)
 
 
 def _layer(cfg: MLAConfig = CFG, seed: int = 0) -> LatentAttention:
@@ -89,8 +89,8 @@ def test_rope_makes_attention_position_dependent_but_shift_invariant() -> None:
 def test_bytes_per_token() -> None:
     assert mla_kv_bytes_per_token(60, 512, 64) == 60 * 576 * 2
     cfg = DEEPSEEK_V2_MLA
-    mha = kv_cache_bytes(cfg.n_layers, cfg.n_heads, cfg.head_dim, seq_len=1)
-    ratio = mha / mla_kv_bytes_per_token(cfg.n_layers, cfg.kv_latent_dim, cfg.rope_dim)
+    mha = kv_cache_bytes(cfg.num_layers, cfg.num_heads, cfg.head_dim, seq_len=1)
+    ratio = mha / mla_kv_bytes_per_token(cfg.num_layers, cfg.kv_latent_dim, cfg.rope_dim)
     assert 56 < ratio < 57  # 32768 / 576
     assert mla_kv_bytes_per_token(1, 3, 0, "int4") == 2  # 1.5 bytes rounded up
     with pytest.raises(ValueError):
@@ -110,4 +110,4 @@ def test_cache_rejects_mismatched_inputs() -> None:
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="even"):
-        MLAConfig(dim=8, n_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=3)
+        MLAConfig(dim=8, num_heads=2, head_dim=4, kv_latent_dim=4, rope_dim=3)

@@ -43,7 +43,7 @@ def test_shipped_files_and_shape(pair):
     assert json.loads((path / "config.json").read_text())["dtype"] in ("float16", "bfloat16")
     c = model.config
     assert 4_000_000 <= model.num_parameters() <= 8_000_000
-    assert c.max_seq_len >= 512 and c.n_heads == 8 and c.n_kv_heads == (8 if name.endswith("mha") else 2)
+    assert c.max_seq_len >= 512 and c.num_heads == 8 and c.num_kv_heads == (8 if name.endswith("mha") else 2)
     assert not model.training
 
 
@@ -62,7 +62,7 @@ def test_logits_match_transformers_without_and_with_cache(pair):
         ours, theirs = model(ids), hf(ids).logits
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
         # cached: prefill 50 tokens, then 30 decode steps, both libraries with their own cache
-        cache = NaiveKVCache(model.config.n_layers)
+        cache = NaiveKVCache(model.config.num_layers)
         out = hf(ids[:, :50], use_cache=True)
         ours_steps, hf_steps = [model(ids[:, :50], cache=cache)], [out.logits]
         for t in range(50, 80):
@@ -74,7 +74,7 @@ def test_logits_match_transformers_without_and_with_cache(pair):
 
 
 def _greedy_with_cache(model: TinyDecoder, prompt: torch.Tensor, n: int) -> torch.Tensor:
-    cache = NaiveKVCache(model.config.n_layers)
+    cache = NaiveKVCache(model.config.num_layers)
     ids, logits = prompt, model(prompt, cache=cache)
     for _ in range(n):
         next_id = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
@@ -102,7 +102,7 @@ def test_wrong_rope_position_changes_logits(pair):
     T = ids.shape[1]
     with torch.no_grad():
         full = model(ids)[:, -1]
-        cache = NaiveKVCache(model.config.n_layers)
+        cache = NaiveKVCache(model.config.num_layers)
         model(ids[:, :-1], positions=torch.arange(T - 1), cache=cache)  # prefill at offset 0
         right = model(ids[:, -1:], positions=torch.tensor([T - 1]), cache=cache)[:, -1]
         cache.reset()

@@ -15,12 +15,12 @@ from kvlib.model import ModelConfig, TinyDecoder, gpt2_shaped_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.model
 
-SMALL = dict(vocab_size=97, dim=32, n_layers=2, n_heads=4, ffn_dim=48, max_seq_len=64)
+SMALL = dict(vocab_size=97, dim=32, num_layers=2, num_heads=4, ffn_dim=48, max_seq_len=64)
 
 
-def _model(n_kv_heads=4, tie=True, seed=0) -> TinyDecoder:
+def _model(num_kv_heads=4, tie=True, seed=0) -> TinyDecoder:
     torch.manual_seed(seed)
-    model = TinyDecoder(ModelConfig(**SMALL, n_kv_heads=n_kv_heads, tie_embeddings=tie)).eval()
+    model = TinyDecoder(ModelConfig(**SMALL, num_kv_heads=num_kv_heads, tie_embeddings=tie)).eval()
     with torch.no_grad():  # non-trivial norm weights, so a wrong norm implementation shows
         for name, p in model.named_parameters():
             if name.endswith("layernorm.weight") or name == "norm.weight":
@@ -33,7 +33,7 @@ def _ids(B=2, T=20, seed=1):
 
 
 def test_config_validation_and_hf_round_trip():
-    cfg = ModelConfig(**SMALL, n_kv_heads=2)
+    cfg = ModelConfig(**SMALL, num_kv_heads=2)
     assert cfg.head_dim == 8
     hf = cfg.to_hf_config()
     assert hf["rope_parameters"] == {"rope_type": "default", "rope_theta": 10000.0}
@@ -41,16 +41,16 @@ def test_config_validation_and_hf_round_trip():
     legacy = {k: v for k, v in hf.items() if k != "rope_parameters"} | {"rope_theta": 500.0}
     assert ModelConfig.from_hf_config(legacy).rope_theta == 500.0
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(**(SMALL | {"n_heads": 3}))
-    with pytest.raises(ValueError, match="n_kv_heads"):
-        ModelConfig(**SMALL, n_kv_heads=3)
+        ModelConfig(**(SMALL | {"num_heads": 3}))
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        ModelConfig(**SMALL, num_kv_heads=3)
 
 
-@pytest.mark.parametrize("n_kv_heads, tie", [(4, True), (2, True), (1, False)])
-def test_matches_transformers_llama(tmp_path, n_kv_heads, tie):
+@pytest.mark.parametrize("num_kv_heads, tie", [(4, True), (2, True), (1, False)])
+def test_matches_transformers_llama(tmp_path, num_kv_heads, tie):
     from transformers import AutoModelForCausalLM
 
-    model = _model(n_kv_heads, tie)
+    model = _model(num_kv_heads, tie)
     model.save_pretrained(tmp_path, dtype=torch.float32)
     hf = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     assert type(hf).__name__ == "LlamaForCausalLM"
@@ -62,11 +62,11 @@ def test_matches_transformers_llama(tmp_path, n_kv_heads, tie):
 
 
 def test_cached_prefill_plus_decode_equals_uncached():
-    model = _model(n_kv_heads=2)
+    model = _model(num_kv_heads=2)
     ids = _ids(T=16)
     with torch.no_grad():
         full = model(ids)
-        cache = NaiveKVCache(SMALL["n_layers"])
+        cache = NaiveKVCache(SMALL["num_layers"])
         steps = [model(ids[:, :10], cache=cache)]
         for t in range(10, 16):
             steps.append(model(ids[:, t : t + 1], cache=cache))  # default positions: cache.seq_len + arange

@@ -15,7 +15,7 @@ from kvlib.model import TinyDecoder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.model
 
-TINY = ["--dim", "32", "--n-layers", "2", "--n-heads", "4", "--n-kv-heads", "2", "--ffn-dim", "64"]
+TINY = ["--dim", "32", "--num-layers", "2", "--num-heads", "4", "--num-kv-heads", "2", "--ffn-dim", "64"]
 TINY += ["--seq-len", "32", "--max-seq-len", "64", "--batch-size", "4", "--warmup", "2", "--threads", "1"]
 TINY += ["--eval-windows", "4", "--no-progress"]
 
@@ -60,7 +60,7 @@ def test_writes_a_loadable_checkpoint_with_card(tmp_path, capsys):
         "MODEL_CARD.md",
     } <= files
     ours = TinyDecoder.from_pretrained(folder)
-    assert ours.config.n_kv_heads == 2 and ours.config.max_seq_len == 64
+    assert ours.config.num_kv_heads == 2 and ours.config.max_seq_len == 64
     hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     ids = torch.tensor([data.encode("ROMEO:\nBut soft")])
     with torch.no_grad():

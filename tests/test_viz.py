@@ -41,7 +41,7 @@ def test_memory_calculator_tracks_its_sliders():
     calc.dtype.value = "int8"
     assert calc.bytes == kv_cache_bytes(32, 32, 128, 8192, 2, "int8")
     calc.set(preset="Llama-2-70B")
-    assert (calc.layers.value, calc.kv_heads.value) == (80, 8)
+    assert (calc.layers.value, calc.num_kv_heads.value) == (80, 8)
     assert calc.bytes == MODEL_CONFIGS["Llama-2-70B"].kv_bytes(8192, 2, "int8")
     calc.set(seq_len=131072, batch=64, dtype="fp32")
     assert calc.fraction > 1 and "does not fit" in calc.bar.value

@@ -94,10 +94,10 @@ def main(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     context = torch.randint(0, cfg.vocab_size, (args.batch, max(lengths)), generator=gen).to(args.device)
     print(
-        f"model {args.model}: {cfg.n_layers} layers, {cfg.n_kv_heads} KV heads of {cfg.head_dim}; "
+        f"model {args.model}: {cfg.num_layers} layers, {cfg.num_kv_heads} KV heads of {cfg.head_dim}; "
         f"device {args.device}, batch {args.batch}, torch threads {torch.get_num_threads()}"
     )
-    make_cache = lambda: NaiveKVCache(cfg.n_layers)
+    make_cache = lambda: NaiveKVCache(cfg.num_layers)
     with torch.no_grad():
         time_next_token(model, context[:, :8], make_cache, repeats=1, steps=1)  # warm-up
         print(f"\n{'context':>8} {'cached ms/tok':>14} {'uncached ms/tok':>16} {'speed-up':>9}")
@@ -107,21 +107,21 @@ def main(args: argparse.Namespace) -> int:
             print(f"{n:8d} {1e3 * cached:14.3f} {1e3 * uncached:16.3f} {uncached / cached:8.1f}x")
 
     steps = args.update_steps
-    new = torch.randn(args.batch, cfg.n_kv_heads, 1, cfg.head_dim, device=args.device)
+    new = torch.randn(args.batch, cfg.num_kv_heads, 1, cfg.head_dim, device=args.device)
 
     def fill(cache):
         for _ in range(steps):
-            for layer in range(cfg.n_layers):
+            for layer in range(cfg.num_layers):
                 cache.update(layer, new, new)
         return cache
 
     makers = {
-        "growing (torch.cat)": lambda: NaiveKVCache(cfg.n_layers),
+        "growing (torch.cat)": lambda: NaiveKVCache(cfg.num_layers),
         "static (preallocated)": lambda: StaticKVCache(
-            cfg.n_layers, args.batch, cfg.n_kv_heads, cfg.head_dim, steps, device=args.device
+            cfg.num_layers, args.batch, cfg.num_kv_heads, cfg.head_dim, steps, device=args.device
         ),
     }
-    print(f"\n{steps} decode steps of cache updates ({cfg.n_layers} layers):")
+    print(f"\n{steps} decode steps of cache updates ({cfg.num_layers} layers):")
     for name, make in makers.items():
         _, stats = measure_allocations(lambda make=make: fill(make()), device=args.device)
         start = time.perf_counter()

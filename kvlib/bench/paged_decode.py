@@ -3,7 +3,7 @@
 Decode attention reads every cached K/V byte once per step and does little arithmetic per byte,
 so its speed is set by memory bandwidth. On CUDA this benchmark reports, for one decode step:
 
-- ``bytes``: K and V bytes the step must read (``sum(seq_lens) * kv_heads * head_dim * 2 * elem``)
+- ``bytes``: K and V bytes the step must read (``sum(seq_lens) * num_kv_heads * head_dim * 2 * elem``)
   plus q, output and block table;
 - achieved bandwidth ``bytes / time``, as a share of (a) the device's spec HBM bandwidth and
   (b) a device-to-device copy measured in the same run (the practical ceiling);
@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seq-len", type=positive_int_arg, default=4096, help="tokens per sequence (max if --ragged)"
     )
-    parser.add_argument("--q-heads", type=positive_int_arg, default=32)
-    parser.add_argument("--kv-heads", type=positive_int_arg, default=8, help="must divide --q-heads")
+    parser.add_argument("--num-heads", type=positive_int_arg, default=32, help="query heads")
+    parser.add_argument("--num-kv-heads", type=positive_int_arg, default=8, help="must divide --num-heads")
     parser.add_argument("--head-dim", type=positive_int_arg, default=128)
     parser.add_argument("--block-size", type=positive_int_arg, default=16)
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
@@ -92,16 +92,16 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Checks across options, run by ``python -m kvlib.bench`` before :func:`main`. They hold on the CPU
     too, where the shape options are not used (the interpreter sweep has its own sizes): a command
     that is wrong should fail the same way on every machine."""
-    if args.q_heads % args.kv_heads:
+    if args.num_heads % args.num_kv_heads:
         parser.error(
-            f"argument --kv-heads: must divide --q-heads ({args.q_heads}) for grouped-query attention, "
-            f"got {args.kv_heads}"
+            f"argument --num-kv-heads: must divide --num-heads ({args.num_heads}) for grouped-query "
+            f"attention, got {args.num_kv_heads}"
         )
     if torch.cuda.is_available():
         need, free = cuda_bytes_needed(args), torch.cuda.mem_get_info()[0]
         if need > free:
             parser.error(
-                f"arguments --batch/--seq-len/--kv-heads/--head-dim: the caches need about "
+                f"arguments --batch/--seq-len/--num-kv-heads/--head-dim: the caches need about "
                 f"{need / 2**30:.1f} GiB of GPU memory, only {free / 2**30:.1f} GiB is free"
             )
 
@@ -111,7 +111,7 @@ def cuda_bytes_needed(args: argparse.Namespace) -> int:
     SDPA layout), padded to whole blocks, plus the 1 GiB pair of the copy-bandwidth test."""
     elem = torch.finfo(DTYPES[args.dtype]).bits // 8
     tokens = args.batch * math.ceil(args.seq_len / args.block_size) * args.block_size
-    return 3 * 2 * tokens * args.kv_heads * args.head_dim * elem + 2 * (1 << 30)
+    return 3 * 2 * tokens * args.num_kv_heads * args.head_dim * elem + 2 * (1 << 30)
 
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -152,8 +152,8 @@ def measure_copy_bandwidth_gbs(nbytes: int = 1 << 30, iters: int = 20) -> float:
 def run_cuda_benchmark(
     batch: int = 64,
     seq_len: int = 4096,
-    q_heads: int = 32,
-    kv_heads: int = 8,
+    num_heads: int = 32,
+    num_kv_heads: int = 8,
     head_dim: int = 128,
     block_size: int = 16,
     dtype: torch.dtype = torch.bfloat16,
@@ -165,12 +165,14 @@ def run_cuda_benchmark(
     """Time paged / contiguous / SDPA decode on CUDA; one dict per variant (ms, GB/s, bytes, max_err)."""
     import torch.nn.functional as F
 
-    sizes = dict(batch=batch, seq_len=seq_len, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
-                 block_size=block_size, iters=iters)  # fmt: skip
+    sizes = dict(batch=batch, seq_len=seq_len, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                 head_dim=head_dim, block_size=block_size, iters=iters)  # fmt: skip
     for name, value in sizes.items():
         require_int(name, value, minimum=1)
-    if q_heads % kv_heads:
-        raise ValueError(f"kv_heads must divide q_heads ({q_heads}) for grouped queries, got {kv_heads}")
+    if num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_kv_heads must divide num_heads ({num_heads}) for grouped queries, got {num_kv_heads}"
+        )
     if not torch.cuda.is_available():
         raise RuntimeError("run_cuda_benchmark needs a CUDA GPU: torch.cuda.is_available() is False")
 
@@ -185,11 +187,15 @@ def run_cuda_benchmark(
     blocks_per_seq = math.ceil(seq_len / block_size)
     num_blocks = batch * blocks_per_seq
     # paged cache: every sequence's blocks scattered over the pool
-    k_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim, device=dev, dtype=dtype, generator=g)
-    v_cache = torch.randn(num_blocks, block_size, kv_heads, head_dim, device=dev, dtype=dtype, generator=g)
+    k_cache = torch.randn(
+        num_blocks, block_size, num_kv_heads, head_dim, device=dev, dtype=dtype, generator=g
+    )
+    v_cache = torch.randn(
+        num_blocks, block_size, num_kv_heads, head_dim, device=dev, dtype=dtype, generator=g
+    )
     perm = torch.randperm(num_blocks, device=dev, generator=g).to(torch.int32)
     table = perm.view(batch, blocks_per_seq)  # (B, blocks_per_seq)
-    q = torch.randn(batch, q_heads, head_dim, device=dev, dtype=dtype, generator=g)
+    q = torch.randn(batch, num_heads, head_dim, device=dev, dtype=dtype, generator=g)
     # the same K/V laid out contiguously: (B, S, Hkv, D) for our kernel, (B, Hkv, S, D) for SDPA
     k_contig = k_cache[table.long()].flatten(1, 2)[:, :seq_len].contiguous()  # (B, S, Hkv, D)
     v_contig = v_cache[table.long()].flatten(1, 2)[:, :seq_len].contiguous()
@@ -207,7 +213,7 @@ def run_cuda_benchmark(
     )
     contig_out = paged_attention_decode(q, kc, vc, ctable, lens, num_splits=split_arg, max_seq_len=seq_len)
 
-    group = q_heads // kv_heads
+    group = num_heads // num_kv_heads
     try:  # torch >= 2.5 reads the KV heads once per group; older versions need them repeated
         F.scaled_dot_product_attention(q[:1, :, None], k_sdpa[:1, :, :1], v_sdpa[:1, :, :1], enable_gqa=True)
         gqa: dict = {"enable_gqa": True}
@@ -221,7 +227,7 @@ def run_cuda_benchmark(
 
     sdpa_out = sdpa()
     elem = torch.finfo(dtype).bits // 8
-    kv_bytes = int(lens.sum()) * kv_heads * head_dim * 2 * elem
+    kv_bytes = int(lens.sum()) * num_kv_heads * head_dim * 2 * elem
     io_bytes = 2 * q.numel() * elem + table.numel() * 4
     rows = []
     variants = {
@@ -249,7 +255,7 @@ def run_interpreter_sweep(seed: int = 0) -> list[dict]:
     from kvlib.kernels import build_paged_cache, paged_attention_decode, paged_attention_reference
 
     cases = [
-        # (lens, q_heads, kv_heads, head_dim, block_size, dtype, num_splits)
+        # (lens, num_heads, num_kv_heads, head_dim, block_size, dtype, num_splits)
         ((1, 16, 17, 100), 8, 2, 32, 16, torch.float32, 1),
         ((1, 16, 17, 100), 8, 2, 32, 16, torch.float16, 1),
         ((1, 16, 17, 100), 8, 2, 32, 16, torch.bfloat16, 1),
@@ -305,7 +311,7 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_bandwidth_gbs(name)
     copy_bw = measure_copy_bandwidth_gbs()
     rows = run_cuda_benchmark(
-        args.batch, args.seq_len, args.q_heads, args.kv_heads, args.head_dim, args.block_size, dtype,
+        args.batch, args.seq_len, args.num_heads, args.num_kv_heads, args.head_dim, args.block_size, dtype,
         args.splits, args.iters, args.ragged, args.seed,
     )  # fmt: skip
     print(
@@ -313,8 +319,8 @@ def main(args: argparse.Namespace) -> int:
         f"measured device-to-device copy {copy_bw:.0f} GB/s"
     )
     print(
-        f"shape: B={args.batch} S={args.seq_len}{' (ragged)' if args.ragged else ''} heads {args.q_heads}q/"
-        f"{args.kv_heads}kv D={args.head_dim} {args.dtype} block {args.block_size} splits {args.splits}; "
+        f"shape: B={args.batch} S={args.seq_len}{' (ragged)' if args.ragged else ''} heads {args.num_heads}q/"
+        f"{args.num_kv_heads}kv D={args.head_dim} {args.dtype} block {args.block_size} splits {args.splits}; "
         f"{rows[0]['bytes'] / 1e9:.3f} GB read per step\n"
     )
     print(f"{'variant':<12}{'ms':>9}{'GB/s':>9}{'% spec':>9}{'% copy':>9}{'max err':>10}")

@@ -44,8 +44,8 @@ from kvlib.attention import causal_attention, repeat_kv
 class KVCache(Protocol):
     """Per-layer key/value store: what a cache needs for the default attention path.
 
-    ``update(layer, k, v)``: ``k`` and ``v`` are [B, kv_heads, T_new, head_dim] for the new tokens of
-    ``layer`` (keys already rotated by RoPE). Returns ``(k_all, v_all)``, [B, kv_heads, T_kept, head_dim],
+    ``update(layer, k, v)``: ``k`` and ``v`` are [B, num_kv_heads, T_new, head_dim] for the new tokens of
+    ``layer`` (keys already rotated by RoPE). Returns ``(k_all, v_all)``, [B, num_kv_heads, T_kept, head_dim],
     everything the cache holds for that layer after storing them, in position order.
 
     ``seq_len``: tokens stored so far (as seen by layer 0); the model uses it as the position of the

@@ -53,16 +53,16 @@ def check_appendable(
         )
 
 
-_KV_DIMS = ("batch", "kv_heads", "tokens", "head_dim")
-_KV_LAYOUT = "[B, kv_heads, T_new, head_dim]"
+_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
+_KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
 
 
 class NaiveKVCache:
-    """One growing K and V tensor per layer, [B, kv_heads, T, head_dim], extended with ``torch.cat``.
+    """One growing K and V tensor per layer, [B, num_kv_heads, T, head_dim], extended with ``torch.cat``.
 
     Simple and exact, but each step copies the whole cache: appending one token costs O(T) memory
     traffic, so a sequence of n tokens costs O(n^2) copying overall (chapter 02 fixes this).
-    Every update of a layer must keep its batch, kv_heads, head_dim, dtype and device; a change is
+    Every update of a layer must keep its batch, num_kv_heads, head_dim, dtype and device; a change is
     a ValueError naming it, and the cache is left as it was.
 
     The first update of a layer stores the caller's ``k`` and ``v`` themselves, not copies (as
@@ -77,7 +77,7 @@ class NaiveKVCache:
         self.values: list[torch.Tensor | None] = [None] * self.num_layers
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``k``, ``v`` [B, kv_heads, T_new, head_dim] to ``layer``; return all stored K, V."""
+        """Append ``k``, ``v`` [B, num_kv_heads, T_new, head_dim] to ``layer``; return all stored K, V."""
         layer = check_layer(layer, self.num_layers)
         require_tensor("k", k, 4, _KV_LAYOUT)
         require_tensor("v", v, 4, _KV_LAYOUT)

@@ -1,7 +1,7 @@
 """Grouped-query attention (GQA) and multi-query attention (MQA): fewer key/value heads, smaller cache.
 
 Multi-head attention (MHA) gives every one of the `H` query heads its own key and value head,
-so a decoder caches `2 * n_layers * H * head_dim` numbers per token. Shazeer's multi-query
+so a decoder caches `2 * num_layers * H * head_dim` numbers per token. Shazeer's multi-query
 attention (MQA, 2019) shares ONE key/value head between all query heads; Ainslie et al.'s
 grouped-query attention (GQA, 2023) sits in between: `KV` key/value heads, each shared by a
 group of `G = H / KV` consecutive query heads. Query head `h` reads key/value head `h // G`.
@@ -54,16 +54,16 @@ __all__ = [
 ]
 
 
-def _check_heads(n_heads: int, n_kv_heads: int) -> int:
-    """Return the group size `n_heads // n_kv_heads`, or raise if the heads do not split evenly."""
-    n_heads = require_int("n_heads", n_heads, minimum=1)
-    n_kv_heads = require_int("n_kv_heads", n_kv_heads, minimum=1)
-    if n_heads % n_kv_heads:
+def _check_heads(num_heads: int, num_kv_heads: int) -> int:
+    """Return the group size `num_heads // num_kv_heads`, or raise if the heads do not split evenly."""
+    num_heads = require_int("num_heads", num_heads, minimum=1)
+    num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=1)
+    if num_heads % num_kv_heads:
         raise ValueError(
-            f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}): each key/value head "
-            "serves a whole group of query heads"
+            f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads}): each key/value "
+            "head serves a whole group of query heads"
         )
-    return n_heads // n_kv_heads
+    return num_heads // num_kv_heads
 
 
 def repeated_attention(q: Tensor, k: Tensor, v: Tensor, q_start: int | None = None) -> Tensor:
@@ -160,27 +160,27 @@ def _check_past(past: Any, k_new: Tensor) -> tuple[Tensor, Tensor]:
     if k_past.dim() != 4:
         raise ValueError(f"cached keys must be [B, KV, P, D], got shape {tuple(k_past.shape)}")
     # torch.cat would silently upcast a dtype change and fail deep inside on a shape change
-    check_appendable("past", k_past, k_new, 2, ("batch", "kv_heads", "tokens", "head_dim"))
+    check_appendable("past", k_past, k_new, 2, ("batch", "num_kv_heads", "tokens", "head_dim"))
     return k_past, v_past
 
 
 class KVHeadsCache(NaiveKVCache):
-    """The naive growing cache (chapter 01) that only accepts `n_kv_heads` key/value heads.
+    """The naive growing cache (chapter 01) that only accepts `num_kv_heads` key/value heads.
 
     A GQA model must cache keys/values BEFORE they are repeated for the query heads; storing
     the repeated tensors would throw away the whole saving. `update` therefore rejects any
-    tensor whose head axis (dim 1) is not `n_kv_heads`; `nbytes()` then shows the saving.
+    tensor whose head axis (dim 1) is not `num_kv_heads`; `nbytes()` then shows the saving.
     """
 
-    def __init__(self, num_layers: int, n_kv_heads: int) -> None:
+    def __init__(self, num_layers: int, num_kv_heads: int) -> None:
         super().__init__(num_layers)
-        self.n_kv_heads = require_int("n_kv_heads", n_kv_heads, minimum=1)
+        self.num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=1)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append k, v [B, n_kv_heads, T, D] for `layer`; return all cached [B, n_kv_heads, P + T, D]."""
-        if isinstance(k, Tensor) and k.dim() == 4 and k.shape[1] != self.n_kv_heads:
+        """Append k, v [B, num_kv_heads, T, D] for `layer`; return all cached [B, num_kv_heads, P + T, D]."""
+        if isinstance(k, Tensor) and k.dim() == 4 and k.shape[1] != self.num_kv_heads:
             raise ValueError(
-                f"this cache stores {self.n_kv_heads} key/value heads, got {k.shape[1]}: cache k/v before "
+                f"this cache stores {self.num_kv_heads} key/value heads, got {k.shape[1]}: cache k/v before "
                 "repeat_kv, not after"
             )
         return super().update(layer, k, v)
@@ -191,62 +191,62 @@ class KVHeadsCache(NaiveKVCache):
 # --------------------------------------------------------------------------------------------
 
 
-def mean_pool_heads(weight: Tensor, n_heads: int, n_kv_heads: int) -> Tensor:
-    """Mean-pool the output rows of a key or value projection from `n_heads` to `n_kv_heads` heads.
+def mean_pool_heads(weight: Tensor, num_heads: int, num_kv_heads: int) -> Tensor:
+    """Mean-pool the output rows of a key or value projection from `num_heads` to `num_kv_heads` heads.
 
-    weight: [n_heads * head_dim, in_features], the `nn.Linear` weight whose rows `h*D .. h*D+D-1`
-    produce head `h`. Group `j` is the consecutive heads `j*G .. j*G+G-1` (G = n_heads/n_kv_heads),
+    weight: [num_heads * head_dim, in_features], the `nn.Linear` weight whose rows `h*D .. h*D+D-1`
+    produce head `h`. Group `j` is the consecutive heads `j*G .. j*G+G-1` (G = num_heads/num_kv_heads),
     the same heads that will read key/value head `j` after conversion, and
         W'_j = (1/G) * sum_{h in group j} W_h.
-    Returns [n_kv_heads * head_dim, in_features]. Because the projection is linear (and RoPE acts
+    Returns [num_kv_heads * head_dim, in_features]. Because the projection is linear (and RoPE acts
     on every head in the same way), the pooled head's keys are the mean of the group's keys.
     """
     if not isinstance(weight, Tensor):
         raise TypeError(
-            f"weight must be a torch.Tensor [n_heads * head_dim, in], got {type(weight).__name__}"
+            f"weight must be a torch.Tensor [num_heads * head_dim, in], got {type(weight).__name__}"
         )
     if weight.dim() != 2:
         raise ValueError(
-            f"expected a 2-D projection weight [n_heads * head_dim, in], got {tuple(weight.shape)}"
+            f"expected a 2-D projection weight [num_heads * head_dim, in], got {tuple(weight.shape)}"
         )
     if not weight.dtype.is_floating_point:  # a mean of integers has no dtype (and no meaning here)
         raise ValueError(f"weight must be a floating-point projection weight, got {weight.dtype}")
-    g = _check_heads(n_heads, n_kv_heads)
+    g = _check_heads(num_heads, num_kv_heads)
     out_features, in_features = weight.shape
-    if out_features % n_heads:
-        raise ValueError(f"weight rows ({out_features}) are not a multiple of n_heads ({n_heads})")
-    d = out_features // n_heads
-    grouped = weight.reshape(n_kv_heads, g, d, in_features)  # (KV, G, D, in)
-    return grouped.mean(dim=1).reshape(n_kv_heads * d, in_features)  # (KV * D, in)
+    if out_features % num_heads:
+        raise ValueError(f"weight rows ({out_features}) are not a multiple of num_heads ({num_heads})")
+    d = out_features // num_heads
+    grouped = weight.reshape(num_kv_heads, g, d, in_features)  # (KV, G, D, in)
+    return grouped.mean(dim=1).reshape(num_kv_heads * d, in_features)  # (KV * D, in)
 
 
-def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
-    """Return a copy of an MHA TinyDecoder whose attention has `n_kv_heads` key/value heads.
+def convert_mha_to_gqa(model: TinyDecoder, num_kv_heads: int) -> TinyDecoder:
+    """Return a copy of an MHA TinyDecoder whose attention has `num_kv_heads` key/value heads.
 
     In every layer `self_attn.k_proj` and `self_attn.v_proj` are mean-pooled per group
     (`mean_pool_heads`); queries, output projections, MLPs, norms and embeddings are copied
     unchanged, and so is `allow_long_context`. The input model is not modified. With
-    `n_kv_heads == n_heads` the copy computes exactly the same logits; with fewer KV heads it is an
+    `num_kv_heads == num_heads` the copy computes exactly the same logits; with fewer KV heads it is an
     approximation that the GQA paper then "uptrains" for ~5% of the pre-training steps
     (we do not: chapter 03 measures the raw cost).
     """
     if not isinstance(model, TinyDecoder):
         raise TypeError(f"model must be a kvlib.model.TinyDecoder, got {type(model).__name__}")
     cfg = model.config
-    _check_heads(cfg.n_heads, n_kv_heads)
-    if cfg.n_kv_heads != cfg.n_heads:
+    _check_heads(cfg.num_heads, num_kv_heads)
+    if cfg.num_kv_heads != cfg.num_heads:
         raise ValueError(
-            f"expected an MHA model (n_kv_heads == n_heads), got {cfg.n_kv_heads} of {cfg.n_heads}"
+            f"expected an MHA model (num_kv_heads == num_heads), got {cfg.num_kv_heads} of {cfg.num_heads}"
         )
     # a copy keeps the model's context opt-in: converting heads does not change what it may attend to
     new = TinyDecoder(
-        dataclasses.replace(cfg, n_kv_heads=n_kv_heads), allow_long_context=model.allow_long_context
+        dataclasses.replace(cfg, num_kv_heads=num_kv_heads), allow_long_context=model.allow_long_context
     )
     state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-    for i in range(cfg.n_layers):
+    for i in range(cfg.num_layers):
         for proj in ("k_proj", "v_proj"):
             key = f"layers.{i}.self_attn.{proj}.weight"
-            state[key] = mean_pool_heads(state[key], cfg.n_heads, n_kv_heads)  # (KV * D, C)
+            state[key] = mean_pool_heads(state[key], cfg.num_heads, num_kv_heads)  # (KV * D, C)
     new.load_state_dict(state)
     param = next(model.parameters())
     return new.to(device=param.device, dtype=param.dtype).eval()
@@ -258,26 +258,30 @@ def convert_mha_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
 
 
 def kv_bytes_per_token(
-    n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype | str = torch.float16
+    num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype | str = torch.float16
 ) -> int:
-    """Cache bytes one token adds: `2 (K and V) * n_layers * n_kv_heads * head_dim * bytes_per_element`.
+    """Cache bytes one token adds: `2 (K and V) * num_layers * num_kv_heads * head_dim * bytes_per_element`.
 
     The query heads do not appear: only key/value heads are cached. This is
     `kvlib.memory.kv_cache_bytes` at `seq_len = batch = 1`.
     """
     sizes = (
         require_int(n, x, minimum=0)
-        for n, x in (("n_layers", n_layers), ("n_kv_heads", n_kv_heads), ("head_dim", head_dim))
+        for n, x in (("num_layers", num_layers), ("num_kv_heads", num_kv_heads), ("head_dim", head_dim))
     )
     return kv_cache_bytes(*sizes, seq_len=1, batch=1, dtype=dtype)
 
 
+_SHAPE_FIELDS = ("num_layers", "num_heads", "num_kv_heads", "head_dim")
+_OLD_SHAPE_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "head_dim")
+
+
 def _config_dims(config: Any) -> tuple[int, int, int, int]:
     """(layers, query heads, KV heads, head_dim) of a `ModelShape` or a TinyDecoder `ModelConfig`."""
-    if isinstance(config, ModelShape):
-        fields = ("num_layers", "num_heads", "num_kv_heads", "head_dim")
-    elif all(hasattr(config, f) for f in ("n_layers", "n_heads", "n_kv_heads", "head_dim")):
-        fields = ("n_layers", "n_heads", "n_kv_heads", "head_dim")
+    if isinstance(config, ModelShape) or all(hasattr(config, f) for f in _SHAPE_FIELDS):
+        fields = _SHAPE_FIELDS
+    elif all(hasattr(config, f) for f in _OLD_SHAPE_FIELDS):  # a config object with the old names
+        fields = _OLD_SHAPE_FIELDS
     else:
         fields = ()
     if fields:  # a hand-built config with 0 KV heads would divide by zero in kv_saving_factor
@@ -292,15 +296,15 @@ def _config_dims(config: Any) -> tuple[int, int, int, int]:
 
 def config_kv_bytes_per_token(config: Any, dtype: torch.dtype | str = torch.float16) -> int:
     """`kv_bytes_per_token` of a model: a `MODEL_CONFIGS` entry or a TinyDecoder `ModelConfig`."""
-    n_layers, _, n_kv_heads, head_dim = _config_dims(config)
-    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim, dtype)
+    num_layers, _, num_kv_heads, head_dim = _config_dims(config)
+    return kv_bytes_per_token(num_layers, num_kv_heads, head_dim, dtype)
 
 
 def kv_saving_factor(config: Any) -> float:
     """How many times smaller the KV cache is than that of the MHA version of the same model.
 
-    MHA caches `n_heads` key/value heads per layer, GQA `n_kv_heads`; layers, head_dim and dtype
-    cancel, so the factor is exactly `n_heads / n_kv_heads` (8 for Llama-2-70B, 4 for Llama-3-8B).
+    MHA caches `num_heads` key/value heads per layer, GQA `num_kv_heads`; layers, head_dim and dtype
+    cancel, so the factor is exactly `num_heads / num_kv_heads` (8 for Llama-2-70B, 4 for Llama-3-8B).
     """
-    _, n_heads, n_kv_heads, _ = _config_dims(config)
-    return n_heads / n_kv_heads
+    _, num_heads, num_kv_heads, _ = _config_dims(config)
+    return num_heads / num_kv_heads

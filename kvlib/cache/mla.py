@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from kvlib.attention import causal_mask
 from kvlib.cache.dense import check_appendable, check_layer
+from kvlib.compat import old_field_names
 from kvlib.memory import bytes_per_element
 from kvlib.model import apply_rope, rope_cos_sin
 from kvlib.validate import require_int, require_tensor
@@ -51,19 +52,20 @@ __all__ = [
 ]
 
 
+@old_field_names  # n_layers, n_heads still work: chapter 03's notebook used them
 @dataclass(frozen=True)
 class MLAConfig:
     """Shape of a multi-head latent attention layer stack."""
 
     dim: int  # model width C
-    n_heads: int  # H
+    num_heads: int  # H
     head_dim: int  # D, width of the per-head ("no-RoPE") keys, queries and values
     kv_latent_dim: int  # d_c, the cached latent
     rope_dim: int  # d_R, the decoupled RoPE key shared by all heads (also cached)
-    n_layers: int = 1
+    num_layers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("dim", "n_heads", "head_dim", "kv_latent_dim", "n_layers"):
+        for name in ("dim", "num_heads", "head_dim", "kv_latent_dim", "num_layers"):
             require_int(f"MLAConfig.{name}", getattr(self, name), minimum=1)
         require_int("MLAConfig.rope_dim", self.rope_dim, minimum=0)
         if self.rope_dim % 2:
@@ -72,47 +74,49 @@ class MLAConfig:
 
 #: DeepSeek-V2 (DeepSeek-AI 2024, "DeepSeek-V2: A Strong, Economical, and Efficient Mixture-of-Experts
 #: Language Model", section 3.1.2 and appendix: 60 layers, 128 heads of 128, d_c = 4 * 128, d_R = 64).
-DEEPSEEK_V2_MLA = MLAConfig(dim=5120, n_heads=128, head_dim=128, kv_latent_dim=512, rope_dim=64, n_layers=60)
+DEEPSEEK_V2_MLA = MLAConfig(
+    dim=5120, num_heads=128, head_dim=128, kv_latent_dim=512, rope_dim=64, num_layers=60
+)
 
 
 def mla_kv_bytes_per_token(
-    n_layers: int, kv_latent_dim: int, rope_dim: int, dtype: torch.dtype | str = torch.float16
+    num_layers: int, kv_latent_dim: int, rope_dim: int, dtype: torch.dtype | str = torch.float16
 ) -> int:
-    """Cache bytes per token of MLA: `n_layers * (d_c + d_R) * bytes_per_element` (rounded up).
+    """Cache bytes per token of MLA: `num_layers * (d_c + d_R) * bytes_per_element` (rounded up).
 
-    Compare `2 * n_layers * H * D * bytes_per_element` for MHA: for DeepSeek-V2's shape the latent
+    Compare `2 * num_layers * H * D * bytes_per_element` for MHA: for DeepSeek-V2's shape the latent
     is about 57x smaller. There is no factor 2: one latent replaces both keys and values.
     """
-    n_layers = require_int("n_layers", n_layers, minimum=1)
+    num_layers = require_int("num_layers", num_layers, minimum=1)
     kv_latent_dim = require_int("kv_latent_dim", kv_latent_dim, minimum=1)
     rope_dim = require_int("rope_dim", rope_dim, minimum=0)
-    return math.ceil(n_layers * (kv_latent_dim + rope_dim) * bytes_per_element(dtype))
+    return math.ceil(num_layers * (kv_latent_dim + rope_dim) * bytes_per_element(dtype))
 
 
-def _check_up_projection(c_kv: Tensor, w: Tensor, n_heads: int, what: str) -> int:
-    n_heads = require_int("n_heads", n_heads, minimum=1)
+def _check_up_projection(c_kv: Tensor, w: Tensor, num_heads: int, what: str) -> int:
+    num_heads = require_int("num_heads", num_heads, minimum=1)
     require_tensor("c_kv", c_kv, 3, "[B, T, d_c]")
-    require_tensor(what, w, 2, "[n_heads * head_dim, d_c]")
-    if w.dim() != 2 or w.shape[1] != c_kv.shape[-1] or w.shape[0] % n_heads:
+    require_tensor(what, w, 2, "[num_heads * head_dim, d_c]")
+    if w.dim() != 2 or w.shape[1] != c_kv.shape[-1] or w.shape[0] % num_heads:
         raise ValueError(
-            f"{what} must be [n_heads * head_dim, d_c] = [{n_heads} * D, {c_kv.shape[-1]}], "
+            f"{what} must be [num_heads * head_dim, d_c] = [{num_heads} * D, {c_kv.shape[-1]}], "
             f"got {tuple(w.shape)}"
         )
-    return w.shape[0] // n_heads
+    return w.shape[0] // num_heads
 
 
-def expand_latent(c_kv: Tensor, w_uk: Tensor, w_uv: Tensor, n_heads: int) -> tuple[Tensor, Tensor]:
+def expand_latent(c_kv: Tensor, w_uk: Tensor, w_uv: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
     """Explicit per-head keys and values from cached latents.
 
     c_kv: [B, T, d_c] latents; w_uk, w_uv: [H * D, d_c] up-projections (`nn.Linear` weights, rows
     h*D .. h*D+D-1 belong to head h). Returns k, v [B, H, T, D] with k[b, h, t] = W_UK[h] c[b, t].
     """
-    d = _check_up_projection(c_kv, w_uk, n_heads, "w_uk")
-    _check_up_projection(c_kv, w_uv, n_heads, "w_uv")
-    n_heads = int(n_heads)
+    d = _check_up_projection(c_kv, w_uk, num_heads, "w_uk")
+    _check_up_projection(c_kv, w_uv, num_heads, "w_uv")
+    num_heads = int(num_heads)
     b, t, _ = c_kv.shape
-    k = (c_kv @ w_uk.T).view(b, t, n_heads, d).transpose(1, 2)  # (B, H, T, D)
-    v = (c_kv @ w_uv.T).view(b, t, n_heads, d).transpose(1, 2)  # (B, H, T, D)
+    k = (c_kv @ w_uk.T).view(b, t, num_heads, d).transpose(1, 2)  # (B, H, T, D)
+    v = (c_kv @ w_uv.T).view(b, t, num_heads, d).transpose(1, 2)  # (B, H, T, D)
     return k, v
 
 
@@ -250,7 +254,7 @@ class LatentAttention(nn.Module):
     def __init__(self, cfg: MLAConfig, rope_theta: float = 10000.0) -> None:
         super().__init__()
         self.cfg, self.rope_theta = cfg, rope_theta
-        h, d, r = cfg.n_heads, cfg.head_dim, cfg.rope_dim
+        h, d, r = cfg.num_heads, cfg.head_dim, cfg.rope_dim
         self.q_proj = nn.Linear(cfg.dim, h * (d + r), bias=False)  # content and RoPE parts of every query
         self.kv_down = nn.Linear(cfg.dim, cfg.kv_latent_dim, bias=False)  # W_DKV
         self.k_up = nn.Linear(cfg.kv_latent_dim, h * d, bias=False)  # W_UK
@@ -270,7 +274,7 @@ class LatentAttention(nn.Module):
         if x.shape[-1] != self.cfg.dim:
             raise ValueError(f"x must be [B, T, C] with C = dim = {self.cfg.dim}, got shape {list(x.shape)}")
         b, t, _ = x.shape
-        h, d, r = self.cfg.n_heads, self.cfg.head_dim, self.cfg.rope_dim
+        h, d, r = self.cfg.num_heads, self.cfg.head_dim, self.cfg.rope_dim
         if positions is None:
             offset = cache.seq_len if cache is not None else 0
             positions = torch.arange(offset, offset + t, device=x.device)  # (T,)

@@ -29,11 +29,11 @@ from kvlib.validate import describe, require_device, require_int, require_tensor
 
 
 class StaticKVCache:
-    """Preallocated per-layer key/value buffers of shape [batch, kv_heads, max_seq_len, head_dim].
+    """Preallocated per-layer key/value buffers of shape [batch, num_kv_heads, max_seq_len, head_dim].
 
     Same contract as every kvlib cache: `update(layer, k, v)` stores k, v of shape
-    [batch, kv_heads, T_new, head_dim] after the tokens already cached in that layer and returns
-    (k_all, v_all) of shape [batch, kv_heads, T_cached + T_new, head_dim]; `seq_len` is the number
+    [batch, num_kv_heads, T_new, head_dim] after the tokens already cached in that layer and returns
+    (k_all, v_all) of shape [batch, num_kv_heads, T_cached + T_new, head_dim]; `seq_len` is the number
     of tokens cached (in layer 0); `reset()` forgets them without freeing the buffers.
 
     The buffers store values, never autograd history: keys that require grad are copied in
@@ -44,18 +44,18 @@ class StaticKVCache:
         self,
         num_layers: int,
         batch: int,
-        kv_heads: int,
+        num_kv_heads: int,
         head_dim: int,
         max_seq_len: int,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> None:
-        num_layers, batch, kv_heads, head_dim, max_seq_len = (
+        num_layers, batch, num_kv_heads, head_dim, max_seq_len = (
             require_int(name, value, minimum=1)
             for name, value in (
                 ("num_layers", num_layers),
                 ("batch", batch),
-                ("kv_heads", kv_heads),
+                ("num_kv_heads", num_kv_heads),
                 ("head_dim", head_dim),
                 ("max_seq_len", max_seq_len),
             )
@@ -67,7 +67,7 @@ class StaticKVCache:
             )
         self.num_layers = num_layers
         self.max_seq_len = max_seq_len
-        self.shape = (batch, kv_heads, max_seq_len, head_dim)
+        self.shape = (batch, num_kv_heads, max_seq_len, head_dim)
         self.dtype = dtype
         self.device = require_device("device", device)
         self._warned_overflow = False
@@ -97,7 +97,7 @@ class StaticKVCache:
         """Write k, v [B, H_kv, T_new, D] at positions [len, len + T_new) of `layer`; return views of all."""
         layer = check_layer(layer, self.num_layers)
         batch, heads, _, head_dim = self.shape
-        layout = f"[{batch}, {heads}, T_new, {head_dim}] (batch, kv_heads, new tokens, head_dim)"
+        layout = f"[{batch}, {heads}, T_new, {head_dim}] (batch, num_kv_heads, new tokens, head_dim)"
         for name, t in (("k", k), ("v", v)):
             require_tensor(name, t, 4, layout)
             if (t.shape[0], t.shape[1], t.shape[3]) != (batch, heads, head_dim):

@@ -5,7 +5,7 @@ absent *before* the kernels below are decorated.
 
 The kernel
 ----------
-One program handles one (sequence ``b``, KV head ``h``) pair and all ``G = q_heads / kv_heads``
+One program handles one (sequence ``b``, KV head ``h``) pair and all ``G = num_heads / num_kv_heads``
 query heads that share that KV head (GQA), so each K/V byte is read from memory once per group,
 not once per query head. It walks the sequence in tiles of ``BLOCK_N`` tokens; for token ``t`` the
 physical address comes from the block table, ``block_table[b, t // B] * B + t % B``, so tiles may
@@ -20,7 +20,7 @@ unnormalised output ``acc`` per query head, a tile with scores ``s`` updates
 
 Split-K (flash-decoding)
 ------------------------
-With few sequences (small batch x kv_heads) there are too few programs to fill the GPU. The split
+With few sequences (small batch x num_kv_heads) there are too few programs to fill the GPU. The split
 variant also divides each sequence into ``num_splits`` chunks, each program writing a normalised
 partial output ``o_s`` and its log-sum-exp ``lse_s = m_s + log2 l_s``; a second kernel combines them:
 ``out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M)`` with ``M = max_s lse_s``.
@@ -201,18 +201,18 @@ def _combine_splits_kernel(
     tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
-def choose_num_splits(batch: int, kv_heads: int, max_seq_len: int, device: torch.device | str) -> int:
+def choose_num_splits(batch: int, num_kv_heads: int, max_seq_len: int, device: torch.device | str) -> int:
     """Heuristic split count: enough programs for ~2 waves on the GPU, chunks >= 512 tokens.
 
     Always 1 in the interpreter (no parallel hardware to fill)."""
     batch = require_int("batch", batch, minimum=1)
-    kv_heads = require_int("kv_heads", kv_heads, minimum=1)
+    num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=1)
     max_seq_len = require_int("max_seq_len", max_seq_len, minimum=1)
     device = require_device("device", device)
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    programs = batch * kv_heads
+    programs = batch * num_kv_heads
     if programs >= 2 * sms:
         return 1
     return max(1, min(-(-2 * sms // programs), -(-max_seq_len // 512), 64))
@@ -269,8 +269,8 @@ def paged_attention_decode(
     """Decode attention over a paged KV cache with the Triton kernel.
 
     Args:
-        q: ``(batch, q_heads, head_dim)``.
-        k_cache, v_cache: ``(num_blocks, block_size, kv_heads, head_dim)``, same dtype as ``q``
+        q: ``(batch, num_heads, head_dim)``.
+        k_cache, v_cache: ``(num_blocks, block_size, num_kv_heads, head_dim)``, same dtype as ``q``
             (fp32/fp16 everywhere; bf16 on CUDA, and in the interpreter via an fp32 upcast).
         block_table: int32 ``(batch, max_blocks)``; seq_lens: int32 ``(batch,)``, each >= 1.
         scale: softmax scale (default ``1/sqrt(head_dim)``).
@@ -290,10 +290,12 @@ def paged_attention_decode(
     that reads only tensor metadata (microseconds, no sync).
 
     Returns:
-        ``(batch, q_heads, head_dim)`` in ``q.dtype``.
+        ``(batch, num_heads, head_dim)`` in ``q.dtype``.
     """
     interp = interpreter_active()
-    batch, q_heads, kv_heads, head_dim, page = check_paged_shapes(q, k_cache, v_cache, block_table, seq_lens)
+    batch, num_heads, num_kv_heads, head_dim, page = check_paged_shapes(
+        q, k_cache, v_cache, block_table, seq_lens
+    )
     scale, num_splits, max_seq_len, block_n = _check_options(
         scale, num_splits, max_seq_len, block_n, num_warps, num_stages
     )
@@ -313,7 +315,7 @@ def paged_attention_decode(
     # the kernel indexes these with implicit unit strides (lens_ptr + b, bt_ptr + row * stride + i)
     block_table = block_table.contiguous()
     seq_lens = seq_lens.contiguous()
-    group = q_heads // kv_heads
+    group = num_heads // num_kv_heads
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
 
     block_g = max(16, triton.next_power_of_2(group))  # tl.dot needs >= 16 rows
@@ -329,7 +331,7 @@ def paged_attention_decode(
 
     if num_splits == "auto":
         max_len = max_seq_len if max_seq_len is not None else int(seq_lens.max())
-        num_splits = choose_num_splits(batch, kv_heads, max_len, q.device)
+        num_splits = choose_num_splits(batch, num_kv_heads, max_len, q.device)
 
     out = torch.empty_like(q)
     common = dict(
@@ -338,7 +340,7 @@ def paged_attention_decode(
     )  # fmt: skip
     kv_strides = (*k_cache.stride()[:3], *v_cache.stride()[:3])
     if num_splits == 1:
-        _paged_decode_kernel[(batch, kv_heads, 1)](
+        _paged_decode_kernel[(batch, num_kv_heads, 1)](
             q, k_cache, v_cache, block_table, seq_lens, out, out,  # lse_ptr unused
             scale * LOG2E, 1 << 30,
             q.stride(0), q.stride(1), *kv_strides, block_table.stride(0),
@@ -349,16 +351,16 @@ def paged_attention_decode(
 
     max_len = max_seq_len if max_seq_len is not None else int(seq_lens.max())
     chunk = triton.cdiv(triton.cdiv(max_len, num_splits), block_n) * block_n
-    part = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
-    lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
-    _paged_decode_kernel[(batch, kv_heads, num_splits)](
+    part = torch.empty((batch, num_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
+    lse = torch.empty((batch, num_heads, num_splits), dtype=torch.float32, device=q.device)
+    _paged_decode_kernel[(batch, num_kv_heads, num_splits)](
         q, k_cache, v_cache, block_table, seq_lens, part, lse,
         scale * LOG2E, chunk,
         q.stride(0), q.stride(1), *kv_strides, block_table.stride(0),
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
         SPLIT=True, **common, **launch,
     )  # fmt: skip
-    _combine_splits_kernel[(batch, q_heads)](
+    _combine_splits_kernel[(batch, num_heads)](
         part, lse, out, num_splits,
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
         out.stride(0), out.stride(1),

@@ -2,13 +2,13 @@
 
 Layout (the vLLM / FlashInfer "NHD" page layout):
 
-- ``k_cache``, ``v_cache``: ``(num_blocks, block_size, kv_heads, head_dim)``: physical blocks;
+- ``k_cache``, ``v_cache``: ``(num_blocks, block_size, num_kv_heads, head_dim)``: physical blocks;
 - ``block_table``: int32 ``(batch, max_blocks_per_seq)``: row ``b`` lists the physical blocks of
   sequence ``b`` in logical order (entries past the sequence's end are ignored);
 - ``seq_lens``: int32 ``(batch,)``: tokens held by each sequence (>= 1);
-- ``q``: ``(batch, q_heads, head_dim)``: one query token per sequence (decode).
+- ``q``: ``(batch, num_heads, head_dim)``: one query token per sequence (decode).
 
-With ``G = q_heads / kv_heads`` (GQA group size), query head ``h`` attends to KV head ``h // G``
+With ``G = num_heads / num_kv_heads`` (GQA group size), query head ``h`` attends to KV head ``h // G``
 (the ``repeat_interleave`` convention of Llama's ``repeat_kv``). For sequence ``b`` of length
 ``n`` and query head ``h``:
 
@@ -56,7 +56,7 @@ def check_paged_shapes(
     block_table: torch.Tensor,
     seq_lens: torch.Tensor,
 ) -> tuple[int, int, int, int, int]:
-    """Types, shapes, dtypes and devices; returns ``(batch, q_heads, kv_heads, head_dim, block_size)``.
+    """Types, shapes, dtypes and devices; returns ``(batch, num_heads, num_kv_heads, head_dim, block_size)``.
 
     Reads tensor metadata only, never the data (no device sync), so the kernel wrapper runs it on
     every call; :func:`check_paged_values` checks what the tensors hold."""
@@ -64,16 +64,16 @@ def check_paged_shapes(
                         ("block_table", block_table), ("seq_lens", seq_lens)):  # fmt: skip
         require_tensor(name, value)
     if q.dim() != 3:
-        raise ValueError(f"q must be (batch, q_heads, head_dim), got shape {tuple(q.shape)}")
+        raise ValueError(f"q must be (batch, num_heads, head_dim), got shape {tuple(q.shape)}")
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
         raise ValueError(
-            "k_cache and v_cache must both be (num_blocks, block_size, kv_heads, head_dim); "
+            "k_cache and v_cache must both be (num_blocks, block_size, num_kv_heads, head_dim); "
             f"got {tuple(k_cache.shape)} and {tuple(v_cache.shape)}"
         )
-    batch, q_heads, head_dim = q.shape
-    num_blocks, block_size, kv_heads, kv_dim = k_cache.shape
-    sizes = {"q_heads": q_heads, "head_dim": head_dim, "num_blocks": num_blocks, "block_size": block_size,
-             "kv_heads": kv_heads}  # fmt: skip
+    batch, num_heads, head_dim = q.shape
+    num_blocks, block_size, num_kv_heads, kv_dim = k_cache.shape
+    sizes = {"num_heads": num_heads, "head_dim": head_dim, "num_blocks": num_blocks, "block_size": block_size,
+             "num_kv_heads": num_kv_heads}  # fmt: skip
     for name, size in sizes.items():
         if size < 1:
             raise ValueError(
@@ -81,8 +81,10 @@ def check_paged_shapes(
             )
     if kv_dim != head_dim:
         raise ValueError(f"head_dim mismatch: q has {head_dim}, the cache has {kv_dim}")
-    if q_heads % kv_heads != 0:
-        raise ValueError(f"q_heads ({q_heads}) must be a multiple of kv_heads ({kv_heads}) for GQA")
+    if num_heads % num_kv_heads != 0:
+        raise ValueError(
+            f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads}) for GQA"
+        )
     if q.dtype not in FLOAT_DTYPES:
         raise ValueError(f"q, k_cache, v_cache must be float32, float16 or bfloat16, got q of {q.dtype}")
     if q.dtype != k_cache.dtype or k_cache.dtype != v_cache.dtype:
@@ -104,7 +106,7 @@ def check_paged_shapes(
             "q, k_cache, v_cache, block_table, seq_lens must be on one device, got "
             f"{[str(t.device) for t in (q, k_cache, v_cache, block_table, seq_lens)]}"
         )
-    return batch, q_heads, kv_heads, head_dim, block_size
+    return batch, num_heads, num_kv_heads, head_dim, block_size
 
 
 def check_paged_values(
@@ -157,7 +159,9 @@ def validate_paged_inputs(
     block_table: torch.Tensor,
     seq_lens: torch.Tensor,
 ) -> tuple[int, int, int, int, int]:
-    """Check shapes, dtypes, devices and values; return ``(batch, q_heads, kv_heads, head_dim, block_size)``.
+    """Check shapes, dtypes, devices and values.
+
+    Returns ``(batch, num_heads, num_kv_heads, head_dim, block_size)``.
 
     Raises TypeError for a non-tensor, ValueError for anything else, naming the argument."""
     dims = check_paged_shapes(q, k_cache, v_cache, block_table, seq_lens)
@@ -168,7 +172,7 @@ def validate_paged_inputs(
 def gather_kv(
     k_cache: torch.Tensor, v_cache: torch.Tensor, block_table: torch.Tensor, seq_len: int, row: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of sequence ``row`` in logical order: two ``(seq_len, kv_heads, head_dim)``.
+    """Keys and values of sequence ``row`` in logical order: two ``(seq_len, num_kv_heads, head_dim)``.
 
     ``seq_len`` must lie in ``[1, max_blocks * block_size]`` and the blocks it uses in
     ``[0, num_blocks)``: a negative id would silently index from the end of the pool."""
@@ -176,7 +180,7 @@ def gather_kv(
         require_tensor(name, value)
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape or block_table.dim() != 2:
         raise ValueError(
-            "k_cache, v_cache must both be (num_blocks, block_size, kv_heads, head_dim) and block_table "
+            "k_cache, v_cache must both be (num_blocks, block_size, num_kv_heads, head_dim) and block_table "
             f"(batch, max_blocks); got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}, "
             f"{tuple(block_table.shape)}"
         )
@@ -206,12 +210,14 @@ def paged_attention_reference(
 ) -> torch.Tensor:
     """Decode attention over a paged cache by explicit gather, computed in float32.
 
-    Returns ``(batch, q_heads, head_dim)`` in ``q.dtype``. ``scale`` defaults to ``1/sqrt(head_dim)``.
+    Returns ``(batch, num_heads, head_dim)`` in ``q.dtype``. ``scale`` defaults to ``1/sqrt(head_dim)``.
     """
-    batch, q_heads, kv_heads, head_dim, _ = validate_paged_inputs(q, k_cache, v_cache, block_table, seq_lens)
+    batch, num_heads, num_kv_heads, head_dim, _ = validate_paged_inputs(
+        q, k_cache, v_cache, block_table, seq_lens
+    )
     scale = require_scale(scale)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
-    group = q_heads // kv_heads
+    group = num_heads // num_kv_heads
     out = torch.empty_like(q)
     for b in range(batch):
         k, v = gather_kv(k_cache, v_cache, block_table, int(seq_lens[b]), b)  # (n, Hkv, D)
@@ -222,8 +228,8 @@ def paged_attention_reference(
     return out
 
 
-PAGED_LAYOUT = "(num_blocks, block_size, kv_heads, head_dim)"
-CONTIGUOUS_LAYOUT = "(batch, max_len, kv_heads, head_dim)"
+PAGED_LAYOUT = "(num_blocks, block_size, num_kv_heads, head_dim)"
+CONTIGUOUS_LAYOUT = "(batch, max_len, num_kv_heads, head_dim)"
 
 
 def _check_kv_pair(names: tuple[str, str], k: torch.Tensor, v: torch.Tensor, layout: str) -> None:
@@ -282,7 +288,7 @@ def build_paged_cache(
     would vanish and hide the bug.
 
     Args:
-        k, v: ``(batch, max_len, kv_heads, head_dim)``; row ``b`` holds ``seq_lens[b]`` valid tokens.
+        k, v: ``(batch, max_len, num_kv_heads, head_dim)``; row ``b`` holds ``seq_lens[b]`` valid tokens.
         seq_lens: int ``(batch,)``.
         block_size: tokens per block.
         num_blocks: pool size, the null block included (default: the blocks needed + 1).
@@ -292,13 +298,13 @@ def build_paged_cache(
             unless you need finite values).
 
     Returns:
-        ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, kv_heads, head_dim)``,
+        ``(k_cache, v_cache, block_table)``: caches ``(num_blocks, block_size, num_kv_heads, head_dim)``,
         int32 block table ``(batch, max_blocks)`` (unused entries = 0, the null block).
     """
     _check_kv_pair(("k", "v"), k, v, CONTIGUOUS_LAYOUT)
     if not k.dtype.is_floating_point:  # the empty slots hold ``fill``, NaN by default
         raise ValueError(f"k and v must be floating point (float32, float16, bfloat16), got {k.dtype}")
-    batch, max_len, kv_heads, head_dim = k.shape
+    batch, max_len, num_kv_heads, head_dim = k.shape
     block_size = require_int("block_size", block_size, minimum=1)
     lens = _check_lens(seq_lens, batch, max_len)
     shuffle = require_bool("shuffle", shuffle)
@@ -318,7 +324,7 @@ def build_paged_cache(
     # physical ids handed out in this order; 0 stays the null block
     ids = torch.randperm(num_blocks - 1, generator=generator) if shuffle else torch.arange(num_blocks - 1)
     order = 1 + ids
-    shape = (num_blocks, block_size, kv_heads, head_dim)
+    shape = (num_blocks, block_size, num_kv_heads, head_dim)
     k_cache = torch.full(shape, fill, dtype=k.dtype, device=k.device)
     v_cache = torch.full(shape, fill, dtype=v.dtype, device=v.device)
     block_table = torch.zeros((batch, max(per_seq, default=1)), dtype=torch.int32)
@@ -337,7 +343,7 @@ def build_paged_cache(
 def contiguous_as_paged(
     k: torch.Tensor, v: torch.Tensor, seq_lens: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """View a contiguous cache ``(batch, max_len, kv_heads, head_dim)`` as a paged one with one block
+    """View a contiguous cache ``(batch, max_len, num_kv_heads, head_dim)`` as a paged one with one block
     per sequence (``block_size = max_len``, block table ``[[0], [1], ...]``), without copying.
 
     Lets the paged kernel run on a contiguous cache, to measure what paging itself costs.
@@ -356,15 +362,17 @@ def write_kv(
 ) -> None:
     """Store new tokens' keys/values at flat slots (``block_id * block_size + offset``), in place.
 
-    ``slots``: int ``(T,)`` as given by ``BlockManager.slot``; ``k``, ``v``: ``(T, kv_heads, head_dim)``.
+    ``slots``: int ``(T,)`` as given by ``BlockManager.slot``; ``k``, ``v``: ``(T, num_kv_heads, head_dim)``.
     This is the write half of paged attention (vLLM calls it ``reshape_and_cache``). Everything is
     checked before the first write, so a rejected call leaves both caches as they were."""
     _check_kv_pair(("k_cache", "v_cache"), k_cache, v_cache, PAGED_LAYOUT)
     for name, value in (("slots", slots), ("k", k), ("v", v)):
         require_tensor(name, value)
-    num_blocks, block_size, kv_heads, head_dim = k_cache.shape
-    if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != (kv_heads, head_dim):
-        raise ValueError(f"k, v must be (T, {kv_heads}, {head_dim}); got {tuple(k.shape)}, {tuple(v.shape)}")
+    num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
+    if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != (num_kv_heads, head_dim):
+        raise ValueError(
+            f"k, v must be (T, {num_kv_heads}, {head_dim}); got {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if not (k.dtype.is_floating_point and v.dtype.is_floating_point):
         raise ValueError(
             f"k, v must be floating point like the cache ({k_cache.dtype}), got {k.dtype}, {v.dtype}"
@@ -382,7 +390,7 @@ def write_kv(
     flat = []  # both flat slot views before the first write: v_cache's could fail after k_cache's write
     for name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
         try:
-            flat.append(cache.view(num_blocks * block_size, kv_heads, head_dim))
+            flat.append(cache.view(num_blocks * block_size, num_kv_heads, head_dim))
         except RuntimeError:
             raise ValueError(
                 f"{name} must be contiguous (it is written through a flat slot view), got strides "

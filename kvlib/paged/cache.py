@@ -2,7 +2,7 @@
 
 :class:`~kvlib.paged.manager.BlockManager` only does bookkeeping (block ids, slots, copy-on-write
 copies). This class adds the tensors: for every layer one key pool and one value pool of shape
-``(num_blocks, block_size, kv_heads, head_dim)``, the layout the Triton kernel of
+``(num_blocks, block_size, num_kv_heads, head_dim)``, the layout the Triton kernel of
 :mod:`kvlib.kernels` reads. A serving loop drives it like this:
 
     cache = PagedKVCache.for_model(model, num_blocks=64, block_size=16, prefix_cache="radix")
@@ -122,11 +122,11 @@ class PagedKVCache:
     def for_model(cls, model: Any, num_blocks: int, block_size: int, **options: Any) -> PagedKVCache:
         """A cache shaped for ``model`` (a TinyDecoder), in its dtype and on its device."""
         config = getattr(model, "config", None)
-        if config is None or not hasattr(config, "n_kv_heads"):
+        if config is None or not hasattr(config, "num_kv_heads"):
             raise TypeError(f"model must be a kvlib TinyDecoder (with .config), got {describe(model)}")
         weight = next(model.parameters())
         options = {"dtype": weight.dtype, "device": weight.device} | options
-        return cls(config.n_layers, config.n_kv_heads, config.head_dim, num_blocks, block_size, **options)
+        return cls(config.num_layers, config.num_kv_heads, config.head_dim, num_blocks, block_size, **options)
 
     # --- sequences ----------------------------------------------------------------------------------
 
@@ -381,7 +381,7 @@ class PagedKVCache:
         if tuple(k.shape) != expected or not q_matches:
             raise ValueError(
                 f"PagedKVCache: the forward does not match the prepared step: keys {list(k.shape)}, "
-                f"expected {list(expected)} (rows, kv_heads, prepared tokens, head_dim)"
+                f"expected {list(expected)} (rows, num_kv_heads, prepared tokens, head_dim)"
             )
         return step
 
@@ -392,7 +392,7 @@ class PagedKVCache:
     def __repr__(self) -> str:
         return (
             f"PagedKVCache(layers={self.num_layers}, blocks={self.manager.num_blocks}x{self.block_size}, "
-            f"kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, backend={self.backend!r}, "
+            f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}, backend={self.backend!r}, "
             f"sequences={len(self._computed)})"
         )
 
