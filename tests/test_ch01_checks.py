@@ -144,7 +144,7 @@ def _run_chooser(cache_cls, generate_fn) -> dict:
         "torch": torch,
         "encode": lambda text: [1, 2, 3],
         "model": lambda ids, cache=None: calls.append(("model", type(cache).__name__)),
-        "cfg": types.SimpleNamespace(n_layers=2),
+        "cfg": types.SimpleNamespace(num_layers=2),
         "dense": types.SimpleNamespace(NaiveKVCache=ReferenceCache),
         "reference_generation": types.SimpleNamespace(generate=reference_generate),
         "NaiveKVCache": cache_cls,

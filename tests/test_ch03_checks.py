@@ -24,7 +24,7 @@ def test_skipping_the_mla_bonus_costs_its_points_only(tmp_path: Path) -> None:
     """Run All and the self-check work with the bonus left as released: the later cell uses the reference."""
     learner = nbk.with_fixed_cell_ids(copy.deepcopy(nbformat.read(NOTEBOOK, as_version=4)))
     (bonus,) = [c for c in learner.cells if nbk.grade_id(c) == "expand_latent"]
-    bonus.source = "def expand_latent(c_kv, w_uk, w_uv, n_heads):\n    raise NotImplementedError()\n"
+    bonus.source = "def expand_latent(c_kv, w_uk, w_uv, num_heads):\n    raise NotImplementedError()\n"
     path = tmp_path / NOTEBOOK.name
     nbformat.write(learner, path)
 

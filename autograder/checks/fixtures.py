@@ -30,9 +30,9 @@ def bytes_per_element(dtype: torch.dtype | str) -> float:
 
 def tiny_model(
     seed: int = 0,
-    n_heads: int = 4,
-    n_kv_heads: int = 4,
-    n_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 4,
+    num_layers: int = 2,
     dim: int = 32,
     max_seq_len: int = 64,
     sharpen: float = 8.0,
@@ -48,9 +48,9 @@ def tiny_model(
     cfg = ModelConfig(
         vocab_size=97,
         dim=dim,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
         ffn_dim=2 * dim,
         max_seq_len=max_seq_len,
     )

@@ -33,7 +33,7 @@ def _reference(
     from kvlib.cache.dense import NaiveKVCache
     from kvlib.generate import generate, generate_uncached
 
-    ids_c, logits_c = generate(model, prompt, N, NaiveKVCache(model.config.n_layers), return_logits=True)
+    ids_c, logits_c = generate(model, prompt, N, NaiveKVCache(model.config.num_layers), return_logits=True)
     ids_u, logits_u = generate_uncached(model, prompt, N, return_logits=True)
     return ids_c, logits_c.double(), ids_u, logits_u.double()  # logits [B, N, V]
 
@@ -114,7 +114,7 @@ def _agreement_case(fn: Any, make_model: Any, B: int, T: int, N: int, seed: int,
     want_same = bool(torch.equal(ids_c, ids_u))
     with torch.no_grad():
         out = call_pure(
-            fn, model, prompt, N, NaiveKVCache(model.config.n_layers), what="compare_cached_uncached"
+            fn, model, prompt, N, NaiveKVCache(model.config.num_layers), what="compare_cached_uncached"
         )
     expect(
         isinstance(out, (tuple, list)) and len(out) == 2,
@@ -189,7 +189,7 @@ def compare_hidden(fn: Any) -> None:
     cases = [
         ("a healthy model (batch 2)", lambda: tiny_model(3), 2, 6, 8),
         ("a healthy GQA model, prompt of 33 tokens",
-         lambda: tiny_model(5, n_kv_heads=2, max_seq_len=128), 2, 33, 5),
+         lambda: tiny_model(5, num_kv_heads=2, max_seq_len=128), 2, 33, 5),
         ("a model whose cached logits drift by 0.01 (same tokens)",
          lambda: BuggyCachedModel(tiny_model(3), 0.01), 1, 5, 6),
         ("a model whose cached logits are off at one middle step",

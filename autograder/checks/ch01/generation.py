@@ -34,7 +34,7 @@ def _generate_case(
 
     prompt = _prompt(model, B, T, seed)
     want = generate_uncached(model, prompt, N)  # [B, T + N]
-    cache = NaiveKVCache(model.config.n_layers)
+    cache = NaiveKVCache(model.config.num_layers)
     rec = Recorder(model, cache)
     what = f"generate(prompt of {B}x{T} tokens, max_new_tokens={N})"
     try:
@@ -153,8 +153,8 @@ def generate_hidden(fn: Any) -> None:
             "a later call wrote into them: return a new tensor per call, not a buffer kept between calls",
         )  # fmt: skip
     _generate_case(fn, model, B=3, T=6, N=6, seed=6, later_call=True)  # rows whose greedy choices differ
-    _generate_case(fn, tiny_model(2, n_kv_heads=2), B=3, T=3, N=8, seed=5, later_call=True)  # GQA
-    _generate_case(fn, tiny_model(4, n_kv_heads=1), B=2, T=4, N=5, seed=7, later_call=True)  # one KV head
+    _generate_case(fn, tiny_model(2, num_kv_heads=2), B=3, T=3, N=8, seed=5, later_call=True)  # GQA
+    _generate_case(fn, tiny_model(4, num_kv_heads=1), B=2, T=4, N=5, seed=7, later_call=True)  # one KV head
     long_model = tiny_model(3, max_seq_len=512)  # prompts past every visible length, up to the context
     for seed, (B, T, N) in enumerate([(2, 33, 6), (1, 100, 4), (2, 257, 3), (1, 500, 12), (1, 3, 70)]):
         _generate_case(fn, long_model, B=B, T=T, N=N, seed=20 + seed, later_call=True)

@@ -87,7 +87,7 @@ def diagnose_ratio(key: str, ratio: float) -> str:
         return "that is a number of bytes: give GiB (divide the bytes by 2**30)"
     if close(1024) or close(1 / 1024):
         return "off by 1024: give GiB (divide bytes by 2**30), not MiB or TiB"
-    return "recompute 2 * layers * kv_heads * head_dim * tokens * batch * bytes, in GiB"
+    return "recompute 2 * layers * num_kv_heads * head_dim * tokens * batch * bytes, in GiB"
 
 
 def check_answer(value: Any, want: float, key: str, question: str) -> None:

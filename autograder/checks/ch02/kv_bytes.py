@@ -139,7 +139,7 @@ def check_case(fn: Any, L: int, H: int, D: int, T: int, B: int, dtype: Any) -> N
             + (
                 "; or ".join(causes)
                 if causes
-                else "bytes = 2 * layers * kv_heads * head_dim * seq_len * batch * bytes_per_element"
+                else "bytes = 2 * layers * num_kv_heads * head_dim * seq_len * batch * bytes_per_element"
             )
         )
     as_int(raw, f"{what} (the right value, {want})")

@@ -86,7 +86,9 @@ def _allocation_hint(held: int, full: int, batch: int) -> str:
             "(self.keys = [...]), not in class attributes or module-level lists"
         )
     if batch > 1 and held * batch == full:
-        return f": that is the size for batch 1; allocate [batch={batch}, kv_heads, max_seq_len, head_dim]"
+        return (
+            f": that is the size for batch 1; allocate [batch={batch}, num_kv_heads, max_seq_len, head_dim]"
+        )
     if held * 2 == full:
         return ": half of it: each layer needs a key buffer AND a separate value buffer"
     return ""

@@ -44,25 +44,25 @@ def _expected_pooled(w: Tensor, h: int, kv: int) -> Tensor:
     return w.double().reshape(kv, h // kv, d, c).mean(1).reshape(kv * d, c)
 
 
-def _mha(n_heads: int, head_dim: int, seed: int) -> Any:
-    return tiny_model(seed, n_heads=n_heads, n_kv_heads=n_heads, dim=n_heads * head_dim, max_seq_len=32,
-                      sharpen=1.0)  # fmt: skip
+def _mha(num_heads: int, head_dim: int, seed: int) -> Any:
+    return tiny_model(seed, num_heads=num_heads, num_kv_heads=num_heads, dim=num_heads * head_dim,
+                      max_seq_len=32, sharpen=1.0)  # fmt: skip
 
 
 def _convert_case(fn: Callable[..., Any], model: Any, kv: int, seed: int) -> None:
     from kvlib.cache.gqa import convert_mha_to_gqa
 
-    n_heads = model.config.n_heads
+    num_heads = model.config.num_heads
     before = {k: t.detach().clone() for k, t in model.state_dict().items()}
     cfg_before = dataclasses.replace(model.config)
-    label = f"{n_heads} heads -> {kv} KV heads"
+    label = f"{num_heads} heads -> {kv} KV heads"
     try:
         new = call(fn, model, kv, what="convert_to_gqa")
     except CheckFailed as exc:
         if "size mismatch" in str(exc):
             raise CheckFailed(
                 f"{exc}\n({label}) The GQA model expects k_proj/v_proj weights of "
-                "[n_kv_heads * head_dim, dim] and every other weight (q_proj included) unchanged."
+                "[num_kv_heads * head_dim, dim] and every other weight (q_proj included) unchanged."
             ) from None
         raise
     expect(
@@ -74,19 +74,19 @@ def _convert_case(fn: Callable[..., Any], model: Any, kv: int, seed: int) -> Non
     expect(new is not model, f"convert_to_gqa returned the input model itself ({label}); return a new model")
     cfg = getattr(new, "config", None)
     expect(
-        getattr(cfg, "n_kv_heads", None) == kv,
-        f"the returned model's config.n_kv_heads must be {kv} ({label}), "
-        f"got {getattr(cfg, 'n_kv_heads', None)}",
+        getattr(cfg, "num_kv_heads", None) == kv,
+        f"the returned model's config.num_kv_heads must be {kv} ({label}), "
+        f"got {getattr(cfg, 'num_kv_heads', None)}",
     )
     expect(
         cfg is not model.config,
         f"the returned model shares its config object with the input model ({label}): build it from a "
-        "copy, dataclasses.replace(model.config, n_kv_heads=KV)",
+        "copy, dataclasses.replace(model.config, num_kv_heads=KV)",
     )
     expect(
-        dataclasses.replace(cfg, n_kv_heads=cfg_before.n_kv_heads) == cfg_before,
-        f"the returned model's config differs from the input's in more than n_kv_heads ({label}): copy every "
-        "other field (dataclasses.replace(model.config, n_kv_heads=KV))",
+        dataclasses.replace(cfg, num_kv_heads=cfg_before.num_kv_heads) == cfg_before,
+        f"the returned model's config differs from the input's in more than num_kv_heads ({label}): copy "
+        "every other field (dataclasses.replace(model.config, num_kv_heads=KV))",
     )
     training = [name or "the model" for name, m in new.named_modules() if m.training]
     expect(
@@ -104,15 +104,15 @@ def _convert_case(fn: Callable[..., Any], model: Any, kv: int, seed: int) -> Non
         what = f"layer {layer} {proj}.weight ({label})" if layer else f"{key} ({label})"
         if proj in _POOLED and key.endswith(".weight"):
             old = before[key]
-            if tuple(got.shape) == tuple(old.shape) and kv != n_heads:
+            if tuple(got.shape) == tuple(old.shape) and kv != num_heads:
                 raise CheckFailed(
-                    f"{what} still has all {n_heads} heads, shape {tuple(got.shape)}: pool the "
+                    f"{what} still has all {num_heads} heads, shape {tuple(got.shape)}: pool the "
                     f"{'value' if proj == 'v_proj' else 'key'} projection too, to {kv} heads"
                 )
-            assert_shape(got, tuple(want.shape), what, "[n_kv_heads * head_dim, dim]")
-            if not torch.allclose(got.double(), _expected_pooled(old, n_heads, kv), atol=1e-6):
-                want_pooled = _expected_pooled(old, n_heads, kv)
-                mistake = diagnose(got, _pool_variants(old, n_heads, kv), atol=1e-6)
+            assert_shape(got, tuple(want.shape), what, "[num_kv_heads * head_dim, dim]")
+            if not torch.allclose(got.double(), _expected_pooled(old, num_heads, kv), atol=1e-6):
+                want_pooled = _expected_pooled(old, num_heads, kv)
+                mistake = diagnose(got, _pool_variants(old, num_heads, kv), atol=1e-6)
                 err = (got.double() - want_pooled).abs().max().item()
                 if not mistake and err < 1e-2 * max(1.0, want_pooled.abs().max().item()):
                     mistake = (

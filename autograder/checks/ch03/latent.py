@@ -45,8 +45,8 @@ def _latent_case(fn: Callable[..., Any], b: int, t: int, d_c: int, h: int, d: in
             ) from None
         if "is invalid for input of size" in text or "view size" in text:
             raise CheckFailed(
-                f"{exc} ({label}); the head width is D = w_uk.shape[0] // n_heads (rows of the "
-                "up-projection), not d_c // n_heads: the latent is narrower than H * D"
+                f"{exc} ({label}); the head width is D = w_uk.shape[0] // num_heads (rows of the "
+                "up-projection), not d_c // num_heads: the latent is narrower than H * D"
             ) from None
         raise
     expect(isinstance(result, (tuple, list)) and len(result) == 2, "expand_latent must return (k, v)")

@@ -1,10 +1,10 @@
 # VALID: narrow().copy_() writes, torch.empty buffers, length per layer in a dict (from an independent review)
 class StaticKVCache:
 
-    def __init__(self, num_layers, batch, kv_heads, head_dim, max_seq_len, dtype=torch.float32):
+    def __init__(self, num_layers, batch, num_kv_heads, head_dim, max_seq_len, dtype=torch.float32):
         self.max_seq_len = max_seq_len
-        self.keys = [torch.empty(batch, kv_heads, max_seq_len, head_dim, dtype=dtype) for _ in range(num_layers)]
-        self.values = [torch.empty(batch, kv_heads, max_seq_len, head_dim, dtype=dtype) for _ in range(num_layers)]
+        self.keys = [torch.empty(batch, num_kv_heads, max_seq_len, head_dim, dtype=dtype) for _ in range(num_layers)]
+        self.values = [torch.empty(batch, num_kv_heads, max_seq_len, head_dim, dtype=dtype) for _ in range(num_layers)]
         self.lengths = {i: 0 for i in range(num_layers)}
 
     def update(self, layer, k, v):

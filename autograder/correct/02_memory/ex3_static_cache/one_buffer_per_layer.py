@@ -1,7 +1,7 @@
 # VALID: one [2, B, H, T, D] buffer per layer holding keys and values, ValueError when full
 class StaticKVCache:
-    def __init__(self, num_layers, batch, kv_heads, head_dim, max_seq_len, dtype=torch.float32):
-        self.kv = [torch.empty(2, batch, kv_heads, max_seq_len, head_dim, dtype=dtype)
+    def __init__(self, num_layers, batch, num_kv_heads, head_dim, max_seq_len, dtype=torch.float32):
+        self.kv = [torch.empty(2, batch, num_kv_heads, max_seq_len, head_dim, dtype=dtype)
                    for _ in range(num_layers)]
         self.max_seq_len, self.lengths = max_seq_len, [0] * num_layers
     def update(self, layer, k, v):

@@ -1,7 +1,7 @@
 # VALID: einsum over per-head weight views, float64 then cast back (from an independent review)
-def expand_latent(c_kv, w_uk, w_uv, n_heads):
+def expand_latent(c_kv, w_uk, w_uv, num_heads):
 
-    H = n_heads
+    H = num_heads
     D = w_uk.shape[0] // H
     wk = w_uk.double().view(H, D, -1)
     wv = w_uv.double().view(H, D, -1)

@@ -4,8 +4,8 @@ class NaiveKVCache:
     """A per-layer key/value cache that grows by concatenation.
 
     NaiveKVCache(num_layers). update(layer, k, v) takes the keys and values of the new tokens,
-    each [B, kv_heads, T_new, head_dim], appends them after the ones already stored for that layer
-    (on the sequence axis, dim=-2) and returns (k_all, v_all), each [B, kv_heads, T_cached + T_new,
+    each [B, num_kv_heads, T_new, head_dim], appends them after the ones already stored for that layer
+    (on the sequence axis, dim=-2) and returns (k_all, v_all), each [B, num_kv_heads, T_cached + T_new,
     head_dim]. seq_len (a property) is the number of tokens stored in layer 0. reset() empties the cache.
     """
 

@@ -2,7 +2,7 @@
 # EXPECT: a cache other than the one generate was given
 @torch.no_grad()
 def generate(model, prompt_ids, max_new_tokens, cache):
-    cache = dense.NaiveKVCache(model.config.n_layers)
+    cache = dense.NaiveKVCache(model.config.num_layers)
     T = prompt_ids.shape[1]
     logits = model(prompt_ids, positions=torch.arange(T), cache=cache)
     token = logits[:, -1].argmax(dim=-1, keepdim=True)

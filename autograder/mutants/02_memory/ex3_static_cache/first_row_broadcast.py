@@ -1,11 +1,11 @@
 # MISTAKE: copies only batch row 0 of the new tokens and broadcasts it to every row
 # EXPECT: batch row 0
 class StaticKVCache:
-    """A preallocated KV cache: StaticKVCache(num_layers, batch, kv_heads, head_dim, max_seq_len, dtype).
+    """A preallocated KV cache: StaticKVCache(num_layers, batch, num_kv_heads, head_dim, max_seq_len, dtype).
 
     __init__ allocates, for every layer, one key and one value buffer of shape
-    [batch, kv_heads, max_seq_len, head_dim]. update(layer, k, v) copies the new tokens
-    (k, v: [batch, kv_heads, T_new, head_dim]) in place into positions [length, length + T_new) of
+    [batch, num_kv_heads, max_seq_len, head_dim]. update(layer, k, v) copies the new tokens
+    (k, v: [batch, num_kv_heads, T_new, head_dim]) in place into positions [length, length + T_new) of
     that layer's buffers and returns views buffer[:, :, :length + T_new] (no new allocation).
     Keep one length per layer: within a forward pass the layers are updated one after another, so
     layer 0 is already ahead when layer 1 is updated.
@@ -13,9 +13,9 @@ class StaticKVCache:
     tokens stored in layer 0; reset() sets every layer's length back to 0 (the buffers stay).
     """
 
-    def __init__(self, num_layers: int, batch: int, kv_heads: int, head_dim: int, max_seq_len: int,
+    def __init__(self, num_layers: int, batch: int, num_kv_heads: int, head_dim: int, max_seq_len: int,
                  dtype: torch.dtype = torch.float32) -> None:
-        shape = (batch, kv_heads, max_seq_len, head_dim)
+        shape = (batch, num_kv_heads, max_seq_len, head_dim)
         self.max_seq_len = max_seq_len
         self.keys = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]

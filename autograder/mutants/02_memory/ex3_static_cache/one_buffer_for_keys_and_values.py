@@ -2,8 +2,8 @@
 # EXPECT: a separate value buffer
 class StaticKVCache:
 
-    def __init__(self, num_layers, batch, kv_heads, head_dim, max_seq_len, dtype=torch.float32):
-        shape = (batch, kv_heads, max_seq_len, head_dim)
+    def __init__(self, num_layers, batch, num_kv_heads, head_dim, max_seq_len, dtype=torch.float32):
+        shape = (batch, num_kv_heads, max_seq_len, head_dim)
         self.max_seq_len = max_seq_len
         self.keys = [torch.zeros(shape, dtype=dtype) for _ in range(num_layers)]
         self.values = self.keys

@@ -8,8 +8,8 @@ def interview_answers() -> dict[str, float]:
     """
     GiB = 2**30
 
-    def size(layers, kv_heads, head_dim, tokens, batch, bytes_per_element=2):
-        return f"{2 * layers * kv_heads * head_dim * tokens * batch * bytes_per_element / GiB:.2f} GiB"
+    def size(layers, num_kv_heads, head_dim, tokens, batch, bytes_per_element=2):
+        return f"{2 * layers * num_kv_heads * head_dim * tokens * batch * bytes_per_element / GiB:.2f} GiB"
 
     return {
         "llama2_7b_4096_fp16": size(32, 32, 128, 4096, 1),

@@ -5,11 +5,11 @@ import dataclasses
 import torch
 
 
-def convert_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
+def convert_to_gqa(model: TinyDecoder, num_kv_heads: int) -> TinyDecoder:
     cfg = model.config
-    h, d = cfg.n_heads, cfg.head_dim
-    g = h // n_kv_heads
-    new = TinyDecoder(dataclasses.replace(cfg, n_kv_heads=n_kv_heads))
+    h, d = cfg.num_heads, cfg.head_dim
+    g = h // num_kv_heads
+    new = TinyDecoder(dataclasses.replace(cfg, num_kv_heads=num_kv_heads))
     for name, module in model.named_children():
         if name != "layers":
             setattr(new, name, module)  # embeddings, final norm, head: nothing to change
@@ -22,6 +22,6 @@ def convert_to_gqa(model: TinyDecoder, n_kv_heads: int) -> TinyDecoder:
         with torch.no_grad():
             for proj in ("k_proj", "v_proj"):
                 w = getattr(old.self_attn, proj).weight
-                pooled = w.reshape(n_kv_heads, g, d, w.shape[1]).mean(dim=1).reshape(n_kv_heads * d, w.shape[1])
+                pooled = w.reshape(num_kv_heads, g, d, w.shape[1]).mean(dim=1).reshape(num_kv_heads * d, w.shape[1])
                 getattr(layer.self_attn, proj).weight.copy_(pooled)
     return new.eval()

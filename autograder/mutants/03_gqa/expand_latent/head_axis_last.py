@@ -4,10 +4,10 @@ import torch
 
 
 def expand_latent(
-    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, n_heads: int
+    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, num_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     b, t, _ = c_kv.shape
-    d = w_uk.shape[0] // n_heads
-    k = (c_kv @ w_uk.T).view(b, t, d, n_heads).permute(0, 3, 1, 2)  # (B, H, T, D)
-    v = (c_kv @ w_uv.T).view(b, t, d, n_heads).permute(0, 3, 1, 2)  # (B, H, T, D)
+    d = w_uk.shape[0] // num_heads
+    k = (c_kv @ w_uk.T).view(b, t, d, num_heads).permute(0, 3, 1, 2)  # (B, H, T, D)
+    v = (c_kv @ w_uv.T).view(b, t, d, num_heads).permute(0, 3, 1, 2)  # (B, H, T, D)
     return k, v

@@ -4,12 +4,12 @@ import torch
 
 
 def expand_latent(
-    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, n_heads: int
+    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, num_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     b, t, _ = c_kv.shape
-    d = w_uk.shape[0] // n_heads
+    d = w_uk.shape[0] // num_heads
     w_uk.t_()
     w_uv.t_()
-    k = (c_kv @ w_uk).view(b, t, n_heads, d).transpose(1, 2)
-    v = (c_kv @ w_uv).view(b, t, n_heads, d).transpose(1, 2)
+    k = (c_kv @ w_uk).view(b, t, num_heads, d).transpose(1, 2)
+    v = (c_kv @ w_uv).view(b, t, num_heads, d).transpose(1, 2)
     return k, v

@@ -4,11 +4,11 @@ import torch
 
 
 def expand_latent(
-    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, n_heads: int
+    c_kv: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor, num_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     b, t, _ = c_kv.shape
-    d = w_uk.shape[0] // n_heads
+    d = w_uk.shape[0] // num_heads
     c = c_kv.float()
-    k = (c @ w_uk.float().T).view(b, t, n_heads, d).transpose(1, 2)
-    v = (c @ w_uv.float().T).view(b, t, n_heads, d).transpose(1, 2)
+    k = (c @ w_uk.float().T).view(b, t, num_heads, d).transpose(1, 2)
+    v = (c @ w_uv.float().T).view(b, t, num_heads, d).transpose(1, 2)
     return k, v
