@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    n_layers, new = model.config.n_layers, args.new_tokens
+    num_layers, new = model.config.num_layers, args.new_tokens
     prompts = make_prompts(args.prompts, args.seed)
     blocks = sum(-(-(len(p) + new) // args.block_size) for p in prompts) + 1
 
@@ -105,14 +105,16 @@ def main(args: argparse.Namespace) -> int:
         return tokens
 
     def dense_alone() -> list[list[int]]:
-        runs = [generate(model, torch.tensor([p]), new, NaiveKVCache(n_layers))[0, len(p) :] for p in prompts]
+        runs = [
+            generate(model, torch.tensor([p]), new, NaiveKVCache(num_layers))[0, len(p) :] for p in prompts
+        ]
         return [r.tolist() for r in runs]
 
     shortest = min(len(p) for p in prompts)
     cut = [p[:shortest] for p in prompts]
 
     def dense_batch() -> list[list[int]]:
-        return generate(model, torch.tensor(cut), new, NaiveKVCache(n_layers))[:, shortest:].tolist()
+        return generate(model, torch.tensor(cut), new, NaiveKVCache(num_layers))[:, shortest:].tolist()
 
     lengths = sorted(len(p) for p in prompts)
     print(
