@@ -20,6 +20,9 @@ work this way, unchanged. A cache opts in to more by defining any of:
   them with ``batch.rope`` at positions of its choosing (a StreamingLLM cache re-numbers the tokens
   it kept, so a key's angle depends on where it sits in the cache, not where it was first seen).
   Such a cache must define ``attend`` (``update`` alone never sees positions).
+- ``kv_length_after(layer, new_tokens) -> int``: for a cache that keeps fewer keys than it was given
+  (eviction), how many ``update`` will return after storing ``new_tokens`` more. Only
+  :mod:`kvlib.hf` asks: transformers sizes its attention mask before any layer stores anything.
 
 Why this shape: nano-vLLM passes batch metadata through a global context that attention reads, which
 hides a data flow a learner has to see; tiny-llm's ``update_and_fetch`` returns keys for the model to
