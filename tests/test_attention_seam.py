@@ -28,6 +28,11 @@ def _ids(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 1000, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
+def _qkv(q_shape: tuple, kv_shape: tuple, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(q_shape, generator=g), *(torch.randn(kv_shape, generator=g) for _ in range(2)))
+
+
 def test_causal_mask_hides_exactly_the_future():
     mask = causal_mask(torch.tensor([2, 4]), 5)
     assert mask.tolist() == [[False, False, False, True, True], [False] * 5]
@@ -36,12 +41,7 @@ def test_causal_mask_hides_exactly_the_future():
 
 
 def test_ragged_attention_agrees_with_causal_attention_row_by_row():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (
-        torch.randn(3, 4, 2, 8, generator=g),
-        torch.randn(3, 2, 9, 8, generator=g),
-        torch.randn(3, 2, 9, 8, generator=g),
-    )
+    q, k, v = _qkv((3, 4, 2, 8), (3, 2, 9, 8), seed=0)  # 4 query heads share 2 KV heads
     starts = [0, 3, 7]  # each row's two queries sit at its own positions
     positions = torch.tensor([[s, s + 1] for s in starts])
     out = ragged_attention(q, k, v, positions)
@@ -51,12 +51,7 @@ def test_ragged_attention_agrees_with_causal_attention_row_by_row():
 
 
 def test_causal_attention_returns_the_weights_it_used():
-    g = torch.Generator().manual_seed(1)
-    q, k, v = (
-        torch.randn(2, 3, 4, 8, generator=g),
-        torch.randn(2, 3, 6, 8, generator=g),
-        torch.randn(2, 3, 6, 8, generator=g),
-    )
+    q, k, v = _qkv((2, 3, 4, 8), (2, 3, 6, 8), seed=1)
     out, weights = causal_attention(q, k, v, return_weights=True)
     torch.testing.assert_close(out, causal_attention(q, k, v))
     assert weights.shape == (2, 3, 4, 6) and torch.allclose(weights.sum(-1), torch.ones(2, 3, 4))
