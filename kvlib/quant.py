@@ -1,0 +1,389 @@
+"""Quantization primitives for the KV cache (chapter 04): integers in, a scale (and offset) beside them.
+
+A cache tensor has the layout ``[..., T, D]`` (``[B, num_kv_heads, T, head_dim]`` in the cache). To
+store it in ``b`` bits we split it into groups of ``G`` neighbouring elements, give each group a
+floating-point ``scale`` (and, for the asymmetric schemes, an offset), and keep one small integer
+code per element. Three schemes, with ``L = 2^b - 1`` code steps:
+
+- ``"symmetric"``: ``s = max|x| / qmax`` with ``qmax = 2^(b-1) - 1``; ``q = clamp(round(x / s), -qmax,
+  qmax)``; ``x_hat = q * s``. Codes use the restricted range ``[-qmax, qmax]`` (-127..127, -7..7,
+  -1..1), not ``[-qmax - 1, qmax]``: the grid is symmetric around 0, so ``+max|x|`` and ``-max|x|``
+  are both on it and negating a tensor negates its codes. The price is one unused level, which at
+  2 bits is a third of the grid (3 values, not 4): that is why 2-bit caches are asymmetric.
+- ``"asymmetric"`` (integer zero-point, as PyTorch's quantized tensors): the range ``[lo, hi]`` is
+  ``[min(x), max(x)]`` widened to include 0; ``s = (hi - lo) / L``; ``z = round(-lo / s)`` in
+  ``[0, L]``; ``q = clamp(round(x / s) + z, 0, L)``; ``x_hat = (q - z) * s``. Widening to 0 keeps
+  ``z`` a valid code and makes 0.0 exact. The clamp is needed: ``round(x / s) + z`` can reach
+  ``L + 1`` (e.g. ``x / s = 13.5``, ``z = 2`` rounds to 16 at 4 bits), which would wrap around in
+  the packed nibble.
+- ``"kivi"`` (KIVI, Liu et al. 2024: the group minimum kept in floating point): ``lo = min(x)``,
+  ``s = (max(x) - lo) / L``; ``q = clamp(round((x - lo) / s), 0, L)``; ``x_hat = q * s + lo``. No
+  widening, so a group far from 0 keeps all ``2^b`` levels for its own range.
+
+Error bound (round to nearest): ``|x - x_hat| <= s / 2`` elementwise for every scheme, in exact
+arithmetic; ``dequantize`` computes in float32 and rounds to the input dtype, which adds at most half
+an ulp of that dtype.
+
+Granularity, for ``x`` of shape ``[..., T, D]``:
+
+- ``"per_token"``: each token's ``D`` channels share a scale (groups of ``G`` channels with
+  ``group_size=G``): scales ``[..., T, D / G]``. KIVI quantizes values this way.
+- ``"per_channel"``: each channel's ``T`` tokens share a scale (groups of ``G`` consecutive tokens):
+  scales ``[..., T / G, D]``. KIVI quantizes keys this way, because a few key channels are much
+  larger than the rest and a per-token scale would be set by those outliers.
+
+``G`` must divide the axis it runs along (``group_size=None`` means the whole axis).
+
+Hard input, defined: the scale never drops below the smallest normal number of its dtype
+(``torch.finfo(dtype).tiny``), so an all-zero group round-trips to exact zeros and a tiny range never
+divides by zero or by a subnormal; under ``"kivi"`` a constant group round-trips exactly
+(``x_hat = 0 * s + lo``), under the other schemes to within one rounding of ``s`` (``x_hat = qmax *
+(c / qmax)`` is not always ``c`` in floating point). NaN or inf raise ValueError naming the index of
+the first one; the input is never modified; ``dequantize`` returns the input's dtype.
+
+Storage: codes are ``uint8``, packed along the last axis (see :func:`pack_codes`): 8-bit one per
+byte, 4-bit two per byte, 2-bit four per byte. Symmetric codes are stored with an offset of
+``2^(b-1)`` (``-7..7`` as ``1..15``). Scales and KIVI mins are kept in the input's dtype (fp16 for an
+fp16 cache, as KIVI does), computed in float32 and rounded up to that dtype; zero-points are
+``uint8``.
+
+:func:`quantize_fp8` is the comparison row: ``torch.float8_e4m3fn`` with one float32 scale per
+tensor (a float format: relative, not absolute, error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from kvlib.validate import describe, require_int, require_tensor
+
+__all__ = [
+    "BITS",
+    "FP8_MAX",
+    "GRANULARITIES",
+    "SCHEMES",
+    "QuantizedTensor",
+    "dequantize",
+    "pack_codes",
+    "quantize",
+    "quantize_fp8",
+    "unpack_codes",
+]
+
+BITS = (2, 4, 8)
+SCHEMES = ("symmetric", "asymmetric", "kivi")
+GRANULARITIES = ("per_token", "per_channel")
+_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+FP8_MAX = 448.0  # largest finite torch.float8_e4m3fn
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: == on tensors is elementwise, not a bool
+class QuantizedTensor:
+    """What a quantized tensor is: packed codes plus what it takes to turn them back into numbers.
+
+    ``codes``: uint8 ``[..., T, ceil(D * bits / 8)]`` (float8_e4m3fn ``shape`` for ``"fp8"``);
+    ``scales``: ``[..., T, D / G]`` per token, ``[..., T / G, D]`` per channel, ``[]`` for fp8;
+    ``zero_points`` (uint8, ``"asymmetric"`` only) and ``mins`` (``"kivi"`` only): shaped like ``scales``.
+    """
+
+    codes: Tensor
+    scales: Tensor
+    zero_points: Tensor | None
+    mins: Tensor | None
+    bits: int
+    scheme: str  # "symmetric", "asymmetric", "kivi" or "fp8"
+    granularity: str  # "per_token", "per_channel" or "per_tensor" (fp8)
+    group_size: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def dequantize(self) -> Tensor:
+        """The tensor back, ``shape`` and ``dtype`` as given to quantize (see the module docstring)."""
+        if self.scheme == "fp8":
+            return (self.codes.float() * self.scales).to(self.dtype)
+        codes = unpack_codes(self.codes, self.bits, self.shape[-1]).float()  # (..., T, D)
+        grouped, dim = _grouped(codes, self.granularity, self.group_size)
+        scales = self.scales.float().unsqueeze(dim)  # broadcasts over the G elements of each group
+        if self.scheme == "kivi":
+            x_hat = grouped * scales + self.mins.float().unsqueeze(dim)
+        else:
+            zero = _half(self.bits) if self.scheme == "symmetric" else self.zero_points.float().unsqueeze(dim)
+            x_hat = (grouped - zero) * scales
+        return x_hat.reshape(self.shape).to(self.dtype)  # (..., T, D)
+
+    def nbytes(self) -> int:
+        """Bytes held: packed codes + scales + zero-points or mins, measured from the tensors."""
+        tensors = [t for t in (self.codes, self.scales, self.zero_points, self.mins) if t is not None]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def quantize(
+    x: Tensor,
+    bits: int = 8,
+    scheme: str = "symmetric",
+    granularity: str = "per_token",
+    group_size: int | None = None,
+    *,
+    where: str = "",
+) -> QuantizedTensor:
+    """Quantize ``x`` ``[..., T, D]`` to ``bits`` in {2, 4, 8} (formulas in the module docstring).
+
+    ``group_size=None`` is the whole axis: ``D`` per token, ``T`` per channel. ``where`` (such as
+    ``"layer 3 keys"``) starts the message of an error about ``x``'s values or shape.
+    """
+    bits, scheme, granularity = _check_args(x, bits, scheme, granularity)
+    group_size = _check_group(x, granularity, group_size, where)
+    _check_finite(x, where)
+    grouped, dim = _grouped(
+        x.detach().to(_compute_dtype(x)), granularity, group_size
+    )  # no autograd graph kept
+    scales, zero_points, mins = _SCALE_RULES[scheme](grouped, dim, bits, x.dtype)
+    q = _codes(grouped, dim, scheme, bits, scales, zero_points, mins)  # like grouped
+    codes = pack_codes(q.reshape(x.shape).to(torch.uint8), bits)  # (..., T, ceil(D * bits / 8))
+    return QuantizedTensor(
+        codes=codes,
+        scales=scales.to(x.dtype),
+        zero_points=None if zero_points is None else zero_points.to(torch.uint8),
+        mins=None if mins is None else mins.to(x.dtype),
+        bits=bits,
+        scheme=scheme,
+        granularity=granularity,
+        group_size=group_size,
+        shape=tuple(x.shape),
+        dtype=x.dtype,
+    )
+
+
+def dequantize(q: QuantizedTensor) -> Tensor:
+    """``q.dequantize()``: the tensor back in its original shape and dtype."""
+    if not isinstance(q, QuantizedTensor):
+        raise TypeError(f"q must be a QuantizedTensor (from quantize or quantize_fp8), got {describe(q)}")
+    return q.dequantize()
+
+
+def quantize_fp8(x: Tensor, *, where: str = "") -> QuantizedTensor:
+    """``torch.float8_e4m3fn`` with one float32 scale for the whole tensor: ``s = max|x| / 448``.
+
+    e4m3 has 3 mantissa bits: a value in the normal range keeps a relative error <= 2^-4; below
+    ``2^-6 * s`` the format is subnormal and the error is absolute, <= ``2^-10 * s``.
+    """
+    _check_float(x)
+    _check_finite(x, where)
+    absmax = x.detach().abs().amax().float() if x.numel() else torch.zeros(())
+    scale = torch.clamp(absmax / FP8_MAX, min=torch.finfo(torch.float32).tiny)  # [] float32
+    codes = (x.float() / scale).to(torch.float8_e4m3fn)  # like x, one byte per element
+    return QuantizedTensor(
+        codes=codes,
+        scales=scale,
+        zero_points=None,
+        mins=None,
+        bits=8,
+        scheme="fp8",
+        granularity="per_tensor",
+        group_size=x.numel(),
+        shape=tuple(x.shape),
+        dtype=x.dtype,
+    )
+
+
+# --- packing --------------------------------------------------------------------------------------
+
+
+def pack_codes(codes: Tensor, bits: int) -> Tensor:
+    """Pack uint8 codes in ``[0, 2^bits)`` along the last axis, ``8 // bits`` per byte, low bits first.
+
+    Byte ``j`` of a row holds elements ``j * n .. j * n + n - 1`` (``n = 8 // bits``); element
+    ``j * n + i`` sits in bits ``[i * bits, (i + 1) * bits)``. For int4: element ``2j`` in the low
+    nibble, ``2j + 1`` in the high nibble (``[3, 10] -> 0xA3``). For int2: elements ``4j .. 4j + 3``
+    in bits 0-1, 2-3, 4-5, 6-7 (``[1, 2, 3, 0] -> 0b00_11_10_01 = 0x39``). A row whose length is not a
+    multiple of ``n`` is padded with zero codes. 8-bit codes are returned as they are (a copy).
+    """
+    require_tensor("codes", codes, layout="of uint8 codes")
+    bits = _check_bits(bits)
+    if codes.dtype != torch.uint8:
+        raise TypeError(f"codes must be a torch.uint8 tensor, got {codes.dtype}")
+    if codes.dim() == 0:
+        raise ValueError("codes must have at least one dimension (packing runs along the last one)")
+    _check_code_range(codes, bits)
+    per_byte = 8 // bits
+    pad = -codes.shape[-1] % per_byte
+    padded = torch.nn.functional.pad(codes, (0, pad))  # (..., n_bytes * per_byte)
+    grouped = padded.reshape(
+        *codes.shape[:-1], padded.shape[-1] // per_byte, per_byte
+    )  # (..., n_bytes, per_byte)
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=codes.device)  # [0, bits, 2 bits, ...]
+    return (grouped << shifts).sum(dim=-1, dtype=torch.uint8)  # (..., n_bytes): disjoint bits, sum = OR
+
+
+def unpack_codes(packed: Tensor, bits: int, length: int) -> Tensor:
+    """Inverse of :func:`pack_codes`: uint8 ``[..., ceil(length * bits / 8)]`` -> codes ``[..., length]``."""
+    require_tensor("packed", packed, layout="of packed uint8 codes")
+    bits = _check_bits(bits)
+    length = require_int("length", length, minimum=0)
+    per_byte = 8 // bits
+    if packed.dtype != torch.uint8 or packed.dim() == 0 or packed.shape[-1] != -(-length // per_byte):
+        raise ValueError(
+            f"packed must be uint8 [..., ceil(length / {per_byte})] = [..., {-(-length // per_byte)}] for "
+            f"length={length} at {bits} bits, got {packed.dtype} {list(packed.shape)}"
+        )
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
+    codes = (packed.unsqueeze(-1) >> shifts) & (2**bits - 1)  # (..., n_bytes, per_byte)
+    return codes.reshape(*packed.shape[:-1], packed.shape[-1] * per_byte)[..., :length]  # (..., length)
+
+
+# --- the three schemes ------------------------------------------------------------------------------
+
+
+def _half(bits: int) -> int:
+    """``2^(bits-1)``: the offset symmetric codes are stored with (so -qmax..qmax fit in uint8)."""
+    return 2 ** (bits - 1)
+
+
+def _floor(dtype: torch.dtype) -> float:
+    """Smallest scale allowed: the smallest normal number of the dtype the scale is stored in."""
+    return torch.finfo(dtype).tiny
+
+
+def _symmetric_scales(grouped: Tensor, dim: int, bits: int, dtype: torch.dtype) -> tuple:
+    qmax = _half(bits) - 1
+    absmax = grouped.abs().amax(dim=dim)  # one per group
+    return _stored(absmax / qmax, dtype), None, None
+
+
+def _asymmetric_scales(grouped: Tensor, dim: int, bits: int, dtype: torch.dtype) -> tuple:
+    levels = 2**bits - 1
+    lo = grouped.amin(dim=dim).clamp(max=0)  # the range widened to include 0
+    hi = grouped.amax(dim=dim).clamp(min=0)
+    scales = _stored((hi - lo) / levels, dtype)
+    zero_points = torch.round(-lo / scales).clamp(0, levels)
+    return scales, zero_points, None
+
+
+def _kivi_scales(grouped: Tensor, dim: int, bits: int, dtype: torch.dtype) -> tuple:
+    levels = 2**bits - 1
+    lo = grouped.amin(dim=dim)  # an element of x: exact in x's dtype
+    scales = _stored((grouped.amax(dim=dim) - lo) / levels, dtype)
+    return scales, None, lo
+
+
+_SCALE_RULES = {"symmetric": _symmetric_scales, "asymmetric": _asymmetric_scales, "kivi": _kivi_scales}
+
+
+def _stored(scales: Tensor, dtype: torch.dtype) -> Tensor:
+    """Scales as they will be stored, back in the compute dtype: floored at the dtype's smallest
+    normal and rounded *up* to the dtype, so that ``L * s`` still covers the range (a scale rounded
+    down would push the group's largest value past the last code, an error beyond ``s / 2``)."""
+    scales = scales.clamp(min=_floor(dtype))
+    stored = scales.to(dtype)
+    rounded_down = stored.to(scales.dtype) < scales
+    stored = torch.where(rounded_down, torch.nextafter(stored, torch.full_like(stored, float("inf"))), stored)
+    return stored.to(scales.dtype)
+
+
+def _codes(
+    grouped: Tensor, dim: int, scheme: str, bits: int, scales: Tensor, zero_points: Any, mins: Any
+) -> Tensor:
+    """Unsigned codes in ``[0, 2^bits - 1]``, shaped like ``grouped`` (its groups on ``dim``)."""
+    scales = scales.unsqueeze(dim)  # one per group, broadcast over its G elements
+    if scheme == "symmetric":
+        qmax = _half(bits) - 1
+        return torch.round(grouped / scales).clamp(-qmax, qmax) + _half(bits)
+    if scheme == "asymmetric":
+        return (torch.round(grouped / scales) + zero_points.unsqueeze(dim)).clamp(0, 2**bits - 1)
+    return torch.round((grouped - mins.unsqueeze(dim)) / scales).clamp(0, 2**bits - 1)
+
+
+def _grouped(x: Tensor, granularity: str, group_size: int) -> tuple[Tensor, int]:
+    """View ``x`` [..., T, D] with one axis of G elements per group; return it and that axis.
+
+    per_token:   (..., T, D // G, G), groups on dim -1
+    per_channel: (..., T // G, G, D), groups on dim -2
+    """
+    *lead, T, D = x.shape
+    if granularity == "per_token":
+        return x.reshape(*lead, T, D // group_size, group_size), -1  # (..., T, D/G, G)
+    return x.reshape(*lead, T // group_size, group_size, D), -2  # (..., T/G, G, D)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float32, or float64 for a float64 input: fp16/bf16 statistics are computed in float32."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+# --- argument and value checks ----------------------------------------------------------------------
+
+
+def _check_bits(bits: Any) -> int:
+    bits = require_int("bits", bits)
+    if bits not in BITS:
+        raise ValueError(f"bits must be 2, 4 or 8, got {bits}")
+    return bits
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    expected = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {expected}, got {describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {expected}, got {value!r}")
+    return value
+
+
+def _check_float(x: Any) -> None:
+    require_tensor("x", x, layout="of floating-point values")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"x must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}")
+
+
+def _check_args(x: Any, bits: Any, scheme: Any, granularity: Any) -> tuple[int, str, str]:
+    _check_float(x)
+    if x.dim() < 2:
+        raise ValueError(f"x must be [..., T, D] (at least 2 dims), got shape {list(x.shape)}")
+    bits = _check_bits(bits)
+    scheme = _check_choice("scheme", scheme, SCHEMES)
+    return bits, scheme, _check_choice("granularity", granularity, GRANULARITIES)
+
+
+def _prefix(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _check_group(x: Tensor, granularity: str, group_size: Any, where: str) -> int:
+    """``group_size`` as an int dividing the axis its groups run along (D per token, T per channel)."""
+    axis, length = (
+        ("head_dim (D)", x.shape[-1]) if granularity == "per_token" else ("tokens (T)", x.shape[-2])
+    )
+    if length == 0:
+        raise ValueError(
+            f"{_prefix(where)}x has no elements along {axis} to share a scale, shape {list(x.shape)}"
+        )
+    group_size = length if group_size is None else require_int("group_size", group_size, minimum=1)
+    if length % group_size:
+        raise ValueError(
+            f"{_prefix(where)}group_size={group_size} must divide {axis} = {length}, the axis {granularity} "
+            f"groups run along (x has shape {list(x.shape)}); pick a divisor or pad x"
+        )
+    return group_size
+
+
+def _check_finite(x: Tensor, where: str) -> None:
+    finite = torch.isfinite(x)
+    if not finite.all():
+        first = tuple(torch.nonzero(~finite)[0].tolist())
+        raise ValueError(
+            f"{_prefix(where)}x holds {int((~finite).sum())} NaN/inf value(s), first at index {first} "
+            f"(= {x[first].item()}): a scale cannot be computed from them"
+        )
+
+
+def _check_code_range(codes: Tensor, bits: int) -> None:
+    too_big = codes > 2**bits - 1
+    if too_big.any():
+        first = tuple(torch.nonzero(too_big)[0].tolist())
+        raise ValueError(
+            f"codes must be in [0, {2**bits - 1}] for {bits} bits, got {codes[first].item()} at {first}"
+        )
