@@ -21,8 +21,10 @@ code per element. Three schemes, with ``L = 2^b - 1`` code steps:
   widening, so a group far from 0 keeps all ``2^b`` levels for its own range.
 
 Error bound (round to nearest): ``|x - x_hat| <= s / 2`` elementwise for every scheme, in exact
-arithmetic; ``dequantize`` computes in float32 and rounds to the input dtype, which adds at most half
-an ulp of that dtype.
+arithmetic; ``dequantize`` computes in float32 (float64 for a float64 input) and rounds to the input
+dtype, which adds at most half an ulp of that dtype. ``x_hat`` is clamped to the dtype's largest
+finite value: a scale rounded up can put ``qmax * s`` just past it (a row of 65504s in fp16), and
+the clamp only moves ``x_hat`` towards ``x``.
 
 Granularity, for ``x`` of shape ``[..., T, D]``:
 
@@ -34,12 +36,16 @@ Granularity, for ``x`` of shape ``[..., T, D]``:
 
 ``G`` must divide the axis it runs along (``group_size=None`` means the whole axis).
 
-Hard input, defined: the scale never drops below the smallest normal number of its dtype
-(``torch.finfo(dtype).tiny``), so an all-zero group round-trips to exact zeros and a tiny range never
-divides by zero or by a subnormal; under ``"kivi"`` a constant group round-trips exactly
-(``x_hat = 0 * s + lo``), under the other schemes to within one rounding of ``s`` (``x_hat = qmax *
-(c / qmax)`` is not always ``c`` in floating point). NaN or inf raise ValueError naming the index of
-the first one; the input is never modified; ``dequantize`` returns the input's dtype.
+Hard input, defined: the scale never drops below the smallest positive number its dtype can hold
+(``2^-24``, a subnormal, for fp16) nor below the smallest normal number of the float32 arithmetic,
+so an all-zero group round-trips to exact zeros, a tiny range never divides by zero or by an
+imprecise subnormal, and a small but ordinary fp16 group (``max|x| = 1e-3``) keeps the step it needs.
+Under ``"kivi"`` a constant group round-trips exactly (``x_hat = 0 * s + lo``); under the other
+schemes it obeys the same ``s / 2`` bound (``qmax * fl(c / qmax)`` is not always ``c``). A group
+whose range ``hi - lo`` overflows the arithmetic (bf16 or fp32 values of both signs near 3.4e38) is
+a ValueError, as are NaN and inf (naming the index of the first one): no KV cache holds such values,
+and a scale of inf would turn the whole group into NaN. The input is never modified;
+``dequantize`` returns the input's dtype.
 
 Storage: codes are ``uint8``, packed along the last axis (see :func:`pack_codes`): 8-bit one per
 byte, 4-bit two per byte, 2-bit four per byte. Symmetric codes are stored with an offset of
@@ -103,17 +109,19 @@ class QuantizedTensor:
 
     def dequantize(self) -> Tensor:
         """The tensor back, ``shape`` and ``dtype`` as given to quantize (see the module docstring)."""
+        compute = _compute_dtype(self.dtype)
         if self.scheme == "fp8":
-            return (self.codes.float() * self.scales).to(self.dtype)
-        codes = unpack_codes(self.codes, self.bits, self.shape[-1]).float()  # (..., T, D)
+            return _clamped(self.codes.to(compute) * self.scales.to(compute), self.dtype)
+        codes = unpack_codes(self.codes, self.bits, self.shape[-1]).to(compute)  # (..., T, D)
         grouped, dim = _grouped(codes, self.granularity, self.group_size)
-        scales = self.scales.float().unsqueeze(dim)  # broadcasts over the G elements of each group
+        scales = self.scales.to(compute).unsqueeze(dim)  # broadcasts over the G elements of each group
         if self.scheme == "kivi":
-            x_hat = grouped * scales + self.mins.float().unsqueeze(dim)
+            x_hat = grouped * scales + self.mins.to(compute).unsqueeze(dim)
+        elif self.scheme == "symmetric":
+            x_hat = (grouped - _half(self.bits)) * scales
         else:
-            zero = _half(self.bits) if self.scheme == "symmetric" else self.zero_points.float().unsqueeze(dim)
-            x_hat = (grouped - zero) * scales
-        return x_hat.reshape(self.shape).to(self.dtype)  # (..., T, D)
+            x_hat = (grouped - self.zero_points.to(compute).unsqueeze(dim)) * scales
+        return _clamped(x_hat.reshape(self.shape), self.dtype)  # (..., T, D)
 
     def nbytes(self) -> int:
         """Bytes held: packed codes + scales + zero-points or mins, measured from the tensors."""
@@ -135,13 +143,17 @@ def quantize(
     ``group_size=None`` is the whole axis: ``D`` per token, ``T`` per channel. ``where`` (such as
     ``"layer 3 keys"``) starts the message of an error about ``x``'s values or shape.
     """
-    bits, scheme, granularity = _check_args(x, bits, scheme, granularity)
+    bits, scheme, granularity = _check_args(x, bits, scheme, granularity, where)
     group_size = _check_group(x, granularity, group_size, where)
     _check_finite(x, where)
-    grouped, dim = _grouped(
-        x.detach().to(_compute_dtype(x)), granularity, group_size
-    )  # no autograd graph kept
+    values = x.detach().to(_compute_dtype(x.dtype))  # no autograd graph kept
+    grouped, dim = _grouped(values, granularity, group_size)
     scales, zero_points, mins = _SCALE_RULES[scheme](grouped, dim, bits, x.dtype)
+    if not torch.isfinite(scales).all():  # hi - lo overflowed: values of both signs near the max
+        raise ValueError(
+            f"{_prefix(where)}a group of x spans more than {torch.finfo(values.dtype).max:.3g} (its largest "
+            f"minus its smallest value overflows {values.dtype}), so no {scheme} scale can cover it"
+        )
     q = _codes(grouped, dim, scheme, bits, scales, zero_points, mins)  # like grouped
     codes = pack_codes(q.reshape(x.shape).to(torch.uint8), bits)  # (..., T, ceil(D * bits / 8))
     return QuantizedTensor(
@@ -171,11 +183,18 @@ def quantize_fp8(x: Tensor, *, where: str = "") -> QuantizedTensor:
     e4m3 has 3 mantissa bits: a value in the normal range keeps a relative error <= 2^-4; below
     ``2^-6 * s`` the format is subnormal and the error is absolute, <= ``2^-10 * s``.
     """
-    _check_float(x)
+    _check_float(x, where)
     _check_finite(x, where)
-    absmax = x.detach().abs().amax().float() if x.numel() else torch.zeros(())
-    scale = torch.clamp(absmax / FP8_MAX, min=torch.finfo(torch.float32).tiny)  # [] float32
-    codes = (x.float() / scale).to(torch.float8_e4m3fn)  # like x, one byte per element
+    x = x.detach()  # a cache stores values, never autograd history
+    compute = _compute_dtype(x.dtype)
+    absmax = x.abs().amax().to(compute) if x.numel() else x.new_zeros((), dtype=compute)
+    scale = (absmax / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny).float()  # [] float32
+    if not torch.isfinite(scale):  # only a float64 input can get here
+        raise ValueError(
+            f"{_prefix(where)}x reaches {absmax.item():.3g}: its fp8 scale max|x| / {FP8_MAX:g} does not fit "
+            "the float32 it is stored in"
+        )
+    codes = (x.to(compute) / scale).to(torch.float8_e4m3fn)  # like x, one byte per element
     return QuantizedTensor(
         codes=codes,
         scales=scale,
@@ -225,7 +244,9 @@ def unpack_codes(packed: Tensor, bits: int, length: int) -> Tensor:
     bits = _check_bits(bits)
     length = require_int("length", length, minimum=0)
     per_byte = 8 // bits
-    if packed.dtype != torch.uint8 or packed.dim() == 0 or packed.shape[-1] != -(-length // per_byte):
+    if packed.dtype != torch.uint8:
+        raise TypeError(f"packed must be a torch.uint8 tensor, got {packed.dtype}")
+    if packed.dim() == 0 or packed.shape[-1] != -(-length // per_byte):
         raise ValueError(
             f"packed must be uint8 [..., ceil(length / {per_byte})] = [..., {-(-length // per_byte)}] for "
             f"length={length} at {bits} bits, got {packed.dtype} {list(packed.shape)}"
@@ -244,8 +265,12 @@ def _half(bits: int) -> int:
 
 
 def _floor(dtype: torch.dtype) -> float:
-    """Smallest scale allowed: the smallest normal number of the dtype the scale is stored in."""
-    return torch.finfo(dtype).tiny
+    """Smallest scale allowed: the smallest positive number of the scale's dtype, but a normal number
+    of the arithmetic. fp16's smallest *normal* (6.1e-5) would coarsen every fp16 group with max|x|
+    below qmax * 6.1e-5 (7.8e-3 at 8 bits) for no reason, as the division runs in float32; a float32
+    subnormal scale would make range / L lose digits and codes overshoot the grid."""
+    storage, compute = torch.finfo(dtype), torch.finfo(_compute_dtype(dtype))
+    return max(storage.tiny * storage.eps, compute.tiny)
 
 
 def _symmetric_scales(grouped: Tensor, dim: int, bits: int, dtype: torch.dtype) -> tuple:
@@ -309,9 +334,15 @@ def _grouped(x: Tensor, granularity: str, group_size: int) -> tuple[Tensor, int]
     return x.reshape(*lead, T // group_size, group_size, D), -2  # (..., T/G, G, D)
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float32, or float64 for a float64 input: fp16/bf16 statistics are computed in float32."""
-    return torch.promote_types(x.dtype, torch.float32)
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32, or float64 for float64: fp16/bf16 statistics and dequantization run in float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _clamped(x_hat: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x_hat`` in ``dtype``, clamped to its finite range (a rounded-up scale can overshoot it)."""
+    largest = torch.finfo(dtype).max
+    return x_hat.clamp(-largest, largest).to(dtype)
 
 
 # --- argument and value checks ----------------------------------------------------------------------
@@ -333,16 +364,20 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _check_float(x: Any) -> None:
+def _check_float(x: Any, where: str) -> None:
     require_tensor("x", x, layout="of floating-point values")
     if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"x must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}")
+        raise TypeError(
+            f"{_prefix(where)}x must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}"
+        )
 
 
-def _check_args(x: Any, bits: Any, scheme: Any, granularity: Any) -> tuple[int, str, str]:
-    _check_float(x)
+def _check_args(x: Any, bits: Any, scheme: Any, granularity: Any, where: str) -> tuple[int, str, str]:
+    _check_float(x, where)
     if x.dim() < 2:
-        raise ValueError(f"x must be [..., T, D] (at least 2 dims), got shape {list(x.shape)}")
+        raise ValueError(
+            f"{_prefix(where)}x must be [..., T, D] (at least 2 dims), got shape {list(x.shape)}"
+        )
     bits = _check_bits(bits)
     scheme = _check_choice("scheme", scheme, SCHEMES)
     return bits, scheme, _check_choice("granularity", granularity, GRANULARITIES)

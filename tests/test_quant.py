@@ -181,7 +181,7 @@ def test_constant_groups_round_trip_exactly_under_kivi(dtype, value):
 
 @pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
 def test_constant_groups_are_within_one_rounding_under_a_scale_only_grid(scheme):
-    """x_hat = qmax * (c / qmax) is c only up to float rounding: within one ulp, never further."""
+    """x_hat = qmax * fl(c / qmax) is c only up to float rounding: within one ulp for normal scales."""
     c = torch.randn(512, 1).repeat(1, 8)  # 512 constant rows
     for bits in BITS:
         x_hat = quantize(c, bits, scheme).dequantize()
@@ -202,7 +202,8 @@ def test_tiny_ranges_do_not_underflow_the_scale(scheme, dtype, values):
     x = torch.tensor([values], dtype=dtype)
     for bits in BITS:
         q = quantize(x, bits, scheme)
-        assert (q.scales >= torch.finfo(dtype).tiny).all(), "the scale went below the smallest normal"
+        floor = torch.finfo(dtype).tiny * torch.finfo(dtype).eps  # the smallest subnormal
+        assert (q.scales >= floor).all(), "the scale went below the smallest positive number"
         x_hat = q.dequantize()
         assert torch.isfinite(x_hat).all()
         assert ((x.double() - x_hat.double()).abs() <= q.scales.double() / 2).all()
@@ -413,3 +414,61 @@ def test_keys_prefer_per_channel_values_prefer_per_token(shipped_kv, bits):
     keys, values = shipped_kv
     assert mean_relative_error(keys, bits, "per_channel") < mean_relative_error(keys, bits, "per_token")
     assert mean_relative_error(values, bits, "per_token") < mean_relative_error(values, bits, "per_channel")
+
+
+# --- found by review: values near a dtype's maximum, float64, small fp16 groups --------------------
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("dtype", "row"),
+    [
+        (torch.float16, [65504.0, 100.0, -3.0, 7.0]),  # a rounded-up scale puts qmax * s past 65504
+        (torch.float16, [65504.0, 65504.0, 65504.0, 65504.0]),
+        (torch.float16, [65504.0, -65504.0, 1.0, 0.5]),
+        (torch.bfloat16, [3.39e38, 1.0, 2.0, 0.5]),
+        (torch.float32, [3.4e38, -3.4e38, 1.0, 0.0]),  # symmetric only: hi - lo overflows float32
+    ],
+)
+def test_values_near_the_dtype_maximum_stay_finite_and_within_the_bound(scheme, dtype, row):
+    x = torch.tensor([row], dtype=dtype)
+    if scheme != "symmetric" and dtype != torch.float16 and min(row) < 0:  # fp16 has float32 headroom
+        with pytest.raises(ValueError, match="layer 0 keys: a group of x spans more than"):
+            quantize(x, 4, scheme, where="layer 0 keys")
+        return
+    for bits in BITS:
+        q = quantize(x, bits, scheme)
+        x_hat = q.dequantize()
+        assert torch.isfinite(q.scales).all() and torch.isfinite(x_hat).all(), (scheme, bits, x_hat)
+        assert ((x.double() - x_hat.double()).abs() <= q.scales.double() / 2 * (1 + 1e-6)).all()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_float64_is_quantized_and_restored_in_float64(scheme):
+    x = torch.tensor([[1.0, 1 + 1e-12, 1 + 2e-12, 1 + 3e-12]], dtype=torch.float64)
+    q = quantize(x, 8, scheme)
+    assert (x - q.dequantize()).abs().max() <= q.scales.max() / 2 * (1 + 1e-9)
+    with pytest.raises(ValueError, match="does not fit the float32"):
+        quantize_fp8(torch.tensor([[1e300, -1e300]], dtype=torch.float64))
+
+
+def test_a_small_fp16_group_keeps_the_step_it_needs():
+    """max|x| = 1e-3 at 8 bits needs s = 7.9e-6, below fp16's smallest normal (6.1e-5)."""
+    x = ((torch.rand(1, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 1e-3).half()
+    q = quantize(x, 8)
+    assert q.scales.item() < 1e-5
+    half = quantize(x.float(), 8)
+    assert (x.float() - q.dequantize().float()).abs().max() <= 2 * (x.float() - half.dequantize()).abs().max()
+
+
+def test_shape_errors_carry_where_and_unpack_reports_a_wrong_dtype_as_type_error():
+    with pytest.raises(ValueError, match=r"^layer 1 keys: x must be \[\.\.\., T, D\]"):
+        quantize(torch.randn(8), where="layer 1 keys")
+    with pytest.raises(TypeError, match="packed must be a torch.uint8 tensor"):
+        unpack_codes(torch.zeros(2, dtype=torch.int64), 4, 4)
+
+
+def test_fp8_keeps_no_autograd_history():
+    x = torch.randn(4, 8, requires_grad=True)
+    assert not quantize_fp8(x).dequantize().requires_grad
+    assert not quantize(x).dequantize().requires_grad
