@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from kvlib.quant import BITS
 from kvlib.validate import describe, require_device, require_int
 
 GiB = 1024**3
@@ -104,6 +105,61 @@ def kv_cache_bytes(
     elements = 2 * math.prod(sizes)
     total = elements * _bytes_fraction(dtype)
     return int(-(-total.numerator // total.denominator))  # ceil without float rounding
+
+
+def quantized_kv_cache_bytes(
+    num_layers: int,
+    num_kv_heads: int,
+    head_dim: int,
+    seq_len: int,
+    batch: int = 1,
+    bits: int = 4,
+    group_size: int = 32,
+    residual: int = 128,
+    sinks: int = 0,
+    dtype: torch.dtype | str = torch.float16,
+    scheme: str = "kivi",
+) -> int:
+    """Bytes of a :class:`kvlib.cache.quantized.QuantizedKVCache` holding ``seq_len`` tokens, from shapes.
+
+    Per layer and batch row and KV head (``D = head_dim``, ``G = group_size``, ``b`` bytes per ``dtype``
+    element, ``s = min(sinks, seq_len)``, ``g = max(0, (seq_len - s - residual) // G)`` quantized groups):
+
+    - full precision: ``(seq_len - g * G) * D * b`` for keys, the same for values (sinks + residual);
+    - quantized keys (per channel): ``g * G * ceil(D * bits / 8)`` code bytes and ``g * D`` scales;
+    - quantized values (per token, ``Gv = G`` if it divides D, else D): ``g * G * ceil(D * bits / 8)``
+      code bytes and ``g * G * D / Gv`` scales;
+    - beside every scale a min of ``b`` bytes (``"kivi"``), a uint8 zero-point (``"asymmetric"``) or
+      nothing (``"symmetric"``).
+    """
+    num_layers = require_int("num_layers", num_layers, minimum=0)
+    num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=0)
+    head_dim = require_int("head_dim", head_dim, minimum=1)
+    seq_len = require_int("seq_len", seq_len, minimum=0)
+    batch = require_int("batch", batch, minimum=0)
+    bits = require_int("bits", bits)
+    if bits not in BITS:
+        raise ValueError(f"bits must be one of {BITS}, got {bits}")
+    group_size = require_int("group_size", group_size, minimum=1)
+    residual = require_int("residual", residual, minimum=0)
+    sinks = require_int("sinks", sinks, minimum=0)
+    element = _bytes_fraction(dtype)
+    if element.denominator != 1:
+        raise ValueError(f"dtype must be a whole-byte floating type (the cache's dtype), got {dtype!r}")
+    b = int(element)
+    offsets = {"kivi": b, "asymmetric": 1, "symmetric": 0}  # bytes stored beside each scale
+    if scheme not in offsets:
+        raise ValueError(f"scheme must be 'symmetric', 'asymmetric' or 'kivi', got {describe(scheme)}")
+    extra = offsets[scheme]
+    kept_sinks = min(sinks, seq_len)
+    groups = max(0, (seq_len - kept_sinks - residual) // group_size)
+    quantized = groups * group_size
+    value_group = group_size if head_dim % group_size == 0 else head_dim
+    row_bytes = -(-head_dim * bits // 8)  # packed codes of one token's D channels
+    full = 2 * (seq_len - quantized) * head_dim * b
+    key_q = quantized * row_bytes + groups * head_dim * (b + extra)
+    value_q = quantized * row_bytes + quantized * (head_dim // value_group) * (b + extra)
+    return num_layers * batch * num_kv_heads * (full + key_q + value_q)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,302 @@
+"""kvlib.cache.quantized: the KIVI-style cache against the naive cache, kvlib.quant, its byte formula
+and transformers' generate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bad_input import Case, assert_clear_error, params
+
+from kvlib import data
+from kvlib.cache.dense import NaiveKVCache
+from kvlib.cache.quantized import QuantizedKVCache, value_group_size
+from kvlib.generate import generate
+from kvlib.memory import cache_nbytes, quantized_kv_cache_bytes
+from kvlib.model import checkpoint_path, load_model
+from kvlib.quant import quantize
+
+pytestmark = pytest.mark.ch04
+
+PROMPT_LEN, NEW_TOKENS = 40, 32
+# Measured on shakespeare-gqa, this prompt, bits=8, G=8, R=8, S=0: max |logit - naive| = 0.0073 over
+# 32 greedy steps (logits reach 15). The tolerance leaves ~7x headroom for other BLAS builds.
+BITS8_LOGIT_TOL = 0.05
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: a 5M-parameter model gains nothing from more (see tests/test_hf.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("shakespeare-gqa")
+
+
+@pytest.fixture(scope="module")
+def prompt() -> torch.Tensor:
+    return data.token_ids("val")[:PROMPT_LEN].unsqueeze(0)  # [1, 40]
+
+
+@pytest.fixture(scope="module")
+def naive_run(model, prompt):
+    return generate(model, prompt, NEW_TOKENS, NaiveKVCache(model.config.num_layers), return_logits=True)
+
+
+def keys_with_outlier_channels(batch=2, heads=3, tokens=20, head_dim=16, seed=0, dtype=torch.float32):
+    """Random keys [B, KV, T, D] whose channels 0 and 5 are 20x larger (KIVI's observation)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, heads, tokens, head_dim, generator=g)
+    x[..., [0, 5]] *= 20
+    return x.to(dtype)
+
+
+def feed(cache, k, v, chunks, layer=0):
+    """Store k, v [B, KV, T, D] in ``cache`` in chunks of the given sizes; return the last update."""
+    start, out = 0, None
+    for size in chunks:
+        out = cache.update(layer, k[:, :, start : start + size], v[:, :, start : start + size])
+        start += size
+    assert start == k.shape[2]
+    return out
+
+
+# --- against the naive cache on the shipped model ----------------------------------------------------
+
+
+def test_int8_logits_close_to_naive_and_same_tokens(model, prompt, naive_run):
+    ref_ids, ref_logits = naive_run
+    cache = QuantizedKVCache(model.config.num_layers, bits=8, group_size=8, residual=8)
+    ids, logits = generate(model, prompt, NEW_TOKENS, cache, return_logits=True)
+    assert cache.num_quantized_tokens(0) == 56  # 71 tokens stored: (71 - 8) // 8 groups really quantized
+    assert torch.equal(ids, ref_ids), "int8 KIVI changed a greedy token: is a group dequantized wrongly?"
+    diff = (logits - ref_logits).abs().max().item()
+    assert diff <= BITS8_LOGIT_TOL, f"int8 logits differ from the naive cache's by {diff:.4f}"
+
+
+def test_window_covering_everything_is_the_naive_cache(model, prompt, naive_run):
+    ref_ids, ref_logits = naive_run
+    cache = QuantizedKVCache(model.config.num_layers, bits=2, group_size=8, residual=PROMPT_LEN + NEW_TOKENS)
+    ids, logits = generate(model, prompt, NEW_TOKENS, cache, return_logits=True)
+    assert cache.num_quantized_tokens(0) == 0
+    assert torch.equal(ids, ref_ids) and torch.equal(logits, ref_logits), "nothing quantized: must be exact"
+
+
+# --- the stored values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_returned_groups_are_kvlib_quant_within_half_a_scale(bits, dtype):
+    G, R, S = 4, 3, 2
+    k = keys_with_outlier_channels(tokens=21, dtype=dtype)  # [2, 3, 21, 16]: GQA-like 3 heads, batch 2
+    v = keys_with_outlier_channels(tokens=21, seed=1, dtype=dtype)
+    cache = QuantizedKVCache(1, bits=bits, group_size=G, residual=R, sinks=S)
+    k_all, v_all = feed(cache, k, v, [5, 1, 1, 7, 1, 6])
+    groups = (21 - S - R) // G  # 4
+    assert cache.num_quantized_tokens(0) == groups * G and k_all.dtype == dtype
+    assert k_all.shape == v_all.shape == k.shape
+    for i in range(groups):
+        span = slice(S + i * G, S + (i + 1) * G)
+        qk = quantize(k[:, :, span], bits, "kivi", "per_channel", G)
+        qv = quantize(v[:, :, span], bits, "kivi", "per_token", value_group_size(G, 16))
+        assert torch.equal(k_all[:, :, span], qk.dequantize()), f"key group {i} is not kvlib.quant's"
+        assert torch.equal(v_all[:, :, span], qv.dequantize()), f"value group {i} is not kvlib.quant's"
+        k_scale = qk.scales.double().repeat_interleave(G, -2)  # (B, KV, G, D): one scale per channel
+        v_scale = qv.scales.double().repeat_interleave(qv.group_size, -1)  # one per token's channel group
+        for name, x, x_hat, s in (("key", k, k_all, k_scale), ("value", v, v_all, v_scale)):
+            x64 = x[:, :, span].double()
+            rounding = torch.finfo(dtype).eps * (x64.abs() + s) + 8 * torch.finfo(torch.float32).eps * (
+                x64.abs() + s * 2**bits
+            )  # x_hat rounded to the dtype, and float32's own rounding (as tests/test_quant.py)
+            worst = ((x64 - x_hat[:, :, span].double()).abs() - s / 2 - rounding).max()
+            assert worst <= 0, f"{name} group {i} exceeds scale/2 by {worst.item():.3g}"
+    assert torch.equal(k_all[:, :, :S], k[:, :, :S]) and torch.equal(v_all[:, :, :S], v[:, :, :S])
+    tail = slice(S + groups * G, None)
+    assert torch.equal(k_all[:, :, tail], k[:, :, tail]) and torch.equal(v_all[:, :, tail], v[:, :, tail])
+
+
+def test_value_groups_fall_back_to_the_whole_head_dim():
+    assert value_group_size(8, 32) == 8 and value_group_size(12, 32) == 32
+    cache = QuantizedKVCache(1, bits=4, group_size=12, residual=0)
+    k = keys_with_outlier_channels(tokens=12, head_dim=32)
+    cache.update(0, k, k.clone())
+    state = cache._layers[0]
+    assert state.quant_v.group_size == 32 and state.quant_v.scales.shape == (2, 3, 12, 1)
+    assert state.quant_k.group_size == 12 and state.quant_k.scales.shape == (2, 3, 1, 32)
+
+
+def test_a_group_is_quantized_once_the_window_holds_residual_plus_g():
+    G, R, S = 4, 5, 2
+    cache = QuantizedKVCache(2, bits=4, group_size=G, residual=R, sinks=S)
+    k = keys_with_outlier_channels(tokens=40)
+    for n in range(1, 41):
+        cache.update(0, k[:, :, n - 1 : n], k[:, :, n - 1 : n])
+        expected = max(0, (n - min(S, n) - R) // G) * G
+        assert cache.num_quantized_tokens(0) == expected, f"after {n} tokens"
+        assert cache.num_sink_tokens(0) == min(S, n)
+        window = cache.num_residual_tokens(0)
+        assert min(n - min(S, n), R) <= window <= R + G - 1
+        if n == S + R + G - 1:
+            assert cache.num_quantized_tokens(0) == 0, "quantized before the window held R + G tokens"
+        if n == S + R + G:
+            assert cache.num_quantized_tokens(0) == G, "exactly one group after R + G tokens past the sinks"
+    assert cache.num_quantized_tokens(1) == 0 and cache.seq_len == 40
+
+
+def test_state_does_not_depend_on_how_tokens_were_split():
+    k, v = keys_with_outlier_channels(tokens=33), keys_with_outlier_channels(tokens=33, seed=3)
+    one_call, many = QuantizedKVCache(1, 2, 4, 6, 3), QuantizedKVCache(1, 2, 4, 6, 3)
+    a = feed(one_call, k, v, [33])
+    b = feed(many, k, v, [1, 2, 1, 10, 3, 1, 15])
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert one_call.nbytes() == many.nbytes()
+
+
+def test_sinks_stay_exact_at_two_bits():
+    cache = QuantizedKVCache(1, bits=2, group_size=4, residual=0, sinks=4)
+    k = keys_with_outlier_channels(tokens=30)
+    k_all, v_all = feed(cache, k, -k, [3, 1, 1, 25])
+    assert torch.equal(k_all[:, :, :4], k[:, :, :4]) and torch.equal(v_all[:, :, :4], -k[:, :, :4])
+    assert not torch.equal(k_all[:, :, 4:], k[:, :, 4:])  # the rest really is 2-bit
+    assert cache.num_quantized_tokens(0) == 24
+
+
+def test_reset_forgets_everything():
+    cache = QuantizedKVCache(2, bits=4, group_size=4, residual=2)
+    k = keys_with_outlier_channels(tokens=10)
+    cache.update(0, k, k)
+    cache.reset()
+    assert cache.seq_len == 0 and cache.nbytes() == 0 and cache.num_quantized_tokens(0) == 0
+    k2 = keys_with_outlier_channels(batch=1, heads=1, tokens=3, head_dim=8, dtype=torch.float16)
+    assert cache.update(0, k2, k2)[0].shape == (1, 1, 3, 8)  # a new shape is fine after reset
+
+
+# --- bytes ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("scheme", ["kivi", "asymmetric", "symmetric"])
+@pytest.mark.parametrize(
+    ("head_dim", "group_size", "dtype"), [(16, 4, torch.float16), (24, 16, torch.float32)]
+)
+def test_bytes_match_the_formula(bits, scheme, head_dim, group_size, dtype):
+    layers, B, KV, R, S = 2, 2, 3, 5, 3
+    cache = QuantizedKVCache(layers, bits, group_size, R, S, scheme=scheme)
+
+    def formula(n: int) -> int:
+        return quantized_kv_cache_bytes(layers, KV, head_dim, n, B, bits, group_size, R, S, dtype, scheme)
+
+    assert cache.nbytes() == formula(0) == 0
+    n = 0
+    for step in (1, 2, 4, 1, 9, 1, 30):  # n = 1 and 3 (sinks filling), 7 (window), 8, 17, 18, 48
+        k = keys_with_outlier_channels(B, KV, step, head_dim, seed=n, dtype=dtype)
+        for layer in range(layers):
+            cache.update(layer, k, k)
+        n += step
+        assert cache.nbytes() == formula(n) == cache_nbytes(cache), f"{n} tokens"
+    assert cache.num_quantized_tokens(0) > 0
+
+
+def test_bytes_formula_by_hand():
+    # one layer, one head, D=32, G=32, R=0, 64 tokens at 4 bits, fp16: 2 key groups, 2 value groups
+    # keys: 64 * 16 code bytes + 2 * 32 scales * (2 + 2 bytes); values: 64 * 16 + 64 * 1 * (2 + 2)
+    assert quantized_kv_cache_bytes(1, 1, 32, 64, 1, 4, 32, 0, 0, torch.float16) == 1024 + 256 + 1024 + 256
+    # nothing quantized yet: the plain fp16 size
+    assert quantized_kv_cache_bytes(6, 2, 32, 100, 1, 4, 32, 128, 4, "fp16") == 2 * 6 * 2 * 32 * 100 * 2
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def _filled(**kwargs) -> QuantizedKVCache:
+    cache = QuantizedKVCache(2, bits=4, group_size=4, residual=2, **kwargs)
+    k = keys_with_outlier_channels(tokens=9)
+    cache.update(1, k, k)
+    return cache
+
+
+def _with(value: float, at: tuple[int, int, int, int]) -> torch.Tensor:
+    x = keys_with_outlier_channels(tokens=3)
+    x[at] = value
+    return x
+
+
+_ok = keys_with_outlier_channels(tokens=3)
+
+BAD_INPUT = [
+    Case("zero-layers", lambda: QuantizedKVCache(0), ValueError, ("num_layers",)),
+    Case("bits-3", lambda: QuantizedKVCache(2, bits=3), ValueError, ("bits", "3")),
+    Case("group-0", lambda: QuantizedKVCache(2, group_size=0), ValueError, ("group_size",)),
+    Case("residual-negative", lambda: QuantizedKVCache(2, residual=-1), ValueError, ("residual",)),
+    Case("sinks-float", lambda: QuantizedKVCache(2, sinks=1.0), TypeError, ("sinks",)),
+    Case("scheme", lambda: QuantizedKVCache(2, scheme="nf4"), ValueError, ("scheme", "kivi")),
+    Case("layer-range", lambda: _filled().update(2, _ok, _ok), IndexError, ("layer", "[0, 2)")),
+    Case("k-3d", lambda: _filled().update(0, _ok[0], _ok), ValueError, ("k", "4 dims")),
+    Case("k-v-shapes", lambda: _filled().update(0, _ok, _ok[:, :2]), ValueError, ("same shape",)),
+    Case("int-keys", lambda: _filled().update(0, _ok.long(), _ok.long()), ValueError, ("layer 0", "int64")),
+    Case("heads-changed", lambda: _filled().update(1, _ok[:, :2], _ok[:, :2]), ValueError, ("num_kv_heads",)),
+    Case("batch-changed", lambda: _filled().update(1, _ok[:1], _ok[:1]), ValueError, ("batch", "reset")),
+    Case("dim-changed", lambda: _filled().update(1, _ok[..., :8], _ok[..., :8]), ValueError, ("head_dim",)),
+    Case("dtype-changed", lambda: _filled().update(1, _ok.half(), _ok.half()), ValueError, ("float16",)),
+    Case(
+        "nan-key",
+        lambda: _filled().update(1, _with(float("nan"), (1, 2, 1, 4)), _ok),
+        ValueError,
+        ("layer 1 keys", "position 10", "nan"),
+    ),
+    Case(
+        "inf-value",
+        lambda: _filled().update(0, _ok, _with(float("inf"), (0, 0, 2, 0))),
+        ValueError,
+        ("layer 0 values", "position 2", "inf"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", params(BAD_INPUT))
+def test_bad_input_is_a_clear_error(case):
+    assert_clear_error(case)
+
+
+def test_a_rejected_update_leaves_the_cache_as_it_was():
+    cache = _filled(sinks=1)
+    before = cache.update(1, _ok[:, :, :0], _ok[:, :, :0])
+    nbytes = cache.nbytes()
+    for bad_k in (_with(float("nan"), (0, 0, 0, 0)), _ok.half(), _ok[:1]):
+        with pytest.raises(ValueError):
+            cache.update(1, bad_k, bad_k)
+    after = cache.update(1, _ok[:, :, :0], _ok[:, :, :0])
+    assert torch.equal(before[0], after[0]) and cache.nbytes() == nbytes and cache.seq_len == 0
+
+
+# --- transformers --------------------------------------------------------------------------------------
+
+
+def test_transformers_generate_gives_kvlib_tokens(model, prompt):
+    transformers = pytest.importorskip("transformers")
+    from kvlib.hf import as_hf_cache
+
+    path = checkpoint_path("shakespeare-gqa")
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, local_files_only=True
+    ).eval()
+    settings = dict(bits=4, group_size=8, residual=8, sinks=2)  # 72 tokens: 7 groups quantized at the end
+    layers = hf_model.config.num_hidden_layers
+    hf_cache = QuantizedKVCache(layers, **settings)
+    with torch.no_grad():
+        hf_ids = hf_model.generate(
+            prompt,
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            pad_token_id=0,
+            past_key_values=as_hf_cache(hf_cache, hf_model.config),
+        )
+    ids = generate(model, prompt, NEW_TOKENS, QuantizedKVCache(layers, **settings))
+    assert hf_cache.num_quantized_tokens(0) > 0
+    assert torch.equal(hf_ids, ids), "the quantized cache gives other tokens inside transformers' generate"
