@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from kvlib.quant import BITS
+from kvlib.quant import check_bits, check_scheme, value_group_size
 from kvlib.validate import describe, require_device, require_int
 
 GiB = 1024**3
@@ -137,9 +137,7 @@ def quantized_kv_cache_bytes(
     head_dim = require_int("head_dim", head_dim, minimum=1)
     seq_len = require_int("seq_len", seq_len, minimum=0)
     batch = require_int("batch", batch, minimum=0)
-    bits = require_int("bits", bits)
-    if bits not in BITS:
-        raise ValueError(f"bits must be one of {BITS}, got {bits}")
+    bits = check_bits(bits)
     group_size = require_int("group_size", group_size, minimum=1)
     residual = require_int("residual", residual, minimum=0)
     sinks = require_int("sinks", sinks, minimum=0)
@@ -147,14 +145,11 @@ def quantized_kv_cache_bytes(
     if element.denominator != 1:
         raise ValueError(f"dtype must be a whole-byte floating type (the cache's dtype), got {dtype!r}")
     b = int(element)
-    offsets = {"kivi": b, "asymmetric": 1, "symmetric": 0}  # bytes stored beside each scale
-    if scheme not in offsets:
-        raise ValueError(f"scheme must be 'symmetric', 'asymmetric' or 'kivi', got {describe(scheme)}")
-    extra = offsets[scheme]
+    extra = {"kivi": b, "asymmetric": 1, "symmetric": 0}[check_scheme(scheme)]  # stored beside each scale
     kept_sinks = min(sinks, seq_len)
     groups = max(0, (seq_len - kept_sinks - residual) // group_size)
     quantized = groups * group_size
-    value_group = group_size if head_dim % group_size == 0 else head_dim
+    value_group = value_group_size(group_size, head_dim)
     row_bytes = -(-head_dim * bits // 8)  # packed codes of one token's D channels
     full = 2 * (seq_len - quantized) * head_dim * b
     key_q = quantized * row_bytes + groups * head_dim * (b + extra)

@@ -69,21 +69,25 @@ from kvlib.validate import describe, require_int, require_tensor
 
 __all__ = [
     "BITS",
+    "FLOAT_DTYPES",
     "FP8_MAX",
     "GRANULARITIES",
     "SCHEMES",
     "QuantizedTensor",
+    "check_bits",
+    "check_scheme",
     "dequantize",
     "pack_codes",
     "quantize",
     "quantize_fp8",
     "unpack_codes",
+    "value_group_size",
 ]
 
 BITS = (2, 4, 8)
 SCHEMES = ("symmetric", "asymmetric", "kivi")
 GRANULARITIES = ("per_token", "per_channel")
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what can be quantized
 FP8_MAX = 448.0  # largest finite torch.float8_e4m3fn
 
 
@@ -222,7 +226,7 @@ def pack_codes(codes: Tensor, bits: int) -> Tensor:
     multiple of ``n`` is padded with zero codes. 8-bit codes are returned as they are (a copy).
     """
     require_tensor("codes", codes, layout="of uint8 codes")
-    bits = _check_bits(bits)
+    bits = check_bits(bits)
     if codes.dtype != torch.uint8:
         raise TypeError(f"codes must be a torch.uint8 tensor, got {codes.dtype}")
     if codes.dim() == 0:
@@ -241,7 +245,7 @@ def pack_codes(codes: Tensor, bits: int) -> Tensor:
 def unpack_codes(packed: Tensor, bits: int, length: int) -> Tensor:
     """Inverse of :func:`pack_codes`: uint8 ``[..., ceil(length * bits / 8)]`` -> codes ``[..., length]``."""
     require_tensor("packed", packed, layout="of packed uint8 codes")
-    bits = _check_bits(bits)
+    bits = check_bits(bits)
     length = require_int("length", length, minimum=0)
     per_byte = 8 // bits
     if packed.dtype != torch.uint8:
@@ -348,11 +352,23 @@ def _clamped(x_hat: Tensor, dtype: torch.dtype) -> Tensor:
 # --- argument and value checks ----------------------------------------------------------------------
 
 
-def _check_bits(bits: Any) -> int:
+def value_group_size(group_size: int, head_dim: int) -> int:
+    """Channels sharing one per-token scale when ``group_size`` tokens share a per-channel one (KIVI's
+    keys and values with one G): ``group_size`` if it divides ``head_dim``, else the whole ``head_dim``."""
+    return group_size if head_dim % group_size == 0 else head_dim
+
+
+def check_bits(bits: Any) -> int:
+    """``bits`` as an int in :data:`BITS` (TypeError for a non-integer, ValueError otherwise)."""
     bits = require_int("bits", bits)
     if bits not in BITS:
         raise ValueError(f"bits must be 2, 4 or 8, got {bits}")
     return bits
+
+
+def check_scheme(scheme: Any) -> str:
+    """``scheme`` as one of :data:`SCHEMES` (TypeError for a non-string, ValueError otherwise)."""
+    return _check_choice("scheme", scheme, SCHEMES)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -366,7 +382,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 def _check_float(x: Any, where: str) -> None:
     require_tensor("x", x, layout="of floating-point values")
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{_prefix(where)}x must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}"
         )
@@ -378,8 +394,8 @@ def _check_args(x: Any, bits: Any, scheme: Any, granularity: Any, where: str) ->
         raise ValueError(
             f"{_prefix(where)}x must be [..., T, D] (at least 2 dims), got shape {list(x.shape)}"
         )
-    bits = _check_bits(bits)
-    scheme = _check_choice("scheme", scheme, SCHEMES)
+    bits = check_bits(bits)
+    scheme = check_scheme(scheme)
     return bits, scheme, _check_choice("granularity", granularity, GRANULARITIES)
 
 

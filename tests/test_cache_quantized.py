@@ -9,11 +9,11 @@ from bad_input import Case, assert_clear_error, params
 
 from kvlib import data
 from kvlib.cache.dense import NaiveKVCache
-from kvlib.cache.quantized import QuantizedKVCache, value_group_size
+from kvlib.cache.quantized import QuantizedKVCache
 from kvlib.generate import generate
 from kvlib.memory import cache_nbytes, quantized_kv_cache_bytes
 from kvlib.model import checkpoint_path, load_model
-from kvlib.quant import quantize
+from kvlib.quant import quantize, value_group_size
 
 pytestmark = pytest.mark.ch04
 

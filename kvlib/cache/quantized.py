@@ -7,7 +7,7 @@ that a few key *channels* are much larger than the rest, while values have no su
   scale and a minimum (:func:`kvlib.quant.quantize`, granularity ``"per_channel"``, ``group_size=G``);
 - values are quantized **per token**: each token's channels share a scale, in groups of ``G``
   channels when ``G`` divides ``head_dim``, otherwise over the whole ``head_dim`` (the rule of
-  :attr:`QuantizedKVCache.value_group_size`);
+  :func:`kvlib.quant.value_group_size`);
 - a per-channel key group needs ``G`` tokens before it can be quantized, and the newest tokens
   matter most to attention, so the most recent tokens stay in full precision in a **residual
   window**. Rule, applied after every update: while the window holds ``residual + G`` tokens or
@@ -43,19 +43,20 @@ from dataclasses import replace
 import torch
 
 from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
-from kvlib.quant import BITS, SCHEMES, QuantizedTensor, quantize
-from kvlib.validate import describe, require_int, require_tensor
+from kvlib.quant import (
+    FLOAT_DTYPES,
+    QuantizedTensor,
+    check_bits,
+    check_scheme,
+    quantize,
+    value_group_size,
+)
+from kvlib.validate import require_int, require_tensor
 
-__all__ = ["QuantizedKVCache", "value_group_size"]
+__all__ = ["QuantizedKVCache"]
 
 _KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
 _KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def value_group_size(group_size: int, head_dim: int) -> int:
-    """Channels sharing one value scale: ``group_size`` if it divides ``head_dim``, else ``head_dim``."""
-    return group_size if head_dim % group_size == 0 else head_dim
 
 
 class _Layer:
@@ -100,15 +101,11 @@ class QuantizedKVCache:
         scheme: str = "kivi",
     ) -> None:
         self.num_layers = require_int("num_layers", num_layers, minimum=1)
-        self.bits = require_int("bits", bits)
-        if self.bits not in BITS:
-            raise ValueError(f"bits must be one of {BITS}, got {self.bits}")
+        self.bits = check_bits(bits)
         self.group_size = require_int("group_size", group_size, minimum=1)
         self.residual = require_int("residual", residual, minimum=0)
         self.sinks = require_int("sinks", sinks, minimum=0)
-        if not isinstance(scheme, str) or scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}, got {describe(scheme)}")
-        self.scheme = scheme
+        self.scheme = check_scheme(scheme)
         self._layers: list[_Layer | None] = [None] * self.num_layers
 
     # --- the cache contract -------------------------------------------------------------------------
@@ -120,7 +117,7 @@ class QuantizedKVCache:
         require_tensor("k", k, 4, _KV_LAYOUT)
         require_tensor("v", v, 4, _KV_LAYOUT)
         check_same_kind(("k", "v"), k, v)
-        if k.dtype not in _FLOAT_DTYPES:
+        if k.dtype not in FLOAT_DTYPES:
             raise ValueError(
                 f"layer {layer}: k and v must be float32, float16, bfloat16 or float64 to be quantized, "
                 f"got {k.dtype}"
