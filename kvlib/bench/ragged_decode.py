@@ -96,13 +96,11 @@ def main(args: argparse.Namespace) -> int:
     prompts = make_prompts(args.prompts, args.seed)
     blocks = sum(-(-(len(p) + new) // args.block_size) for p in prompts) + 1
 
-    def paged(batch: list[list[int]]) -> list[list[int]]:
+    def paged(batch: list[list[int]]) -> tuple[list[list[int]], PagedKVCache]:
         cache = PagedKVCache.for_model(
             model, blocks, args.block_size, prefix_cache="radix", backend=args.backend
         )
-        tokens = generate_ragged(model, cache, batch, new)
-        paged.counts = cache.tokens_computed, cache.token_slots
-        return tokens
+        return generate_ragged(model, cache, batch, new), cache
 
     def dense_alone() -> list[list[int]]:
         runs = [
@@ -123,13 +121,12 @@ def main(args: argparse.Namespace) -> int:
         f"{args.block_size}, backend {args.backend}, torch threads {torch.get_num_threads()}"
     )
     generate_ragged(model, PagedKVCache.for_model(model, 8, 16), [[1, 2, 3]], 2)  # warm-up
-    rows = []
     with torch.no_grad():
         alone, t_alone = _timed(dense_alone)
-        ragged, t_ragged = _timed(lambda: paged(prompts))
-        computed, slots = paged.counts
+        (ragged, ragged_cache), t_ragged = _timed(lambda: paged(prompts))
         batched, t_batched = _timed(dense_batch)
-        paged_cut, t_paged_cut = _timed(lambda: paged(cut))
+        (paged_cut, _), t_paged_cut = _timed(lambda: paged(cut))
+    computed, slots = ragged_cache.tokens_computed, ragged_cache.token_slots
     total = len(prompts) * new
     rows = [
         ("dense, one at a time", t_alone, True),
