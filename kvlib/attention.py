@@ -83,12 +83,20 @@ def causal_attention(
     if q_start < 0 or q_start + Tq > Tk:
         raise ValueError(f"q_start={q_start} with Tq={Tq} queries needs 0 <= q_start <= Tk - Tq = {Tk - Tq}")
 
-    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
     q_pos = torch.arange(q_start, q_start + Tq, device=q.device)  # (Tq,)
-    scores = scores.masked_fill(causal_mask(q_pos, Tk), float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # (B, H, Tq, Tk), rows sum to 1
-    out = (weights @ v.float()).to(q.dtype)  # (B, H, Tq, D)
+    out, weights = _masked_attention(q, k, v, causal_mask(q_pos, Tk))  # (B, H, Tq, D), (B, H, Tq, Tk)
     return (out, weights) if require_bool("return_weights", return_weights) else out
+
+
+def _masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(D), -inf where ``hidden``) v for q [B, H, Tq, D], k, v [B, H, Tk, D] and a
+    mask broadcasting to [B, H, Tq, Tk]; scores and softmax in float32. Returns (out in q's dtype,
+    the weights [B, H, Tq, Tk])."""
+    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    weights = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)  # rows sum to 1
+    return (weights @ v.float()).to(q.dtype), weights  # (B, H, Tq, D)
 
 
 def causal_mask(q_positions: torch.Tensor, num_keys: int) -> torch.Tensor:
@@ -118,13 +126,10 @@ def ragged_attention(
     (with ``q_positions = q_start + arange(Tq)`` in every row the two agree). The caller trusts its
     own tensors here: this is the serving path, called once per layer, and it checks nothing.
     """
-    B, H, Tq, D = q.shape
-    n_rep = H // k.shape[1]
+    n_rep = q.shape[1] // k.shape[1]
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, Tk, D)
-    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D)  # (B, H, Tq, Tk)
     hidden = causal_mask(q_positions, k.shape[2])[:, None]  # (B, 1, Tq, Tk): same mask for every head
-    weights = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)
-    return (weights @ v.float()).to(q.dtype)  # (B, H, Tq, D)
+    return _masked_attention(q, k, v, hidden)[0]  # (B, H, Tq, D)
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
