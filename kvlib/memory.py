@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from kvlib.cache.quantized import check_key_granularity, check_storage_dtype
 from kvlib.quant import check_bits, check_scheme, value_group_size
 from kvlib.validate import describe, require_device, require_int
 
@@ -119,16 +120,19 @@ def quantized_kv_cache_bytes(
     sinks: int = 0,
     dtype: torch.dtype | str = torch.float16,
     scheme: str = "kivi",
+    key_granularity: str = "per_channel",
 ) -> int:
     """Bytes of a :class:`kvlib.cache.quantized.QuantizedKVCache` holding ``seq_len`` tokens, from shapes.
 
     Per layer and batch row and KV head (``D = head_dim``, ``G = group_size``, ``b`` bytes per ``dtype``
-    element, ``s = min(sinks, seq_len)``, ``g = max(0, (seq_len - s - residual) // G)`` quantized groups):
+    element, ``s = min(sinks, seq_len)``), ``q`` tokens are quantized: ``q = g * G`` with
+    ``g = max(0, (seq_len - s - residual) // G)`` groups for per-channel keys (KIVI), ``q = max(0,
+    seq_len - s - residual)`` for per-token keys. With ``Gv = G`` if it divides D, else D:
 
-    - full precision: ``(seq_len - g * G) * D * b`` for keys, the same for values (sinks + residual);
-    - quantized keys (per channel): ``g * G * ceil(D * bits / 8)`` code bytes and ``g * D`` scales;
-    - quantized values (per token, ``Gv = G`` if it divides D, else D): ``g * G * ceil(D * bits / 8)``
-      code bytes and ``g * G * D / Gv`` scales;
+    - full precision: ``(seq_len - q) * D * b`` for keys, the same for values (sinks + residual);
+    - quantized keys, per channel: ``q * ceil(D * bits / 8)`` code bytes and ``g * D`` scales;
+      per token: ``q * ceil(D * bits / 8)`` code bytes and ``q * D / Gv`` scales;
+    - quantized values (per token): ``q * ceil(D * bits / 8)`` code bytes and ``q * D / Gv`` scales;
     - beside every scale a min of ``b`` bytes (``"kivi"``), a uint8 zero-point (``"asymmetric"``) or
       nothing (``"symmetric"``).
     """
@@ -146,15 +150,37 @@ def quantized_kv_cache_bytes(
         raise ValueError(f"dtype must be a whole-byte floating type (the cache's dtype), got {dtype!r}")
     b = int(element)
     extra = {"kivi": b, "asymmetric": 1, "symmetric": 0}[check_scheme(scheme)]  # stored beside each scale
-    kept_sinks = min(sinks, seq_len)
-    groups = max(0, (seq_len - kept_sinks - residual) // group_size)
-    quantized = groups * group_size
+    per_channel = check_key_granularity(key_granularity) == "per_channel"
+    past_window = max(0, seq_len - min(sinks, seq_len) - residual)
+    quantized = past_window // group_size * group_size if per_channel else past_window
     value_group = value_group_size(group_size, head_dim)
     row_bytes = -(-head_dim * bits // 8)  # packed codes of one token's D channels
+    token_scales = quantized * (head_dim // value_group)  # per-token scales of q tokens
     full = 2 * (seq_len - quantized) * head_dim * b
-    key_q = quantized * row_bytes + groups * head_dim * (b + extra)
-    value_q = quantized * row_bytes + quantized * (head_dim // value_group) * (b + extra)
+    key_scales = quantized // group_size * head_dim if per_channel else token_scales
+    key_q = quantized * row_bytes + key_scales * (b + extra)
+    value_q = quantized * row_bytes + token_scales * (b + extra)
     return num_layers * batch * num_kv_heads * (full + key_q + value_q)
+
+
+def float_kv_cache_bytes(
+    num_layers: int,
+    num_kv_heads: int,
+    head_dim: int,
+    seq_len: int,
+    batch: int = 1,
+    storage_dtype: torch.dtype = torch.bfloat16,
+) -> int:
+    """Bytes of a :class:`kvlib.cache.quantized.FloatKVCache` holding ``seq_len`` tokens, from shapes.
+
+    :func:`kv_cache_bytes` in ``storage_dtype`` (bf16, fp16: 2 bytes per element; fp8 e4m3: 1), plus,
+    for fp8, one float32 ``k_scale`` and one ``v_scale`` per layer (8 bytes a layer) once the cache holds
+    any element.
+    """
+    storage_dtype = check_storage_dtype(storage_dtype)
+    elements = kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch, storage_dtype)
+    scales = 2 * num_layers * 4 if storage_dtype == torch.float8_e4m3fn and elements else 0
+    return elements + scales
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from kvlib.cache.mla import (
     expand_latent,
     mla_kv_bytes_per_token,
 )
+from kvlib.cache.quantized import FloatKVCache, QuantizedKVCache
 from kvlib.cache.static import StaticKVCache
 from kvlib.memory import (
     MAX_DEPTH,
@@ -43,10 +44,12 @@ from kvlib.memory import (
     bytes_per_element,
     cache_nbytes,
     cuda_memory_delta,
+    float_kv_cache_bytes,
     format_bytes,
     kv_cache_bytes,
     measure_allocations,
     model_shape,
+    quantized_kv_cache_bytes,
 )
 
 pytestmark = pytest.mark.ch01
@@ -72,6 +75,18 @@ def latent_after() -> LatentKVCache:
     cache = LatentKVCache(1)
     cache.update(0, t(1, 3, 4), t(1, 3, 2))
     return cache
+
+
+def float_after(storage_dtype: torch.dtype, first: tuple[int, ...] = (1, 2, 3, 4)) -> FloatKVCache:
+    cache = FloatKVCache(2, storage_dtype)
+    cache.update(1, t(*first), t(*first))
+    return cache
+
+
+def with_value(value: float, at: tuple[int, int, int, int], shape=(1, 2, 2, 4)) -> torch.Tensor:
+    x = t(*shape)
+    x[at] = value
+    return x
 
 
 def nested(depth: int) -> list:
@@ -683,6 +698,108 @@ CASES = [
         TypeError,
         ("try_it", "callable", "None"),
     ),
+    # --- chapter 04: QuantizedKVCache's key_granularity, FloatKVCache and their byte formulas -----------
+    Case(
+        "quantized-key-granularity-typo",
+        lambda: QuantizedKVCache(2, key_granularity="per-token"),
+        ValueError,
+        ("key_granularity", "'per_channel'", "'per_token'", "'per-token'"),
+    ),
+    Case(
+        "quantized-key-granularity-not-str",
+        lambda: QuantizedKVCache(2, key_granularity=None),
+        TypeError,
+        ("key_granularity", "'per_channel'", "None"),
+    ),
+    Case(
+        "quantized-key-granularity-per-tensor",
+        lambda: QuantizedKVCache(2, key_granularity="per_tensor"),
+        ValueError,
+        ("key_granularity", "per_tensor"),
+    ),
+    Case(
+        "quantized-bytes-key-granularity",
+        lambda: quantized_kv_cache_bytes(6, 2, 32, 100, key_granularity="channel"),
+        ValueError,
+        ("key_granularity", "'channel'"),
+    ),
+    Case(
+        "float-storage-int8",
+        lambda: FloatKVCache(2, torch.int8),
+        ValueError,
+        ("storage_dtype", "torch.float8_e4m3fn", "int8"),
+    ),
+    Case(
+        "float-storage-string",
+        lambda: FloatKVCache(2, "bf16"),
+        TypeError,
+        ("storage_dtype", "torch.dtype", "'bf16'"),
+    ),
+    Case(
+        "float-storage-fp8-e5m2",
+        lambda: FloatKVCache(2, torch.float8_e5m2),
+        ValueError,
+        ("storage_dtype", "float8_e5m2"),
+    ),
+    Case("float-zero-layers", lambda: FloatKVCache(0), ValueError, ("num_layers", "got 0")),
+    Case(
+        "float-layer-range",
+        lambda: float_after(torch.bfloat16).update(2, t(1, 2, 1, 4), t(1, 2, 1, 4)),
+        IndexError,
+        ("layer", "[0, 2)", "got 2"),
+    ),
+    Case(
+        "float-int-keys",
+        lambda: FloatKVCache(2).update(0, t(1, 2, 1, 4).long(), t(1, 2, 1, 4).long()),
+        ValueError,
+        ("layer 0", "int64", "float32"),
+    ),
+    Case(
+        "float-k-3d",
+        lambda: FloatKVCache(2).update(0, t(2, 1, 4), t(2, 1, 4)),
+        ValueError,
+        ("k", "4 dims"),
+    ),
+    Case(
+        "float-heads-change",
+        lambda: float_after(torch.float16).update(1, t(1, 3, 1, 4), t(1, 3, 1, 4)),
+        ValueError,
+        ("layer 1", "num_kv_heads", "reset"),
+    ),
+    Case(
+        "float-dtype-change",
+        lambda: float_after(torch.float8_e4m3fn).update(
+            1, t(1, 2, 1, 4, dtype=torch.float16), t(1, 2, 1, 4, dtype=torch.float16)
+        ),
+        ValueError,
+        ("layer 1", "float32", "float16"),
+    ),
+    Case(
+        "float-nan-key",
+        lambda: float_after(torch.bfloat16).update(1, with_value(float("nan"), (0, 1, 1, 2)), t(1, 2, 2, 4)),
+        ValueError,
+        ("layer 1 keys", "position 4", "kv head 1", "nan"),
+    ),
+    Case(
+        "float-fp8-inf-value",
+        lambda: FloatKVCache(2, torch.float8_e4m3fn).update(
+            0, t(1, 2, 2, 4), with_value(float("-inf"), (0, 0, 1, 3))
+        ),
+        ValueError,
+        ("layer 0 values", "position 1", "inf"),
+    ),
+    Case(
+        "float-fp16-overflow",
+        lambda: float_after(torch.float16).update(1, t(1, 2, 2, 4), with_value(1e5, (0, 1, 0, 0))),
+        ValueError,
+        ("layer 1 values", "overflow", "torch.float16", "65504", "position 3", "1e+05"),
+    ),
+    Case(
+        "float-bytes-storage",
+        lambda: float_kv_cache_bytes(6, 2, 32, 100, storage_dtype=torch.float32),
+        ValueError,
+        ("storage_dtype", "float32"),
+    ),
 ]
 
 if not torch.cuda.is_available():  # on a CUDA machine these calls are legal
@@ -727,6 +844,26 @@ def test_naive_cache_unchanged_after_a_bad_update(k: torch.Tensor) -> None:
     after = _naive_state(cache)
     assert cache.seq_len == 3
     assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.ch04
+@pytest.mark.parametrize("storage", [torch.bfloat16, torch.float16, torch.float8_e4m3fn])
+def test_float_cache_unchanged_after_a_bad_update(storage: torch.dtype) -> None:
+    cache = float_after(storage)
+    before, nbytes, scales = cache.update(1, t(1, 2, 0, 4), t(1, 2, 0, 4)), cache.nbytes(), cache.scales(1)
+    bad_updates = [
+        (with_value(float("nan"), (0, 0, 0, 0)), t(1, 2, 1, 4)),  # the keys are fine up to the NaN
+        (t(1, 2, 1, 4), with_value(float("inf"), (0, 0, 0, 0), (1, 2, 1, 4))),  # keys fine, values not
+        (t(1, 2, 1, 4, dtype=torch.float16), t(1, 2, 1, 4, dtype=torch.float16)),
+        (t(2, 2, 1, 4), t(2, 2, 1, 4)),
+    ]
+    for k, v in bad_updates:
+        with pytest.raises(ValueError):
+            cache.update(1, k, v)
+    after = cache.update(1, t(1, 2, 0, 4), t(1, 2, 0, 4))
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert cache.nbytes() == nbytes and cache.scales(1) == scales and cache.seq_len == 0
+    assert cache.update(1, t(1, 2, 1, 4), t(1, 2, 1, 4))[0].shape == (1, 2, 4, 4)
 
 
 def test_static_cache_unchanged_after_a_bad_update() -> None:

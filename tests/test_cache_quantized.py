@@ -1,5 +1,5 @@
-"""kvlib.cache.quantized: the KIVI-style cache against the naive cache, kvlib.quant, its byte formula
-and transformers' generate."""
+"""kvlib.cache.quantized: the KIVI-style cache (per-channel or per-token keys) and the float-storage cache
+against the naive cache, kvlib.quant, their byte formulas and transformers' generate."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from bad_input import Case, assert_clear_error, params
 
 from kvlib import data
 from kvlib.cache.dense import NaiveKVCache
-from kvlib.cache.quantized import QuantizedKVCache
+from kvlib.cache.quantized import FloatKVCache, QuantizedKVCache
 from kvlib.generate import generate
-from kvlib.memory import cache_nbytes, quantized_kv_cache_bytes
+from kvlib.memory import cache_nbytes, float_kv_cache_bytes, quantized_kv_cache_bytes
 from kvlib.model import checkpoint_path, load_model
-from kvlib.quant import quantize, value_group_size
+from kvlib.quant import FP8_MAX, quantize, quantize_fp8, value_group_size
 
 pytestmark = pytest.mark.ch04
 
@@ -120,6 +120,39 @@ def test_returned_groups_are_kvlib_quant_within_half_a_scale(bits, dtype):
     assert torch.equal(k_all[:, :, tail], k[:, :, tail]) and torch.equal(v_all[:, :, tail], v[:, :, tail])
 
 
+@pytest.mark.parametrize("residual", [0, 3])
+@pytest.mark.parametrize(("bits", "scheme"), [(8, "symmetric"), (4, "asymmetric"), (2, "kivi")])
+def test_per_token_keys_are_kvlib_quant_per_token(bits, scheme, residual):
+    """Keys quantized like values: per token, in groups of value_group_size(G, D) channels."""
+    G, S = 4, 2
+    k = keys_with_outlier_channels(tokens=19)  # [2, 3, 19, 16]
+    v = keys_with_outlier_channels(tokens=19, seed=1)
+    cache = QuantizedKVCache(1, bits, G, residual, S, scheme=scheme, key_granularity="per_token")
+    k_all, v_all = feed(cache, k, v, [5, 1, 1, 7, 1, 4])
+    q = 19 - S - residual  # every token past the sinks and the window: no waiting for G tokens
+    assert cache.num_quantized_tokens(0) == q and cache.num_residual_tokens(0) == residual
+    span = slice(S, S + q)
+    qk = quantize(k[:, :, span], bits, scheme, "per_token", value_group_size(G, 16))
+    qv = quantize(v[:, :, span], bits, scheme, "per_token", value_group_size(G, 16))
+    assert torch.equal(k_all[:, :, span], qk.dequantize()), "per-token keys are not kvlib.quant's per_token"
+    assert torch.equal(v_all[:, :, span], qv.dequantize())
+    assert torch.equal(k_all[:, :, :S], k[:, :, :S]) and torch.equal(k_all[:, :, S + q :], k[:, :, S + q :])
+    assert cache._layers[0].quant_k.scales.shape == (2, 3, q, 16 // G)
+
+
+def test_per_token_keys_leave_the_window_one_token_at_a_time():
+    R, S = 5, 2
+    cache = QuantizedKVCache(1, bits=4, group_size=8, residual=R, sinks=S, key_granularity="per_token")
+    k = keys_with_outlier_channels(tokens=30)
+    for n in range(1, 31):
+        cache.update(0, k[:, :, n - 1 : n], k[:, :, n - 1 : n])
+        assert cache.num_residual_tokens(0) == min(n - min(S, n), R), f"after {n} tokens"
+        assert cache.num_quantized_tokens(0) == max(0, n - S - R)
+    one_call = QuantizedKVCache(1, bits=4, group_size=8, residual=R, sinks=S, key_granularity="per_token")
+    a, b = feed(one_call, k, k, [30]), cache.update(0, k[:, :, :0], k[:, :, :0])
+    assert torch.equal(a[0], b[0]) and one_call.nbytes() == cache.nbytes(), "the state depends on the split"
+
+
 def test_value_groups_fall_back_to_the_whole_head_dim():
     assert value_group_size(8, 32) == 8 and value_group_size(12, 32) == 32
     cache = QuantizedKVCache(1, bits=4, group_size=12, residual=0)
@@ -184,12 +217,15 @@ def test_reset_forgets_everything():
 @pytest.mark.parametrize(
     ("head_dim", "group_size", "dtype"), [(16, 4, torch.float16), (24, 16, torch.float32)]
 )
-def test_bytes_match_the_formula(bits, scheme, head_dim, group_size, dtype):
+@pytest.mark.parametrize("keys", ["per_channel", "per_token"])
+def test_bytes_match_the_formula(bits, scheme, head_dim, group_size, dtype, keys):
     layers, B, KV, R, S = 2, 2, 3, 5, 3
-    cache = QuantizedKVCache(layers, bits, group_size, R, S, scheme=scheme)
+    cache = QuantizedKVCache(layers, bits, group_size, R, S, scheme=scheme, key_granularity=keys)
 
     def formula(n: int) -> int:
-        return quantized_kv_cache_bytes(layers, KV, head_dim, n, B, bits, group_size, R, S, dtype, scheme)
+        return quantized_kv_cache_bytes(
+            layers, KV, head_dim, n, B, bits, group_size, R, S, dtype, scheme, key_granularity=keys
+        )
 
     assert cache.nbytes() == formula(0) == 0
     n = 0
@@ -208,6 +244,69 @@ def test_bytes_formula_by_hand():
     assert quantized_kv_cache_bytes(1, 1, 32, 64, 1, 4, 32, 0, 0, torch.float16) == 1024 + 256 + 1024 + 256
     # nothing quantized yet: the plain fp16 size
     assert quantized_kv_cache_bytes(6, 2, 32, 100, 1, 4, 32, 128, 4, "fp16") == 2 * 6 * 2 * 32 * 100 * 2
+
+
+# --- FloatKVCache ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bf16_and_fp16_storage_is_a_cast_returned_in_the_input_dtype(storage, dtype):
+    k, v = keys_with_outlier_channels(tokens=11, dtype=dtype), keys_with_outlier_channels(tokens=11, seed=2)
+    cache = FloatKVCache(1, storage)
+    k_all, v_all = feed(cache, k, v.to(dtype), [4, 1, 6])
+    assert k_all.dtype == dtype and cache._layers[0].keys.dtype == storage
+    assert torch.equal(k_all, k.to(storage).to(dtype)) and torch.equal(
+        v_all, v.to(dtype).to(storage).to(dtype)
+    )
+
+
+def test_fp8_scale_is_set_by_the_first_update_and_later_values_saturate():
+    k = keys_with_outlier_channels(tokens=6)
+    cache = FloatKVCache(2, torch.float8_e4m3fn)
+    first_k, first_v = cache.update(0, k[:, :, :4], 2 * k[:, :, :4])
+    ref = quantize_fp8(k[:, :, :4])
+    assert torch.equal(first_k, ref.dequantize()), "the first update is kvlib.quant.quantize_fp8's"
+    k_scale, v_scale = cache.scales(0)
+    assert k_scale == ref.scales.item() == (k[:, :, :4].abs().amax() / FP8_MAX).item()  # float32 max|x| / 448
+    assert v_scale == 2 * k_scale and cache.scales(1) is None
+    big = 10 * k[:, :, 4:]  # beyond the first update's maximum: saturates at +-448 * k_scale
+    k_all, _ = cache.update(0, big, big)
+    limit = FP8_MAX * k_scale
+    assert k_all[:, :, 4:].abs().max().item() == pytest.approx(limit, rel=1e-6)
+    inside = big.abs() < limit / 2
+    rel = ((k_all[:, :, 4:] - big).abs() / big.abs())[inside]
+    assert rel.max() <= 2**-4, "e4m3 keeps 3 mantissa bits: relative error <= 2^-4 in the normal range"
+    assert cache.scales(0) == (k_scale, v_scale), "the scale must stay fixed after the first update"
+    assert torch.equal(k_all[:, :, :4], first_k)
+
+
+@pytest.mark.parametrize("storage", [torch.bfloat16, torch.float16, torch.float8_e4m3fn])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_float_cache_bytes_match_the_formula(storage, dtype):
+    layers, B, KV, D = 3, 2, 2, 8
+    cache = FloatKVCache(layers, storage)
+    assert cache.nbytes() == float_kv_cache_bytes(layers, KV, D, 0, B, storage) == 0
+    n = 0
+    for step in (1, 2, 7, 1, 30):
+        k = keys_with_outlier_channels(B, KV, step, D, seed=n, dtype=dtype)
+        for layer in range(layers):
+            cache.update(layer, k, k)
+        n += step
+        expected = float_kv_cache_bytes(layers, KV, D, n, B, storage)
+        assert cache.nbytes() == expected == cache_nbytes(cache), f"{n} tokens"
+    cache.reset()
+    assert cache.nbytes() == 0 and cache.seq_len == 0 and cache.scales(0) is None
+
+
+def test_float_caches_in_the_model_stay_close_to_naive(model, prompt, naive_run):
+    ref_ids, ref_logits = naive_run
+    for storage, tol in ((torch.bfloat16, 0.2), (torch.float8_e4m3fn, 1.0)):
+        cache = FloatKVCache(model.config.num_layers, storage)
+        ids, logits = generate(model, prompt, NEW_TOKENS, cache, return_logits=True)
+        assert cache.seq_len == PROMPT_LEN + NEW_TOKENS - 1
+        diff = (logits[:, :4] - ref_logits[:, :4]).abs().max().item()  # before greedy paths may split
+        assert 0 < diff <= tol, f"{storage}: first logits differ from the naive cache's by {diff:.4f}"
 
 
 # --- bad input -----------------------------------------------------------------------------------------
@@ -235,6 +334,7 @@ BAD_INPUT = [
     Case("residual-negative", lambda: QuantizedKVCache(2, residual=-1), ValueError, ("residual",)),
     Case("sinks-float", lambda: QuantizedKVCache(2, sinks=1.0), TypeError, ("sinks",)),
     Case("scheme", lambda: QuantizedKVCache(2, scheme="nf4"), ValueError, ("scheme", "kivi")),
+    Case("key-granularity", lambda: QuantizedKVCache(2, key_granularity="token"), ValueError, ("per_token",)),
     Case("layer-range", lambda: _filled().update(2, _ok, _ok), IndexError, ("layer", "[0, 2)")),
     Case("k-3d", lambda: _filled().update(0, _ok[0], _ok), ValueError, ("k", "4 dims")),
     Case("k-v-shapes", lambda: _filled().update(0, _ok, _ok[:, :2]), ValueError, ("same shape",)),
@@ -277,17 +377,32 @@ def test_a_rejected_update_leaves_the_cache_as_it_was():
 # --- transformers --------------------------------------------------------------------------------------
 
 
-def test_transformers_generate_gives_kvlib_tokens(model, prompt):
+@pytest.fixture(scope="module")
+def hf_model():
     transformers = pytest.importorskip("transformers")
-    from kvlib.hf import as_hf_cache
-
     path = checkpoint_path("shakespeare-gqa")
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+    return transformers.AutoModelForCausalLM.from_pretrained(
         path, dtype=torch.float32, local_files_only=True
     ).eval()
-    settings = dict(bits=4, group_size=8, residual=8, sinks=2)  # 72 tokens: 7 groups quantized at the end
+
+
+# 72 tokens stored at the end: KIVI with G=8, R=8, S=2 has quantized 7 groups, per-token keys 62 tokens
+HF_CACHES = {
+    "kivi": lambda layers: QuantizedKVCache(layers, bits=4, group_size=8, residual=8, sinks=2),
+    "per-token-keys": lambda layers: QuantizedKVCache(
+        layers, bits=4, group_size=8, residual=8, sinks=2, scheme="asymmetric", key_granularity="per_token"
+    ),
+    "fp8": lambda layers: FloatKVCache(layers, torch.float8_e4m3fn),
+    "bf16": lambda layers: FloatKVCache(layers, torch.bfloat16),
+}
+
+
+@pytest.mark.parametrize("name", HF_CACHES)
+def test_transformers_generate_gives_kvlib_tokens(model, prompt, hf_model, name):
+    from kvlib.hf import as_hf_cache
+
     layers = hf_model.config.num_hidden_layers
-    hf_cache = QuantizedKVCache(layers, **settings)
+    hf_cache = HF_CACHES[name](layers)
     with torch.no_grad():
         hf_ids = hf_model.generate(
             prompt,
@@ -297,6 +412,7 @@ def test_transformers_generate_gives_kvlib_tokens(model, prompt):
             pad_token_id=0,
             past_key_values=as_hf_cache(hf_cache, hf_model.config),
         )
-    ids = generate(model, prompt, NEW_TOKENS, QuantizedKVCache(layers, **settings))
-    assert hf_cache.num_quantized_tokens(0) > 0
-    assert torch.equal(hf_ids, ids), "the quantized cache gives other tokens inside transformers' generate"
+    ids = generate(model, prompt, NEW_TOKENS, HF_CACHES[name](layers))
+    assert hf_cache.seq_len == PROMPT_LEN + NEW_TOKENS - 1
+    assert not isinstance(hf_cache, QuantizedKVCache) or hf_cache.num_quantized_tokens(0) > 0
+    assert torch.equal(hf_ids, ids), f"the {name} cache gives other tokens inside transformers' generate"

@@ -20,10 +20,12 @@ from kvlib.memory import (
     bytes_per_element,
     cache_nbytes,
     cuda_memory_delta,
+    float_kv_cache_bytes,
     format_bytes,
     kv_cache_bytes,
     measure_allocations,
     model_shape,
+    quantized_kv_cache_bytes,
 )
 
 pytestmark = pytest.mark.ch02
@@ -421,3 +423,36 @@ def test_formula_takes_zero_and_refuses_a_negative_size_for_every_factor(field):
     assert kv_cache_bytes(**(sizes | {field: 0})) == 0  # nothing cached yet is 0 bytes, not an error
     with pytest.raises(ValueError, match=f"{field} must be an integer >= 0, got -1"):
         kv_cache_bytes(**(sizes | {field: -1}))
+
+
+# --- chapter 04: the quantized and float-storage caches' formulas, by hand -------------------------------
+
+
+@pytest.mark.ch04
+def test_per_token_keys_formula_by_hand():
+    # one layer and head, D=32, G=8 (value groups of 8 channels), R=4, S=2, 20 tokens at 4 bits, fp16,
+    # asymmetric: q = 20 - 2 - 4 = 14 tokens quantized, keys like values: 14 * 16 code bytes
+    # + 14 * (32 / 8) scales * (2 bytes + 1 zero-point); full precision: 2 * 6 * 32 * 2
+    per_token = 2 * (14 * 16 + 14 * 4 * 3) + 2 * 6 * 32 * 2
+    args = (1, 1, 32, 20, 1, 4, 8, 4, 2, torch.float16, "asymmetric")
+    assert quantized_kv_cache_bytes(*args, key_granularity="per_token") == per_token
+    # per-channel keys (KIVI): q = (20 - 2 - 4) // 8 * 8 = 8 tokens; key scales: 1 group * 32 channels
+    kivi = 8 * 16 + 32 * 3 + 8 * 16 + 8 * 4 * 3 + 2 * 12 * 32 * 2
+    assert (
+        quantized_kv_cache_bytes(*args)
+        == quantized_kv_cache_bytes(*args, key_granularity="per_channel")
+        == kivi
+    )
+    # R=0, no sinks: every token quantized as it arrives; int8 symmetric per token over the whole head
+    assert quantized_kv_cache_bytes(6, 2, 32, 1, 1, 8, 32, 0, 0, torch.float32, "symmetric", "per_token") == (
+        6 * 2 * 2 * (32 + 4)
+    )
+
+
+@pytest.mark.ch04
+def test_float_storage_formula_by_hand():
+    assert float_kv_cache_bytes(6, 2, 32, 100, 1, torch.bfloat16) == kv_cache_bytes(6, 2, 32, 100, 1, "bf16")
+    assert float_kv_cache_bytes(6, 2, 32, 100, 1, torch.float16) == 2 * 6 * 2 * 32 * 100 * 2
+    # fp8: one byte an element, plus a float32 k_scale and v_scale per layer once anything is stored
+    assert float_kv_cache_bytes(6, 2, 32, 100, 3, torch.float8_e4m3fn) == 2 * 6 * 2 * 32 * 100 * 3 + 6 * 8
+    assert float_kv_cache_bytes(6, 2, 32, 0, 3, torch.float8_e4m3fn) == 0
