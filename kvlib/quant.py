@@ -76,11 +76,18 @@ __all__ = [
     "QuantizedTensor",
     "check_bits",
     "check_scheme",
+    "compare_rows",
     "dequantize",
+    "layout_errors",
     "pack_codes",
+    "pack_int4",
     "quantize",
     "quantize_fp8",
+    "quantize_groups",
+    "quantize_int8",
+    "quantize_kv",
     "unpack_codes",
+    "unpack_int4",
     "value_group_size",
 ]
 
@@ -438,3 +445,105 @@ def _check_code_range(codes: Tensor, bits: int) -> None:
         raise ValueError(
             f"codes must be in [0, {2**bits - 1}] for {bits} bits, got {codes[first].item()} at {first}"
         )
+
+
+# --- chapter 04's exercises, in the shapes the notebook asks for ----------------------------------------
+# Each is the production version of one exercise, built on quantize / pack_codes above (one home for the
+# formulas): the notebook falls back to them while an exercise is a stub, and the grader compares with them.
+
+
+def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric int8, one scale per token: ``(codes int8 [..., T, D], scale float32 [..., T, 1])``.
+
+    ``scale = max|x| / 127`` in float32 (1.0 for a token of zeros), ``codes = round(x / scale)`` in
+    ``[-127, 127]``; ``codes * scale`` is within ``scale / 2`` of ``x``.
+    """
+    return _symmetric_per_token(x, 8, "x")
+
+
+def quantize_groups(x: Tensor, group_size: int, bits: int = 4) -> tuple[Tensor, Tensor, Tensor]:
+    """Asymmetric (zero-point) quantization in groups of ``group_size`` channels of each token.
+
+    Returns ``(codes uint8 [..., T, D] unpacked, scale float32 [..., T, D / G], zero_point uint8
+    [..., T, D / G])``; the range of each group is widened to include 0 and a group of zeros gets
+    scale 1.0 (the ``"asymmetric"`` scheme of :func:`quantize`, computed in float32).
+    """
+    q = quantize(_float32(x, "x"), bits, "asymmetric", "per_token", group_size)
+    zeros = _all_zero_groups(x, group_size)
+    scale = torch.where(zeros, torch.ones_like(q.scales), q.scales)  # any scale codes a 0 as its zero-point
+    return unpack_codes(q.codes, q.bits, x.shape[-1]), scale, q.zero_points
+
+
+def pack_int4(codes: Tensor) -> Tensor:
+    """:func:`pack_codes` at 4 bits for an even-length last axis (ValueError for an odd one)."""
+    require_tensor("codes", codes, layout="of uint8 codes")
+    if codes.dim() == 0 or codes.shape[-1] % 2:
+        raise ValueError(
+            f"codes must have an even last axis to pack two per byte, got shape {list(codes.shape)}"
+        )
+    return pack_codes(codes, 4)
+
+
+def unpack_int4(packed: Tensor) -> Tensor:
+    """:func:`unpack_codes` at 4 bits: uint8 ``[..., n]`` -> codes ``[..., 2 n]``, low nibble first."""
+    require_tensor("packed", packed, layout="of packed uint8 codes")
+    if packed.dim() == 0:
+        raise ValueError("packed must have at least one dimension")
+    return unpack_codes(packed, 4, 2 * packed.shape[-1])
+
+
+def layout_errors(x: Tensor, bits: int, group_size: int) -> dict[str, float]:
+    """``||x - x_hat|| / ||x||`` for KIVI-scheme groups of ``group_size`` per token and per channel."""
+    x = _float32(x, "x")
+    norm = x.norm()
+    if norm == 0:
+        raise ValueError("x is all zero: its relative error is undefined")
+    return {
+        layout: ((x - quantize(x, bits, "kivi", layout, group_size).dequantize()).norm() / norm).item()
+        for layout in GRANULARITIES
+    }
+
+
+def quantize_kv(k: Tensor, v: Tensor, bits: int = 8) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Symmetric per-token quantization of keys and values at 8 or 4 bits (the find-the-bugs fix):
+    ``(k_codes, k_scale, v_codes, v_scale)``, codes int8 in ``[-qmax, qmax]``, scales float32 [..., T, 1]."""
+    bits = require_int("bits", bits)
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 8 or 4, got {bits}")
+    return (*_symmetric_per_token(k, bits, "k"), *_symmetric_per_token(v, bits, "v"))
+
+
+def compare_rows(table: dict[str, dict[str, float]], a: str, b: str) -> dict[str, float]:
+    """What replacing cache ``a`` by cache ``b`` saves and costs, relative to ``a``, from a table of
+    measurements with ``"bytes_per_token"``, ``"perplexity"`` and ``"ms_per_token"`` per row:
+    ``memory_saving = 1 - bytes_b / bytes_a``, ``latency_overhead = ms_b / ms_a - 1``,
+    ``quality_loss = ppl_b / ppl_a - 1`` (Python floats)."""
+    for name in (a, b):
+        if name not in table:
+            raise KeyError(f"no row {name!r} in the table; rows: {sorted(table)}")
+    row_a, row_b = table[a], table[b]
+    return {
+        "memory_saving": float(1 - row_b["bytes_per_token"] / row_a["bytes_per_token"]),
+        "latency_overhead": float(row_b["ms_per_token"] / row_a["ms_per_token"] - 1),
+        "quality_loss": float(row_b["perplexity"] / row_a["perplexity"] - 1),
+    }
+
+
+def _float32(x: Any, name: str) -> Tensor:
+    require_tensor(name, x, layout="of floating-point values")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}")
+    return x.detach().float()
+
+
+def _all_zero_groups(x: Tensor, group_size: int) -> Tensor:
+    """True for each per-token group of ``group_size`` channels that holds only zeros: [..., T, D / G]."""
+    return (x.reshape(*x.shape[:-1], x.shape[-1] // group_size, group_size) == 0).all(dim=-1)
+
+
+def _symmetric_per_token(x: Tensor, bits: int, name: str) -> tuple[Tensor, Tensor]:
+    """``(codes int8, scale float32 [..., T, 1])`` with scale 1.0 for a token of zeros."""
+    q = quantize(_float32(x, name), bits, "symmetric", "per_token", where=name)
+    codes = (unpack_codes(q.codes, bits, x.shape[-1]).to(torch.int16) - _half(bits)).to(torch.int8)
+    zeros = _all_zero_groups(x, x.shape[-1])  # (..., T, 1)
+    return codes, torch.where(zeros, torch.ones_like(q.scales), q.scales)
