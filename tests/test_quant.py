@@ -472,3 +472,106 @@ def test_fp8_keeps_no_autograd_history():
     x = torch.randn(4, 8, requires_grad=True)
     assert not quantize_fp8(x).dequantize().requires_grad
     assert not quantize(x).dequantize().requires_grad
+
+
+# --- chapter 04's exercises in the notebook's shapes -------------------------------------------------------
+# Each is checked against its formula written out here, independently of quantize(), so that the grader's
+# reference cannot drift from the notebook's docstrings.
+
+
+def _symmetric_formula(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    qmax = 2 ** (bits - 1) - 1
+    absmax = x.float().abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))
+    return torch.round(x.float() / scale).clamp(-qmax, qmax).to(torch.int8), scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantize_int8_is_the_symmetric_formula_with_a_guarded_zero_token(dtype):
+    from kvlib.quant import quantize_int8
+
+    x = (torch.randn(2, 3, 7, 32, generator=torch.Generator().manual_seed(4)) * 5).to(dtype)
+    x[1, 2, 3] = 0  # a token of zeros: scale 1.0, codes 0
+    before = x.clone()
+    codes, scale = quantize_int8(x)
+    want_codes, want_scale = _symmetric_formula(x, 8)
+    assert codes.dtype == torch.int8 and scale.dtype == torch.float32 and scale.shape == (2, 3, 7, 1)
+    assert torch.equal(codes, want_codes) and torch.equal(scale, want_scale)
+    assert scale[1, 2, 3].item() == 1.0 and not codes[1, 2, 3].any()
+    assert ((x.float() - codes.float() * scale).abs() <= scale / 2 * (1 + 1e-6)).all()
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_quantize_groups_is_the_zero_point_formula(bits):
+    from kvlib.quant import quantize_groups
+
+    x = torch.randn(2, 5, 24, generator=torch.Generator().manual_seed(bits)) + 0.7  # mostly positive groups
+    x[0, 1, :8] = 0  # a group of zeros
+    codes, scale, zero_point = quantize_groups(x, 8, bits)
+    levels = 2**bits - 1
+    groups = x.reshape(2, 5, 3, 8)
+    lo, hi = groups.amin(-1).clamp(max=0), groups.amax(-1).clamp(min=0)
+    want_scale = torch.where(hi > lo, (hi - lo) / levels, torch.ones_like(hi))
+    want_zero = torch.round(-lo / want_scale).clamp(0, levels)
+    want_codes = (torch.round(groups / want_scale[..., None]) + want_zero[..., None]).clamp(0, levels)
+    assert (codes.dtype, scale.dtype, zero_point.dtype) == (torch.uint8, torch.float32, torch.uint8)
+    assert torch.equal(scale, want_scale) and torch.equal(zero_point, want_zero.to(torch.uint8))
+    assert torch.equal(codes, want_codes.reshape(x.shape).to(torch.uint8))
+    assert scale[0, 1, 0].item() == 1.0
+
+
+def test_pack_int4_puts_the_even_element_in_the_low_nibble_and_refuses_odd_lengths():
+    from kvlib.quant import pack_int4, unpack_int4
+
+    assert pack_int4(u8(3, 10, 15, 0)).tolist() == [0xA3, 0x0F]
+    assert unpack_int4(u8(0xA3, 0x0F)).tolist() == [3, 10, 15, 0]
+    codes = torch.randint(0, 16, (2, 3, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(unpack_int4(pack_int4(codes)), codes)
+    with pytest.raises(ValueError, match="even"):
+        pack_int4(u8(1, 2, 3))
+    with pytest.raises(ValueError, match=r"\[0, 15\]"):
+        pack_int4(u8(1, 16))
+
+
+def test_layout_errors_follow_the_outliers():
+    from kvlib.quant import layout_errors
+
+    g = torch.Generator().manual_seed(2)
+    # Like the outlier key channels KIVI saw: one channel (or one token) sits far from the others.
+    offset = torch.where(torch.arange(16) == 3, 40.0, 0.0)
+    outlier_channels = torch.randn(2, 2, 32, 16, generator=g) + offset  # (B, KV, T=32, D=16)
+    outlier_tokens = torch.randn(2, 2, 16, 32, generator=g) + offset[:, None]  # (B, KV, T=16, D=32)
+    channels, tokens = layout_errors(outlier_channels, 4, 8), layout_errors(outlier_tokens, 4, 8)
+    assert channels["per_channel"] < channels["per_token"] / 2
+    assert tokens["per_token"] < tokens["per_channel"] / 2
+    assert all(isinstance(v, float) for v in channels.values())
+    with pytest.raises(ValueError, match="all zero"):
+        layout_errors(torch.zeros(1, 1, 8, 8), 4, 8)
+
+
+@pytest.mark.parametrize("bits", (4, 8))
+def test_quantize_kv_returns_four_values_at_both_widths(bits):
+    from kvlib.quant import quantize_kv
+
+    k = torch.randn(2, 2, 5, 16, generator=torch.Generator().manual_seed(3)).half()
+    v = torch.randn(2, 2, 5, 8, generator=torch.Generator().manual_seed(4))
+    k_codes, k_scale, v_codes, v_scale = quantize_kv(k, v, bits)
+    for (codes, scale), x in (((k_codes, k_scale), k), ((v_codes, v_scale), v)):
+        want_codes, want_scale = _symmetric_formula(x, bits)
+        assert torch.equal(codes, want_codes) and torch.equal(scale, want_scale)
+    with pytest.raises(ValueError, match="8 or 4"):
+        quantize_kv(k, v, 2)
+
+
+def test_compare_rows_is_relative_to_the_first_row_and_names_a_missing_one():
+    from kvlib.quant import compare_rows
+
+    table = {
+        "int8": {"bytes_per_token": 400.0, "perplexity": 10.0, "ms_per_token": 2.0},
+        "int4": {"bytes_per_token": 100.0, "perplexity": 10.5, "ms_per_token": 1.0, "bits": 4},
+    }
+    got = compare_rows(table, "int8", "int4")
+    assert got == pytest.approx({"memory_saving": 0.75, "latency_overhead": -0.5, "quality_loss": 0.05})
+    with pytest.raises(KeyError, match="int2"):
+        compare_rows(table, "int8", "int2")
