@@ -1,0 +1,11 @@
+# MISTAKE: takes the max over the tokens (dim=-2) instead of over each token's channels
+# EXPECT: not over the tokens
+import torch
+
+
+def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x32 = x.float()
+    absmax = x32.abs().amax(dim=-2, keepdim=True)
+    scale = torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
+    codes = torch.round(x32 / scale).clamp(-127, 127).to(torch.int8)
+    return codes, scale
