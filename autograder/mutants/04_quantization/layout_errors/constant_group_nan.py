@@ -1,0 +1,22 @@
+# MISTAKE: no guard for a constant group: its scale is 0 and (x - lo) / 0 = 0 / 0 gives NaN
+# EXPECT: constant group
+import torch
+
+
+def layout_errors(x, bits, group_size):
+    x = x.float()
+    *lead, T, D = x.shape
+    L = 2**bits - 1
+    G = group_size
+
+    def fq(g, dim):
+        lo = g.amin(dim=dim, keepdim=True)
+        scale = (g.amax(dim=dim, keepdim=True) - lo) / L
+        return torch.round((g - lo) / scale).clamp(0, L) * scale + lo
+
+    tok = fq(x.reshape(*lead, T, D // G, G), -1).reshape(x.shape)
+    ch = fq(x.reshape(*lead, T // G, G, D), -2).reshape(x.shape)
+    return {
+        "per_token": ((x - tok).norm() / x.norm()).item(),
+        "per_channel": ((x - ch).norm() / x.norm()).item(),
+    }

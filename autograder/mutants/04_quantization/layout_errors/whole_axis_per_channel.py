@@ -1,0 +1,23 @@
+# MISTAKE: per channel, one group spans all T tokens of the channel (group_size only used per token)
+# EXPECT: group_size ignored
+import torch
+
+
+def layout_errors(x, bits, group_size):
+    x = x.float()
+    *lead, T, D = x.shape
+    L = 2**bits - 1
+    G = group_size
+
+    def fq(g, dim):
+        lo = g.amin(dim=dim, keepdim=True)
+        scale = (g.amax(dim=dim, keepdim=True) - lo) / L
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return torch.round((g - lo) / scale).clamp(0, L) * scale + lo
+
+    tok = fq(x.reshape(*lead, T, D // G, G), -1).reshape(x.shape)
+    ch = fq(x, -2)  # each channel over its tokens
+    return {
+        "per_token": ((x - tok).norm() / x.norm()).item(),
+        "per_channel": ((x - ch).norm() / x.norm()).item(),
+    }
