@@ -76,7 +76,7 @@ def code_mismatch(codes: Tensor, expected: Tensor, quotient: Tensor) -> Tensor:
 def scale_mismatch(scale: Tensor, expected: Tensor) -> Tensor:
     """Where `scale` is not within SCALE_RTOL of `expected` (NaN counts as a mismatch)."""
     s, e = scale.detach().double(), expected.detach().double()
-    return ~((s - e).abs() <= SCALE_RTOL * e.abs())
+    return ~((s == e) | ((s - e).abs() <= SCALE_RTOL * e.abs()))  # s == e: an inf reproduced is a match
 
 
 def first_match(candidates: dict[str, Tensor | None], wrong: Callable[[Tensor], Tensor]) -> str | None:
