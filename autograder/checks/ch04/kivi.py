@@ -108,12 +108,13 @@ def _nbytes(cache: Any) -> int:
 
 @dataclass(frozen=True)
 class _Rule:
-    threshold: str = "residual+G"  # or "residual": age as soon as the window exceeds residual
+    threshold: str = "residual+G"  # "residual": as soon as the window exceeds residual; "strict": > R + G
     loop: bool = True  # False: at most one group per update
+    whole_chunk: bool = False  # every group due in an update quantized as ONE per-channel key group
     oldest: bool = True  # False: the newest group is quantized
     keys: str = "per_channel"
     values: str = "per_token"
-    value_group: str = "Gv"  # or "D": the whole head_dim even when G divides it
+    value_group: int | None = None  # None: Gv (G if it divides D, else D)
     bits: int | None = None  # None: the configured bits
     scheme: str = "kivi"
     window_first: bool = False  # the window returned before the store
@@ -138,6 +139,17 @@ _WRONG_RULES: tuple[tuple[str, _Rule], ...] = (
         _Rule(threshold="residual"),
     ),
     (
+        "a group ages only once the window holds MORE than residual + group_size tokens (> where >= "
+        "belongs): quantize while the window holds residual + group_size tokens or more",
+        _Rule(threshold="strict"),
+    ),
+    (
+        "the keys aged in one update were quantized as one per-channel group (quantize(..., 'per_channel') "
+        "without group_size, or with the number of aged tokens): each group of group_size tokens gets its "
+        "own scales, quantize(k_old, bits, 'kivi', 'per_channel', group_size)",
+        _Rule(whole_chunk=True),
+    ),
+    (
         "only one group was quantized per update (an `if` where a `while` belongs): a long prompt leaves "
         "too many tokens in the window; keep quantizing while the window holds residual + group_size "
         "tokens or more",
@@ -157,11 +169,6 @@ _WRONG_RULES: tuple[tuple[str, _Rule], ...] = (
         "values must be quantized per token (quantize(v_old, bits, 'kivi', 'per_token', Gv)): you "
         "quantized them per channel",
         _Rule(values="per_channel"),
-    ),
-    (
-        "values are quantized over the whole head_dim although group_size divides D: Gv = group_size when "
-        "it divides D (only otherwise the whole D)",
-        _Rule(value_group="D"),
     ),
     (
         "each new group was put before the older ones: append it to the END of the store, so the store "
@@ -185,27 +192,30 @@ def _simulate(inputs: list[tuple[Tensor, Tensor]], cfg: _Config, rule: _Rule) ->
 
     G, R = cfg.group_size, cfg.residual
     bits = cfg.bits if rule.bits is None else rule.bits
-    gv = cfg.D if rule.value_group == "D" else cfg.value_group
+    gv = cfg.value_group if rule.value_group is None else rule.value_group
     store: list[tuple[Tensor, Tensor]] = []
     wk, wv = inputs[0][0][:, :, :0], inputs[0][1][:, :, :0]
 
-    def due() -> bool:
+    def due() -> int:
+        """Tokens to age now (0: none)."""
         n = wk.shape[-2]
-        return n > R and n >= G if rule.threshold == "residual" else n >= R + G
+        if rule.whole_chunk:
+            return cfg.quantized(n)
+        ready = {"residual": n > R, "strict": n > R + G}.get(rule.threshold, n >= R + G)
+        return G if ready and n >= G else 0
 
     for k, v in inputs:
         wk, wv = torch.cat([wk, k], dim=-2), torch.cat([wv, v], dim=-2)
         for _ in range(wk.shape[-2] if rule.loop else 1):
-            if not due():
+            n_old = due()
+            if not n_old:
                 break
-            part = slice(None, G) if rule.oldest else slice(wk.shape[-2] - G, None)
-            keep = slice(G, None) if rule.oldest else slice(None, wk.shape[-2] - G)
-            qk = quantize(
-                wk[:, :, part], bits, rule.scheme, rule.keys, G if rule.keys == "per_channel" else gv
-            )
-            qv = quantize(
-                wv[:, :, part], bits, rule.scheme, rule.values, G if rule.values == "per_channel" else gv
-            )
+            part = slice(None, n_old) if rule.oldest else slice(wk.shape[-2] - n_old, None)
+            keep = slice(n_old, None) if rule.oldest else slice(None, wk.shape[-2] - n_old)
+            key_group = n_old if rule.keys == "per_channel" else gv
+            value_group = G if rule.values == "per_channel" else gv
+            qk = quantize(wk[:, :, part], bits, rule.scheme, rule.keys, key_group)
+            qv = quantize(wv[:, :, part], bits, rule.scheme, rule.values, value_group)
             group = (qk.dequantize(), qv.dequantize())
             store = [group, *store] if rule.prepend else [*store, group]
             wk, wv = wk[:, :, keep], wv[:, :, keep]
@@ -230,6 +240,16 @@ def _wrong_rules(cfg: _Config) -> list[tuple[str, _Rule]]:
                     _Rule(bits=bits),
                 )
             )
+    # widest first: tiny groups reproduce any values almost exactly (a group of 1 is lossless)
+    for g in (g for g in range(cfg.D, 0, -1) if cfg.D % g == 0 and g != cfg.value_group):
+        what = "over the whole head_dim" if g == cfg.D else f"in groups of {g} channel" + "s" * (g > 1)
+        rules.append(
+            (
+                f"values are quantized per token {what}; Gv = group_size ({cfg.group_size}) when it divides "
+                f"D (here {cfg.D}), otherwise the whole D",
+                _Rule(value_group=g),
+            )
+        )
     return rules
 
 
