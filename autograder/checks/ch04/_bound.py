@@ -194,6 +194,10 @@ def check_symmetric(
     ref_codes, ref_scale = reference
     shape = tuple(x.shape)
     got = tuple(getattr(scale, "shape", ()))
+    expect(
+        not (got == shape and tuple(getattr(codes, "shape", ())) == (*shape[:-1], 1) and shape[-1] != 1),
+        f"{what}: the result looks like (scale, codes): return them in the order (codes, scale)",
+    )
     assert_shape(scale, (*shape[:-1], 1), f"{what}: scale", _scale_shape_hint(got, shape))
     assert_dtype(scale, torch.float32, f"{what}: scale", _FLOAT32_SCALE)
     assert_shape(codes, shape, f"{what}: codes", "one code per element of x: [..., T, D]")

@@ -110,6 +110,16 @@ def _scale_shape_hint(case: _Case, got: tuple[int, ...]) -> str:
 def _check_types(case: _Case, codes: Any, scale: Any, zero_point: Any) -> None:
     shape = tuple(case.x.shape)
     groups = (*shape[:-1], shape[-1] // case.group_size)
+    shapes = [tuple(getattr(t, "shape", ())) for t in (codes, scale, zero_point)]
+    dtypes = [getattr(t, "dtype", None) for t in (codes, scale, zero_point)]
+    expect(
+        not (shapes[0] == groups != shape and shape in shapes[1:]),
+        f"{case.what}: codes come first: return (codes, scale, zero_point) in that order",
+    )
+    expect(
+        not (dtypes[1] == torch.uint8 and dtypes[2] == torch.float32),
+        f"{case.what}: the result looks like (codes, zero_point, scale): return (codes, scale, zero_point)",
+    )
     assert_shape(codes, shape, f"{case.what}: codes", "one code per element, reshaped back to x's shape")
     for name, value in (("scale", scale), ("zero_point", zero_point)):
         got = tuple(getattr(value, "shape", ()))
