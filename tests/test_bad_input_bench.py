@@ -17,12 +17,13 @@ from bad_input import CliCase, assert_cli_error, params, run_cli
 from kvlib.bench import cache_speed, fragmentation, paged_decode
 from kvlib.bench.__main__ import main
 
-pytestmark = [pytest.mark.ch02, pytest.mark.ch06, pytest.mark.ch07]
+pytestmark = [pytest.mark.ch02, pytest.mark.ch04, pytest.mark.ch06, pytest.mark.ch07]
 
 NO_CUDA = not torch.cuda.is_available()
 CS = ["cache-speed", "--model", "random"]
 PD = ["paged-decode"]
 FR = ["fragmentation"]
+QZ = ["quantization"]
 
 CASES = [
     # cache-speed (chapters 01-02)
@@ -102,6 +103,26 @@ CASES = [
     ),
     CliCase("fr-plot-bad-suffix", [*FR, "--plot", "u.txt"], ("--plot", "png", "u.txt")),
     CliCase("fr-plot-no-suffix", [*FR, "--plot", "figure"], ("--plot", "svg", "figure")),
+    # quantization (chapter 04)
+    CliCase("qz-max-windows-0", [*QZ, "--max-windows", "0"], ("--max-windows", "integer >= 1", "got 0")),
+    CliCase("qz-window-word", [*QZ, "--window", "long"], ("--window", "'long'")),
+    CliCase("qz-window-past-context", [*QZ, "--window", "1024"], ("--window", "512", "1024")),
+    CliCase("qz-window-1", [*QZ, "--window", "1", "--prefill", "1"], ("--window", "[2, 512]", "got 1")),
+    CliCase("qz-prefill-0", [*QZ, "--prefill", "0"], ("--prefill", "integer >= 1")),
+    CliCase("qz-prefill-not-below-window", [*QZ, "--window", "256"], ("--prefill", "--window (256)", "448")),
+    CliCase("qz-batch-size-0", [*QZ, "--batch-size", "0"], ("--batch-size", "integer >= 1")),
+    CliCase("qz-new-tokens-0", [*QZ, "--new-tokens", "0"], ("--new-tokens", "integer >= 1")),
+    CliCase(
+        "qz-new-tokens-past-context",
+        [*QZ, "--new-tokens", "200"],
+        ("--new-tokens", "--prompt-len (384)", "512"),
+    ),
+    CliCase("qz-repeats-0", [*QZ, "--repeats", "0"], ("--repeats", "integer >= 1")),
+    CliCase("qz-threads-negative", [*QZ, "--threads", "-2"], ("--threads", "integer >= 0")),
+    CliCase("qz-rows-unknown", [*QZ, "--rows", "fp32,int3"], ("--rows", "int3", "int4-kivi")),
+    CliCase("qz-rows-empty", [*QZ, "--rows", ""], ("--rows", "comma-separated")),
+    CliCase("qz-rows-empty-item", [*QZ, "--rows", "bf16,,fp8"], ("--rows", "'bf16,,fp8'")),
+    CliCase("qz-model-unknown", [*QZ, "--model", "llama"], ("--model", "llama", "shakespeare-gqa")),
     # the entry point itself
     CliCase("unknown-benchmark", ["cache_speed"], ("unknown benchmark", "cache-speed")),
     CliCase("unknown-option", [*CS, "--lenghts", "8"], ("unrecognized arguments", "--lenghts")),
