@@ -19,12 +19,12 @@ Perplexity (:func:`measure_perplexity`) runs :func:`kvlib.data.perplexity` with 
 rest one decode step at a time, so every scored token reads its history back from the cache. The default
 prefill is 448: the scored tokens are the last 64 of each window (65 targets, about 15,000 over the split),
 each attending over at least 448 cached tokens, of which KIVI with R=128 holds at least 320 quantized (and
-without the window, all of them). That is the long-history regime where the residual window matters, and
-it keeps the whole validation split (234 windows, 13 caches) near 20 minutes on two shared CPU cores:
-decoding is the cost (this reference cache dequantizes its whole store at every step), measured at about
-0.8 s per window and cache with a prefill of 384, which would take about 40 minutes. KV bytes per token are
-measured from a cache holding one full window (``cache.nbytes()`` / window) and printed beside the formula
-of :mod:`kvlib.memory` at that length.
+without the window, all of them). That is the long-history regime where the residual window matters.
+Decoding is the cost (this reference cache dequantizes its whole store at every step): measured with one
+thread on a loaded 2-core machine, 64 windows took 491 s for all 13 caches, so the whole validation split
+(234 windows) takes about 28 minutes; a prefill of 384 would decode twice as many steps. KV bytes per
+token are measured from a cache holding one full window (``cache.nbytes()`` / window) and printed beside
+the formula of :mod:`kvlib.memory` at that length.
 
 Decode time (:func:`measure_decode_time`): greedy decoding of ``--new-tokens`` tokens after a prompt of
 ``--prompt-len`` tokens, each cache timed side by side in one run (repeats interleaved across caches, the
@@ -359,7 +359,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=positive_int_arg, default=3, help="decode timing: best of this many"
     )
-    parser.add_argument("--threads", type=nonnegative_int_arg, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=nonnegative_int_arg, default=1,
+        help="torch threads (0: torch's default); 1 by default: a 5M-parameter model gains nothing from "
+        "more, and on a loaded 2-core machine 2 threads ran 5-20x slower than 1",
+    )  # fmt: skip
     parser.add_argument(
         "--rows", type=_rows_arg, default=None,
         help=f"comma-separated rows to run (fp32 always runs); default all: {','.join(config_names())}",
