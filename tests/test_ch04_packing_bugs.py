@@ -1,6 +1,6 @@
 """Chapter 04's packing and find-the-bugs exercises, beyond what tests/test_checks.py runs for every
 exercise: odd answers fail with a message instead of crashing the check, and realistic hand-ins of
-kvlib's code through the names the setup cell imports (pack_codes, unpack_codes, quantize) score 0.
+kvlib's code through kvlib.quant's building blocks (pack_codes, unpack_codes, quantize) score 0.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ def test_odd_quantize_kv_answers_fail_with_a_message(value: str) -> None:
 
 
 HAND_INS = {
-    "pack_int4": "def pack_int4(codes):\n"
+    "pack_int4": "from kvlib.quant import pack_codes\n\n\ndef pack_int4(codes):\n"
     "    if codes.shape[-1] % 2:\n"
     "        raise ValueError('odd')\n"
     "    return pack_codes(codes, 4)\n",
-    "unpack_int4": "def unpack_int4(packed):\n    return unpack_codes(packed, 4, 2 * packed.shape[-1])\n",
-    "quantize_kv": "def quantize_kv(k, v, bits=8):\n"
+    "unpack_int4": "from kvlib.quant import unpack_codes\n\n\ndef unpack_int4(packed):\n"
+    "    return unpack_codes(packed, 4, 2 * packed.shape[-1])\n",
+    "quantize_kv": "from kvlib.quant import quantize, unpack_codes\n\n\ndef quantize_kv(k, v, bits=8):\n"
     "    if bits not in (4, 8):\n"
     "        raise ValueError('bits')\n"
     "    out = []\n"
@@ -64,7 +65,7 @@ HAND_INS = {
 
 
 @pytest.mark.parametrize("grade_id", sorted(HAND_INS))
-def test_realistic_use_of_kvlibs_setup_imports_scores_zero(grade_id: str) -> None:
+def test_realistic_use_of_kvlib_quant_scores_zero(grade_id: str) -> None:
     assert "delegates to kvlib" in _fails_with(grade_id, HAND_INS[grade_id])
 
 
