@@ -119,6 +119,7 @@ class _Rule:
     scheme: str = "kivi"
     window_first: bool = False  # the window returned before the store
     prepend: bool = False  # each new group put before the older ones
+    float32_copy: bool = False  # quantize(x.float(), ...): float32 scales, dequantized then cast back
 
 
 _WRONG_RULES: tuple[tuple[str, _Rule], ...] = (
@@ -214,9 +215,12 @@ def _simulate(inputs: list[tuple[Tensor, Tensor]], cfg: _Config, rule: _Rule) ->
             keep = slice(n_old, None) if rule.oldest else slice(None, wk.shape[-2] - n_old)
             key_group = n_old if rule.keys == "per_channel" else gv
             value_group = G if rule.values == "per_channel" else gv
-            qk = quantize(wk[:, :, part], bits, rule.scheme, rule.keys, key_group)
-            qv = quantize(wv[:, :, part], bits, rule.scheme, rule.values, value_group)
-            group = (qk.dequantize(), qv.dequantize())
+            old_k, old_v = wk[:, :, part], wv[:, :, part]
+            if rule.float32_copy:
+                old_k, old_v = old_k.float(), old_v.float()
+            qk = quantize(old_k, bits, rule.scheme, rule.keys, key_group)
+            qv = quantize(old_v, bits, rule.scheme, rule.values, value_group)
+            group = (qk.dequantize().to(wk.dtype), qv.dequantize().to(wv.dtype))
             store = [group, *store] if rule.prepend else [*store, group]
             wk, wv = wk[:, :, keep], wv[:, :, keep]
     ks, vs = [g[0] for g in store], [g[1] for g in store]
@@ -225,8 +229,16 @@ def _simulate(inputs: list[tuple[Tensor, Tensor]], cfg: _Config, rule: _Rule) ->
     return torch.cat([*ks, wk], dim=-2), torch.cat([*vs, wv], dim=-2)
 
 
+_FLOAT32_COPY = (
+    "you quantized a float32 copy: pass the tokens in their own dtype; quantize computes in float32 inside "
+    "and stores its scales in the input's dtype"
+)
+
+
 def _wrong_rules(cfg: _Config) -> list[tuple[str, _Rule]]:
     rules = list(_WRONG_RULES)
+    if cfg.dtype != torch.float32:  # in float32 the copy is the tokens themselves: not a mistake
+        rules.append((_FLOAT32_COPY, _Rule(float32_copy=True)))
     for bits in (2, 4, 8):
         if bits != cfg.bits:
             rules.append(
