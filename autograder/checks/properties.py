@@ -7,7 +7,8 @@ that recur in every chapter into one call each:
 - the dtype is kept: :func:`assert_dtype`;
 - results do not alias state that a later call changes: :func:`snapshot` then :func:`assert_unchanged`;
 - state lives in the object: :func:`interleaved` drives two instances turn by turn;
-- the sizes a learner never saw: :data:`PAST_VISIBLE_LENGTHS`, :func:`large_scores`.
+- the sizes a learner never saw: :data:`PAST_VISIBLE_LENGTHS`, :func:`large_scores`;
+- a zero guard applied before the division, not after: :func:`assert_no_nan_cast` (quantizers).
 
 Each failure message names the mistake, as every check message must.
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .common import CheckFailed, call, expect
 
@@ -150,3 +152,81 @@ def with_fill_hint(exc: CheckFailed) -> CheckFailed:
         "value 65504): fill masked scores with float('-inf') (or torch.finfo(scores.dtype).min), which "
         "every dtype holds"
     )
+
+
+# --- a NaN cast to an integer dtype -----------------------------------------------------------------
+
+_T = torch.Tensor
+_CASTS = frozenset({_T.to, _T.type, _T.char, _T.byte, _T.int, _T.long, _T.short, _T.copy_, _T.__setitem__})
+
+
+def _cast_source(func: Callable[..., Any]) -> int:
+    """Where the converted tensor sits: dst.copy_(src), dst[index] = src, else src.to(...)."""
+    return {_T.copy_: 1, _T.__setitem__: 2}.get(func, 0)
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+class _NanCasts(TorchFunctionMode):
+    """Counts conversions of a floating tensor holding NaN to an integer dtype; with `replace`, redoes
+    each with the NaNs replaced by that value (as a machine whose NaN cast gives another integer would)."""
+
+    def __init__(self, replace: float | None = None) -> None:
+        super().__init__()
+        self.replace, self.seen = replace, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func not in _CASTS:
+            return out
+        i = _cast_source(func)
+        src = args[i] if len(args) > i else None
+        dst = args[0] if i else out
+        if not (isinstance(src, _T) and isinstance(dst, _T) and src.is_floating_point()):
+            return out
+        if not (_is_integer(dst.dtype) and bool(torch.isnan(src).any())):
+            return out
+        self.seen += 1
+        if self.replace is None:
+            return out
+        filled = torch.where(torch.isnan(src), torch.full_like(src, self.replace), src)
+        return func(*args[:i], filled, *args[i + 1 :], **kwargs)
+
+
+def _same_results(a: Any, b: Any) -> bool:
+    ta, tb = dict(_tensors_with_paths(a, "result")), dict(_tensors_with_paths(b, "result"))
+    return ta.keys() == tb.keys() and all(same_values(ta[p], tb[p]) for p in ta)
+
+
+def assert_no_nan_cast(run: Callable[[], Any], what: str, unit: str = "token") -> None:
+    """Fail if the result of `run()` depends on a NaN converted to an integer dtype.
+
+    A quantizer that guards a zero scale only AFTER dividing computes 0 / 0 = NaN for a `unit` of
+    zeros and casts it: x86 happens to turn NaN into code 0, so the result looks right, but the cast
+    is undefined (other machines give another integer). `run` (the learner's call, inputs already
+    checked unchanged) runs once watching Tensor.to / type / char / byte / int / long / short /
+    copy_ / item assignment; if a NaN was cast, it runs again with those NaNs cast as 1 and fails
+    when the result differs. Correct code passes: torch.where(mask, x / scale, 0) casts no NaN, and
+    code that overwrites the codes it got from a NaN does not depend on them. The mode is popped
+    even when the learner's code raises.
+    """
+    watch = _NanCasts()
+    with watch:
+        first = clone_tree(run())  # a copy: a reused output buffer would be rewritten by the second run
+    if not watch.seen:
+        return
+    try:
+        with _NanCasts(replace=1.0):
+            depends = not _same_results(first, run())
+    except Exception:  # noqa: BLE001 - raising once the NaN casts to 1: the result depends on it
+        depends = True
+    if depends:
+        raise CheckFailed(
+            f"{what}: a NaN (0 / 0 for a {unit} of zeros) was cast to an integer dtype: guard the zero "
+            "scale before dividing (scale = torch.where(scale > 0, scale, 1.0), then x / scale); a NaN "
+            "cast happens to give 0 on x86 but is undefined, and a guard applied after the division leaves "
+            "the codes computed from 0 / 0"
+        )
