@@ -11,7 +11,7 @@ from torch import Tensor
 from ..common import CheckFailed, assert_shape, expect
 from ..delegation import graded
 from ..fixtures import generator, randn
-from ..properties import assert_dtype, assert_unchanged, call_pure, snapshot
+from ..properties import assert_dtype, assert_no_nan_cast, assert_unchanged, call_pure, snapshot
 from ._bound import assert_within_half_step, code_mismatch, first_match, index_of, scale_mismatch
 
 REFERENCES = (
@@ -85,6 +85,8 @@ def _check_case(fn: Callable[..., Any], case: _Case, hint: str = "") -> tuple[Te
     _check_scale(case, scale, ref_scale)
     _check_zero_point(case, zero_point, ref_scale, ref_zero_point)
     _check_codes(case, codes, ref_scale, zero_point, scale, hint)
+    if bool((case.grouped(case.x) == 0).all(dim=-1).any()):  # a late guard casts 0 / 0, which x86 makes 0
+        assert_no_nan_cast(lambda: case.call(fn), case.what, "group")
     return codes, scale, zero_point
 
 
