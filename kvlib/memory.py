@@ -34,8 +34,13 @@ from typing import Any
 
 import torch
 
-from kvlib.cache.quantized import check_key_granularity, check_storage_dtype
-from kvlib.quant import check_bits, check_scheme, value_group_size
+from kvlib.quant import (
+    check_bits,
+    check_key_granularity,
+    check_scheme,
+    check_storage_dtype,
+    value_group_size,
+)
 from kvlib.validate import describe, require_device, require_int
 
 GiB = 1024**3

@@ -73,9 +73,12 @@ __all__ = [
     "FP8_MAX",
     "GRANULARITIES",
     "SCHEMES",
+    "STORAGE_DTYPES",
     "QuantizedTensor",
     "check_bits",
+    "check_key_granularity",
     "check_scheme",
+    "check_storage_dtype",
     "compare_rows",
     "dequantize",
     "layout_errors",
@@ -96,6 +99,7 @@ SCHEMES = ("symmetric", "asymmetric", "kivi")
 GRANULARITIES = ("per_token", "per_channel")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what can be quantized
 FP8_MAX = 448.0  # largest finite torch.float8_e4m3fn
+STORAGE_DTYPES = (torch.bfloat16, torch.float16, torch.float8_e4m3fn)  # what FloatKVCache stores in
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on tensors is elementwise, not a bool
@@ -376,6 +380,22 @@ def check_bits(bits: Any) -> int:
 def check_scheme(scheme: Any) -> str:
     """``scheme`` as one of :data:`SCHEMES` (TypeError for a non-string, ValueError otherwise)."""
     return _check_choice("scheme", scheme, SCHEMES)
+
+
+def check_key_granularity(key_granularity: Any) -> str:
+    """How a quantized cache groups its keys: one of :data:`GRANULARITIES` ("per_channel" is KIVI's)."""
+    return _check_choice("key_granularity", key_granularity, GRANULARITIES)
+
+
+def check_storage_dtype(storage_dtype: Any) -> torch.dtype:
+    """``storage_dtype`` as one of :data:`STORAGE_DTYPES` (TypeError for a non-dtype, ValueError
+    otherwise)."""
+    expected = "torch.bfloat16, torch.float16 or torch.float8_e4m3fn"
+    if not isinstance(storage_dtype, torch.dtype):
+        raise TypeError(f"storage_dtype must be a torch.dtype ({expected}), got {describe(storage_dtype)}")
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be {expected}, got {storage_dtype}")
+    return storage_dtype
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -67,27 +67,33 @@ from kvlib.quant import (
     FP8_MAX,
     QuantizedTensor,
     check_bits,
+    check_key_granularity,
     check_scheme,
+    check_storage_dtype,
     quantize,
     quantize_fp8,
     value_group_size,
 )
-from kvlib.validate import describe, require_int, require_tensor
+from kvlib.validate import require_int, require_tensor
 
-__all__ = [
-    "KEY_GRANULARITIES",
-    "STORAGE_DTYPES",
-    "FloatKVCache",
-    "QuantizedKVCache",
-    "check_key_granularity",
-    "check_storage_dtype",
-]
-
-KEY_GRANULARITIES = ("per_channel", "per_token")  # KIVI's keys, or keys quantized like values
-STORAGE_DTYPES = (torch.bfloat16, torch.float16, torch.float8_e4m3fn)  # what FloatKVCache stores in
+__all__ = ["FloatKVCache", "QuantizedKVCache"]
 
 _KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
 _KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
+
+
+def _check_update(layer: int, num_layers: int, k: torch.Tensor, v: torch.Tensor, purpose: str) -> int:
+    """The checks both caches run on an update's arguments before anything changes; returns the layer."""
+    layer = check_layer(layer, num_layers)
+    require_tensor("k", k, 4, _KV_LAYOUT)
+    require_tensor("v", v, 4, _KV_LAYOUT)
+    check_same_kind(("k", "v"), k, v)
+    if k.dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"layer {layer}: k and v must be float32, float16, bfloat16 or float64 to be {purpose}, "
+            f"got {k.dtype}"
+        )
+    return layer
 
 
 class _Layer:
@@ -147,15 +153,7 @@ class QuantizedKVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k``, ``v`` [B, num_kv_heads, T_new, head_dim] after ``layer``'s tokens; return all of them
         [B, num_kv_heads, T, head_dim], in position order and the input's dtype."""
-        layer = check_layer(layer, self.num_layers)
-        require_tensor("k", k, 4, _KV_LAYOUT)
-        require_tensor("v", v, 4, _KV_LAYOUT)
-        check_same_kind(("k", "v"), k, v)
-        if k.dtype not in FLOAT_DTYPES:
-            raise ValueError(
-                f"layer {layer}: k and v must be float32, float16, bfloat16 or float64 to be quantized, "
-                f"got {k.dtype}"
-            )
+        layer = _check_update(layer, self.num_layers, k, v, "quantized")
         state = self._layers[layer]
         if state is not None:
             check_appendable(f"layer {layer} k", state.residual_k, k, 2, _KV_DIMS)
@@ -297,28 +295,6 @@ def _check_finite(layer: int, what: str, x: torch.Tensor, start: int, why: str) 
         )
 
 
-def check_key_granularity(key_granularity: Any) -> str:
-    """``key_granularity`` as one of :data:`KEY_GRANULARITIES` (TypeError for a non-string, ValueError
-    otherwise)."""
-    expected = ", ".join(repr(g) for g in KEY_GRANULARITIES)
-    if not isinstance(key_granularity, str):
-        raise TypeError(f"key_granularity must be one of {expected}, got {describe(key_granularity)}")
-    if key_granularity not in KEY_GRANULARITIES:
-        raise ValueError(f"key_granularity must be one of {expected}, got {key_granularity!r}")
-    return key_granularity
-
-
-def check_storage_dtype(storage_dtype: Any) -> torch.dtype:
-    """``storage_dtype`` as one of :data:`STORAGE_DTYPES` (TypeError for a non-dtype, ValueError
-    otherwise)."""
-    expected = "torch.bfloat16, torch.float16 or torch.float8_e4m3fn"
-    if not isinstance(storage_dtype, torch.dtype):
-        raise TypeError(f"storage_dtype must be a torch.dtype ({expected}), got {describe(storage_dtype)}")
-    if storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(f"storage_dtype must be {expected}, got {storage_dtype}")
-    return storage_dtype
-
-
 # --- float storage ---------------------------------------------------------------------------------------
 
 
@@ -336,8 +312,8 @@ class _FloatLayer:
 class FloatKVCache:
     """Keys and values stored in ``storage_dtype`` (bf16, fp16 or fp8 e4m3), returned in the input dtype.
 
-    ``storage_dtype``: one of :data:`STORAGE_DTYPES`. bf16 and fp16 are a plain cast (round to nearest
-    even); fp8 keeps one float32 scale per layer for the keys and one for the values, fixed by the
+    ``storage_dtype``: one of :data:`kvlib.quant.STORAGE_DTYPES`. bf16 and fp16 are a plain cast (round
+    to nearest even); fp8 keeps one float32 scale per layer for the keys and one for the values, fixed by the
     layer's first update that holds any element (``max|x| / 448``, :func:`kvlib.quant.quantize_fp8`);
     later values are divided by that scale and **saturate** at ``+-448``, i.e. at ``+-448 * scale``
     (see the module docstring). ``nbytes()`` is measured from the tensors and equals
@@ -362,15 +338,7 @@ class FloatKVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k``, ``v`` [B, num_kv_heads, T_new, head_dim] after ``layer``'s tokens; return all of them
         [B, num_kv_heads, T, head_dim], in position order and the input's dtype."""
-        layer = check_layer(layer, self.num_layers)
-        require_tensor("k", k, 4, _KV_LAYOUT)
-        require_tensor("v", v, 4, _KV_LAYOUT)
-        check_same_kind(("k", "v"), k, v)
-        if k.dtype not in FLOAT_DTYPES:
-            raise ValueError(
-                f"layer {layer}: k and v must be float32, float16, bfloat16 or float64 to be stored in "
-                f"{self.storage_dtype}, got {k.dtype}"
-            )
+        layer = _check_update(layer, self.num_layers, k, v, f"stored in {self.storage_dtype}")
         state = self._layers[layer]
         if state is not None:
             check_appendable(f"layer {layer} k", state.empty, k, 2, _KV_DIMS)
