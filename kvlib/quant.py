@@ -192,24 +192,22 @@ def dequantize(q: QuantizedTensor) -> Tensor:
     return q.dequantize()
 
 
-def quantize_fp8(x: Tensor, *, where: str = "") -> QuantizedTensor:
+def quantize_fp8(x: Tensor, *, scale: Tensor | float | None = None, where: str = "") -> QuantizedTensor:
     """``torch.float8_e4m3fn`` with one float32 scale for the whole tensor: ``s = max|x| / 448``.
 
     e4m3 has 3 mantissa bits: a value in the normal range keeps a relative error <= 2^-4; below
     ``2^-6 * s`` the format is subnormal and the error is absolute, <= ``2^-10 * s``.
+
+    ``scale`` fixes ``s`` instead (a positive finite number or one-element tensor), as vLLM's static
+    ``k_scale``/``v_scale`` do: values beyond ``+-448 * s`` saturate at it (e4m3fn has no infinity, and a
+    cast past its range would give NaN).
     """
     _check_float(x, where)
     _check_finite(x, where)
     x = x.detach()  # a cache stores values, never autograd history
     compute = _compute_dtype(x.dtype)
-    absmax = x.abs().amax().to(compute) if x.numel() else x.new_zeros((), dtype=compute)
-    scale = (absmax / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny).float()  # [] float32
-    if not torch.isfinite(scale):  # only a float64 input can get here
-        raise ValueError(
-            f"{_prefix(where)}x reaches {absmax.item():.3g}: its fp8 scale max|x| / {FP8_MAX:g} does not fit "
-            "the float32 it is stored in"
-        )
-    codes = (x.to(compute) / scale).to(torch.float8_e4m3fn)  # like x, one byte per element
+    scale = _fp8_scale(x, compute, where) if scale is None else _checked_fp8_scale(scale)
+    codes = (x.to(compute) / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)  # like x, 1 byte each
     return QuantizedTensor(
         codes=codes,
         scales=scale,
@@ -222,6 +220,35 @@ def quantize_fp8(x: Tensor, *, where: str = "") -> QuantizedTensor:
         shape=tuple(x.shape),
         dtype=x.dtype,
     )
+
+
+def _fp8_scale(x: Tensor, compute: torch.dtype, where: str) -> Tensor:
+    """``max|x| / 448`` as a float32 scalar, floored at float32's smallest normal number."""
+    absmax = x.abs().amax().to(compute) if x.numel() else x.new_zeros((), dtype=compute)
+    scale = (absmax / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny).float()  # [] float32
+    if not torch.isfinite(scale):  # only a float64 input can get here
+        raise ValueError(
+            f"{_prefix(where)}x reaches {absmax.item():.3g}: its fp8 scale max|x| / {FP8_MAX:g} does not fit "
+            "the float32 it is stored in"
+        )
+    return scale
+
+
+def _checked_fp8_scale(scale: Any) -> Tensor:
+    """A fixed fp8 scale as a float32 scalar tensor (ValueError unless positive and finite)."""
+    if isinstance(scale, Tensor):
+        if scale.numel() != 1 or not scale.is_floating_point():
+            raise ValueError(
+                f"scale must be one floating-point number, got {scale.dtype} {list(scale.shape)}"
+            )
+        value = scale.detach().float().reshape(())
+    elif isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        value = torch.tensor(float(scale))
+    else:
+        raise TypeError(f"scale must be a positive number or a one-element tensor, got {describe(scale)}")
+    if not (torch.isfinite(value) and value > 0):
+        raise ValueError(f"scale must be positive and finite, got {value.item()}")
+    return value
 
 
 # --- packing --------------------------------------------------------------------------------------

@@ -316,11 +316,33 @@ def test_fp8_is_per_tensor_with_a_relative_error(dtype):
     assert torch.equal(quantize_fp8(torch.zeros(3, 2)).dequantize(), torch.zeros(3, 2))
 
 
+def test_fp8_with_a_fixed_scale_saturates_and_matches_its_own_scale():
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(6)) * 4
+    own = quantize_fp8(x)
+    fixed = quantize_fp8(x, scale=own.scales)  # vLLM-style static scale, here the one max|x| gives
+    assert torch.equal(fixed.codes.float(), own.codes.float()) and torch.equal(fixed.scales, own.scales)
+    half = quantize_fp8(x, scale=own.scales.item() / 2)  # half the range: the largest values saturate
+    x_hat = half.dequantize()
+    assert x_hat.abs().max().item() == pytest.approx(448 * own.scales.item() / 2)
+    assert not torch.isnan(x_hat).any(), "a cast past e4m3fn's range would give NaN"
+    inside = x.abs() < 200 * own.scales.item()
+    assert torch.allclose(x_hat[inside], x[inside], rtol=2**-4, atol=0)
+
+
 # --- bad arguments ----------------------------------------------------------------------------------------
 
 X = torch.randn(2, 8, 4)
 
 BAD = [
+    Case("fp8 scale zero", lambda: quantize_fp8(X, scale=0.0), ValueError, ("scale", "positive", "0.0")),
+    Case("fp8 scale nan", lambda: quantize_fp8(X, scale=float("nan")), ValueError, ("scale", "finite")),
+    Case("fp8 scale str", lambda: quantize_fp8(X, scale="1"), TypeError, ("scale", "one-element tensor")),
+    Case(
+        "fp8 scale vector",
+        lambda: quantize_fp8(X, scale=torch.ones(2)),
+        ValueError,
+        ("scale", "one floating-point number", "[2]"),
+    ),
     Case("bits 3", lambda: quantize(X, bits=3), ValueError, ("bits", "2, 4 or 8", "3")),
     Case("bits float", lambda: quantize(X, bits=4.0), TypeError, ("bits", "4.0")),
     Case(

@@ -64,7 +64,6 @@ import torch
 from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
 from kvlib.quant import (
     FLOAT_DTYPES,
-    FP8_MAX,
     QuantizedTensor,
     check_bits,
     check_key_granularity,
@@ -416,10 +415,9 @@ class FloatKVCache:
         first = None if state is None else (state.quant_k if what == "keys" else state.quant_v)
         if first is None:  # the layer's scale: set once, from the first update with elements
             return quantize_fp8(x, where=f"layer {layer} {what}") if x.numel() else None
-        scale = first.scales  # [] float32
-        compute = torch.promote_types(x.dtype, torch.float32)
-        codes = (x.to(compute) / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)  # saturate
-        return replace(first, codes=codes, shape=tuple(x.shape), group_size=x.numel())
+        return quantize_fp8(
+            x, scale=first.scales, where=f"layer {layer} {what}"
+        )  # the layer's scale, saturating
 
     def _gather(self, state: _FloatLayer) -> tuple[torch.Tensor, torch.Tensor]:
         """(k_all, v_all) [B, KV, T, D] in the input dtype."""
