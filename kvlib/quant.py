@@ -434,11 +434,11 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _check_float(x: Any, where: str) -> None:
-    require_tensor("x", x, layout="of floating-point values")
+def _check_float(x: Any, where: str, name: str = "x") -> None:
+    require_tensor(name, x, layout="of floating-point values")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
-            f"{_prefix(where)}x must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}"
+            f"{_prefix(where)}{name} must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}"
         )
 
 
@@ -577,9 +577,7 @@ def compare_rows(table: dict[str, dict[str, float]], a: str, b: str) -> dict[str
 
 
 def _float32(x: Any, name: str) -> Tensor:
-    require_tensor(name, x, layout="of floating-point values")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a float32, float16, bfloat16 or float64 tensor, got {x.dtype}")
+    _check_float(x, "", name)
     return x.detach().float()
 
 
