@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from kvlib.bench.__main__ import main
 from kvlib.bench.quantization import (
@@ -16,17 +15,9 @@ from kvlib.bench.quantization import (
 )
 from kvlib.model import load_model
 
-pytestmark = pytest.mark.ch04
+pytestmark = [pytest.mark.ch04, pytest.mark.usefixtures("one_torch_thread")]
 
 TINY = ["--max-windows", "1", "--window", "48", "--prefill", "40", "--prompt-len", "8", "--new-tokens", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,12 @@ from kvlib.memory import cache_nbytes, float_kv_cache_bytes, quantized_kv_cache_
 from kvlib.model import checkpoint_path, load_model
 from kvlib.quant import FP8_MAX, quantize, quantize_fp8, value_group_size
 
-pytestmark = pytest.mark.ch04
+pytestmark = [pytest.mark.ch04, pytest.mark.usefixtures("one_torch_thread")]
 
 PROMPT_LEN, NEW_TOKENS = 40, 32
 # Measured on shakespeare-gqa, this prompt, bits=8, G=8, R=8, S=0: max |logit - naive| = 0.0073 over
 # 32 greedy steps (logits reach 15). The tolerance leaves ~7x headroom for other BLAS builds.
 BITS8_LOGIT_TOL = 0.05
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: a 5M-parameter model gains nothing from more (see tests/test_hf.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

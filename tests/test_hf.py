@@ -16,20 +16,10 @@ from kvlib.hf import as_hf_cache
 from kvlib.model import MODEL_NAMES, checkpoint_path
 from kvlib.paged.cache import PagedKVCache
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_torch_thread")]
 
 PROMPT_LEN, NEW_TOKENS = 48, 256  # 304 positions: within the checkpoints' 512
 WINDOW = 64  # the evicting test cache keeps this many tokens: eviction starts 16 tokens in
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: a 5M-parameter model gains nothing from two, and on a shared 2-core machine
-    two threads wait on each other (2.6 s against 19.6 s for one 256-token generate, measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _load(name: str):
