@@ -20,8 +20,11 @@ if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
 
 from kvlib.kernels.paged_attention import (  # noqa: E402  (must follow the environment choice)
     choose_num_splits,
+    contiguous_decode_attention,
     interpreter_active,
+    merge_splits,
     paged_attention_decode,
+    paged_attention_partials,
 )
 from kvlib.kernels.reference import (  # noqa: E402
     build_paged_cache,
@@ -32,6 +35,7 @@ from kvlib.kernels.reference import (  # noqa: E402
     validate_paged_inputs,
     write_kv,
 )
+from kvlib.kernels.softmax import softmax_rows  # noqa: E402
 
 MODE = "interpreter" if interpreter_active() else "cuda"
 
@@ -39,12 +43,16 @@ __all__ = [
     "MODE",
     "build_paged_cache",
     "choose_num_splits",
+    "contiguous_decode_attention",
     "contiguous_as_paged",
     "copy_blocks",
     "gather_kv",
     "interpreter_active",
+    "merge_splits",
     "paged_attention_decode",
+    "paged_attention_partials",
     "paged_attention_reference",
+    "softmax_rows",
     "validate_paged_inputs",
     "write_kv",
 ]
