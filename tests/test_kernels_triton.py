@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import os
 import re
 import subprocess
@@ -25,8 +26,13 @@ from kvlib.kernels import (
     MODE,
     build_paged_cache,
     contiguous_as_paged,
+    contiguous_decode_attention,
+    gather_kv,
+    merge_splits,
     paged_attention_decode,
+    paged_attention_partials,
     paged_attention_reference,
+    softmax_rows,
 )
 
 pytestmark = pytest.mark.ch07
@@ -212,3 +218,78 @@ def test_interpreter_chosen_automatically_and_explicit_choice_respected(preset):
     else:
         first, second = res.stdout.splitlines()[:2]
         assert first == "0 cuda" and second.startswith("refused:") and "TRITON_INTERPRET" in second
+
+
+# --- split-K's two passes, the row softmax and the contiguous wrapper (chapter 07's references) ---
+
+
+def _split_lse_base2(q, kc, vc, table, lens, num_splits, block_n):
+    """Each split's base-2 log-sum-exp and normalised output, computed in torch from the gathered K/V."""
+    batch, num_heads, head_dim = q.shape
+    group = num_heads // kc.shape[2]
+    chunk = math.ceil(math.ceil(int(lens.max()) / num_splits) / block_n) * block_n
+    lse = torch.full((batch, num_heads, num_splits), float("-inf"))
+    part = torch.zeros(batch, num_heads, num_splits, head_dim)
+    for b, n in enumerate(lens.tolist()):
+        k, v = gather_kv(kc.float().cpu(), vc.float().cpu(), table.cpu(), n, b)  # (n, Hkv, D)
+        for h in range(num_heads):
+            s = k[:, h // group] @ q[b, h].float().cpu() / math.sqrt(head_dim)  # (n,)
+            for split in range(num_splits):
+                lo, hi = split * chunk, min(n, (split + 1) * chunk)
+                if lo < hi:
+                    lse[b, h, split] = torch.logsumexp(s[lo:hi], 0) / math.log(2)
+                    part[b, h, split] = torch.softmax(s[lo:hi], 0) @ v[lo:hi, h // group]
+    return part, lse
+
+
+@pytest.mark.parametrize("num_splits", [1, 3, 5])
+def test_partials_are_each_splits_normalised_output_and_base2_lse(num_splits):
+    q, kc, vc, table, lens = _case((40, 3, 17), 4, 2, 16, 8, torch.float32, seed=5)
+    part, lse = paged_attention_partials(q, kc, vc, table, lens, num_splits, block_n=16)
+    want_part, want_lse = _split_lse_base2(q, kc, vc, table, lens, num_splits, 16)
+    assert part.dtype == lse.dtype == torch.float32
+    assert part.shape == (3, 4, num_splits, 16) and lse.shape == (3, 4, num_splits)
+    empty = torch.isinf(want_lse)
+    if num_splits > 1:
+        assert empty.any(), "the case should leave some splits of the short sequences empty"
+    assert torch.equal(torch.isinf(lse.cpu()), empty) and (lse.cpu()[empty] < 0).all()
+    assert torch.equal(part.cpu()[empty], torch.zeros_like(part.cpu()[empty]))
+    torch.testing.assert_close(lse.cpu()[~empty], want_lse[~empty], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(part.cpu(), want_part, atol=2e-5, rtol=1e-5)
+    merged = merge_splits(part, lse)
+    _assert_matches(merged, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
+
+
+def test_merge_splits_weighs_by_lse_without_overflow_and_ignores_empty_splits():
+    part = torch.randn(2, 3, 4, 24, device=DEVICE)
+    lse = 1e4 + torch.randn(2, 3, 4, device=DEVICE)  # 2**1e4 overflows without the max subtraction
+    lse[0, 0, 1:] = float("-inf")  # only split 0 holds tokens for (0, 0)
+    out = merge_splits(part, lse, dtype=torch.float16)
+    w = torch.softmax(lse * math.log(2), dim=-1)  # 2^lse normalised
+    want = (w[..., None] * part).sum(2)
+    assert out.dtype == torch.float16 and out.shape == (2, 3, 24)
+    torch.testing.assert_close(out.float(), want, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(out[0, 0].float(), part[0, 0, 0], atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_softmax_rows_matches_torch_on_slices_large_scores_and_odd_widths(dtype):
+    wide = 1e4 * torch.randn(5, 130, device=DEVICE)
+    x = wide[:, :100].to(dtype)  # a slice: row stride 130, not 100; scores that overflow a naive exp
+    before = x.clone()
+    out = softmax_rows(x)
+    assert out.dtype == dtype and out.shape == (5, 100)
+    torch.testing.assert_close(out.float(), torch.softmax(x.float(), -1), atol=TOL[dtype], rtol=0)
+    assert torch.equal(x, before)
+
+
+def test_contiguous_decode_attention_is_the_paged_kernel_over_one_block_per_sequence():
+    g = torch.Generator().manual_seed(6)
+    k, v = torch.randn(2, 2, 30, 2, 16, generator=g)
+    k[0, 7:] = v[0, 7:] = float("nan")  # past sequence 0's length: must not be read
+    q = torch.randn(2, 6, 16, generator=g)
+    lens = torch.tensor([7, 30], dtype=torch.int32)
+    q, k, v, lens = (t.to(DEVICE) for t in (q, k, v, lens))
+    out = contiguous_decode_attention(q, k, v, lens, block_n=16)
+    kc, vc, table = contiguous_as_paged(k, v, lens)
+    _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)

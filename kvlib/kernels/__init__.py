@@ -36,6 +36,7 @@ from kvlib.kernels.reference import (  # noqa: E402
     write_kv,
 )
 from kvlib.kernels.softmax import softmax_rows  # noqa: E402
+from kvlib.kernels.trace import trace_loads  # noqa: E402
 
 MODE = "interpreter" if interpreter_active() else "cuda"
 
@@ -53,6 +54,7 @@ __all__ = [
     "paged_attention_partials",
     "paged_attention_reference",
     "softmax_rows",
+    "trace_loads",
     "validate_paged_inputs",
     "write_kv",
 ]
