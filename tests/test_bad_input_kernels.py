@@ -18,8 +18,11 @@ from kvlib.kernels import (
     contiguous_as_paged,
     copy_blocks,
     gather_kv,
+    merge_splits,
     paged_attention_decode,
+    paged_attention_partials,
     paged_attention_reference,
+    softmax_rows,
     write_kv,
 )
 from kvlib.kernels.smoke import triton_smoke_test
@@ -42,6 +45,7 @@ def _inputs(dtype=torch.float32):
 
 
 Q, KC, VC, TABLE, LENS_T = _inputs()
+PART, LSE = torch.zeros(2, 4, 3, 16, device=DEVICE), torch.zeros(2, 4, 3, device=DEVICE)
 
 
 def with_table(row: int, col: int, value: int) -> torch.Tensor:
@@ -411,6 +415,53 @@ CASES = [
     Case("smoke-n-float", lambda: triton_smoke_test(2.5), TypeError, ("n must be", "2.5 (float)")),
     Case("smoke-alpha-nan", lambda: triton_smoke_test(10, float("nan")), ValueError, ("alpha", "finite")),
     Case("smoke-alpha-str", lambda: triton_smoke_test(10, "3"), TypeError, ("alpha", "'3' (str)")),
+    # split-K's passes and the row softmax (chapter 07's references)
+    Case(
+        "partials-splits-auto",
+        lambda: paged_attention_partials(Q, KC, VC, TABLE, LENS_T, "auto"),
+        ValueError,
+        ("num_splits", "positive int", "'auto'"),
+    ),
+    Case(
+        "partials-splits-0",
+        lambda: paged_attention_partials(Q, KC, VC, TABLE, LENS_T, 0),
+        ValueError,
+        ("num_splits", ">= 1"),
+    ),
+    Case(
+        "merge-3d",
+        lambda: merge_splits(PART[0], LSE),
+        ValueError,
+        ("partials", "(batch, num_heads, num_splits, head_dim)"),
+    ),
+    Case(
+        "merge-lse-shape",
+        lambda: merge_splits(PART, LSE[..., :1]),
+        ValueError,
+        ("lse must be", "(2, 4, 3)", "(2, 4, 1)"),
+    ),
+    Case(
+        "merge-fp16",
+        lambda: merge_splits(PART.half(), LSE),
+        ValueError,
+        ("partials must be float32", "float16"),
+    ),
+    Case(
+        "merge-list",
+        lambda: merge_splits(PART.tolist(), LSE),
+        TypeError,
+        ("partials must be a torch.Tensor", "list"),
+    ),
+    Case(
+        "merge-dtype-int",
+        lambda: merge_splits(PART, LSE, dtype=torch.int32),
+        ValueError,
+        ("dtype", "floating"),
+    ),
+    Case("softmax-1d", lambda: softmax_rows(Q[0, 0]), ValueError, ("x must be", "(rows, cols)", "2 dims", "[16]")),
+    Case("softmax-int", lambda: softmax_rows(TABLE), ValueError, ("x must be float32", "int32")),
+    Case("softmax-no-cols", lambda: softmax_rows(Q[0, :, :0]), ValueError, ("at least one", "(4, 0)")),
+    Case("softmax-transposed", lambda: softmax_rows(Q[0].t()), ValueError, ("contiguous", "stride 1")),
 ]
 
 
