@@ -64,3 +64,29 @@ def test_paged_decode_cpu_path_runs_the_interpreter_sweep():
     assert res.returncode == 0, res.stdout + res.stderr
     assert "No CUDA device" in res.stdout and "interpreter" in res.stdout
     assert "5/5 cases agree with the reference" in res.stdout
+
+
+def _cpu_bench(*flags: str) -> subprocess.CompletedProcess:
+    from kvlib.kernels import MODE
+
+    if MODE == "cuda":
+        pytest.skip("CUDA present: the shape options time the GPU there")
+    cmd = [sys.executable, "-m", "kvlib.bench", "paged-decode", *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_paged_decode_cpu_path_honours_the_shape_options():
+    res = _cpu_bench("--batch", "3", "--seq-len", "70", "--num-heads", "6", "--num-kv-heads", "2",
+                     "--head-dim", "24", "--block-size", "8", "--dtype", "fp16", "--splits", "2")  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "at the shape you gave" in res.stdout and "tol = 2e-05 for float32" in res.stdout
+    row = next(line for line in res.stdout.splitlines() if line.startswith("(70, 70, 70)"))
+    assert row.split()[3:8] == ["6/2", "24", "8", "float16", "2"] and row.endswith("ok"), row
+    assert "1/1 cases agree" in res.stdout
+
+
+def test_paged_decode_cpu_path_refuses_a_shape_too_large_for_the_interpreter():
+    res = _cpu_bench("--dtype", "fp16")  # the GPU default shape: 65,536 interpreter tiles
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "CPU interpreter" in res.stderr and "65,536 tiles" in res.stderr and "about 5 min" in res.stderr
+    assert "Traceback" not in res.stderr
