@@ -406,6 +406,9 @@ CASES = [
             )
         ]
     ),
+    Case(
+        "splits-sms-0", lambda: choose_num_splits(1, 1, 10, "cpu", num_sms=0), ValueError, ("num_sms", ">= 1")
+    ),
     Case("splits-batch-0", lambda: choose_num_splits(0, 2, 100, "cpu"), ValueError, ("batch", ">= 1")),
     Case(
         "splits-max-len-float", lambda: choose_num_splits(2, 2, 1.5, "cpu"), TypeError, ("max_seq_len", "1.5")
@@ -458,7 +461,12 @@ CASES = [
         ValueError,
         ("dtype", "floating"),
     ),
-    Case("softmax-1d", lambda: softmax_rows(Q[0, 0]), ValueError, ("x must be", "(rows, cols)", "2 dims", "[16]")),
+    Case(
+        "softmax-1d",
+        lambda: softmax_rows(Q[0, 0]),
+        ValueError,
+        ("x must be", "(rows, cols)", "2 dims", "[16]"),
+    ),
     Case("softmax-int", lambda: softmax_rows(TABLE), ValueError, ("x must be float32", "int32")),
     Case("softmax-no-cols", lambda: softmax_rows(Q[0, :, :0]), ValueError, ("at least one", "(4, 0)")),
     Case("softmax-transposed", lambda: softmax_rows(Q[0].t()), ValueError, ("contiguous", "stride 1")),

@@ -32,7 +32,7 @@ def test_gpu_timing_covers_back_to_back_calls_with_one_event_pair(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: log.append("sync"))
-    ms = paged_decode._time_cuda(lambda: log.append("call"), iters=10)
+    ms = paged_decode.time_cuda(lambda: log.append("call"), iters=10)
     assert ms == pytest.approx(2.0), "the result is per call"
     first = log.index("record")
     assert log[:first] and set(log[: first - 1]) == {"call"} and log[first - 1] == "sync", (

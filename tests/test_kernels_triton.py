@@ -25,6 +25,7 @@ import kvlib.kernels.paged_attention as paged_attention_module
 from kvlib.kernels import (
     MODE,
     build_paged_cache,
+    choose_num_splits,
     contiguous_as_paged,
     contiguous_decode_attention,
     gather_kv,
@@ -293,3 +294,11 @@ def test_contiguous_decode_attention_is_the_paged_kernel_over_one_block_per_sequ
     out = contiguous_decode_attention(q, k, v, lens, block_n=16)
     kc, vc, table = contiguous_as_paged(k, v, lens)
     _assert_matches(out, paged_attention_reference(q, kc, vc, table, lens), torch.float32)
+
+
+def test_choose_num_splits_for_a_named_gpu_size_from_any_device():
+    assert choose_num_splits(1, 8, 100_000, "cpu") == 1  # the interpreter: nothing to fill
+    # 8 programs on 132 multiprocessors: 33 splits for two waves, if the sequence has 33 chunks of 512
+    assert choose_num_splits(1, 8, 100_000, "cpu", num_sms=132) == 33
+    assert choose_num_splits(1, 8, 2048, "cpu", num_sms=132) == 4  # chunks stay >= 512 tokens
+    assert choose_num_splits(64, 8, 4096, "cpu", num_sms=132) == 1  # 512 programs: 3.9 waves already

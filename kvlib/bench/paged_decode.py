@@ -161,7 +161,7 @@ def cuda_bytes_needed(args: argparse.Namespace) -> int:
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def _time_cuda(fn, iters: int, rounds: int = 5) -> float:
+def time_cuda(fn, iters: int, rounds: int = 5) -> float:
     """Milliseconds per call of ``fn`` on the GPU.
 
     After warm-up, each round times ``iters`` back-to-back calls between one pair of CUDA events
@@ -189,7 +189,7 @@ def measure_copy_bandwidth_gbs(nbytes: int = 1 << 30, iters: int = 20) -> float:
     """Device-to-device copy bandwidth (read + write bytes per second / 1e9) on the current GPU."""
     src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    ms = _time_cuda(lambda: dst.copy_(src), iters)
+    ms = time_cuda(lambda: dst.copy_(src), iters)
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
@@ -285,7 +285,7 @@ def run_cuda_benchmark(
     }
     outs = {"paged": paged_out, "contiguous": contig_out, "sdpa": sdpa_out}
     for name, fn in variants.items():
-        ms = _time_cuda(fn, iters)
+        ms = time_cuda(fn, iters)
         err = float((outs[name].float() - sdpa_out.float()).abs().max())
         rows.append(
             {"variant": name, "ms": ms, "bytes": kv_bytes + io_bytes,

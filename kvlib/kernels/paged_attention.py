@@ -214,21 +214,27 @@ def _combine_splits_kernel(
     tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d, out.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
-def choose_num_splits(batch: int, num_kv_heads: int, max_seq_len: int, device: torch.device | str) -> int:
+def choose_num_splits(
+    batch: int, num_kv_heads: int, max_seq_len: int, device: torch.device | str, num_sms: int | None = None
+) -> int:
     """Heuristic split count: enough programs for ~2 waves on the GPU, chunks >= 512 tokens.
 
-    Always 1 in the interpreter (no parallel hardware to fill)."""
+    ``num_sms`` (multiprocessors) defaults to the CUDA device's; give it to ask what a GPU of that size
+    would get from anywhere (132 for an H100 SXM or H200). Without it, always 1 off CUDA (the
+    interpreter has no parallel hardware to fill)."""
     batch = require_int("batch", batch, minimum=1)
     num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=1)
     max_seq_len = require_int("max_seq_len", max_seq_len, minimum=1)
     device = require_device("device", device)
-    if device.type != "cuda":
-        return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if num_sms is None:
+        if device.type != "cuda":
+            return 1
+        num_sms = torch.cuda.get_device_properties(device).multi_processor_count
+    num_sms = require_int("num_sms", num_sms, minimum=1)
     programs = batch * num_kv_heads
-    if programs >= 2 * sms:
+    if programs >= 2 * num_sms:
         return 1
-    return max(1, min(-(-2 * sms // programs), -(-max_seq_len // 512), 64))
+    return max(1, min(-(-2 * num_sms // programs), -(-max_seq_len // 512), 64))
 
 
 def _check_interpreter_language() -> None:
