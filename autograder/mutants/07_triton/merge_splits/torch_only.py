@@ -1,0 +1,6 @@
+# MISTAKE: merges the splits with torch operations instead of writing a Triton kernel
+# EXPECT: no Triton kernel was launched
+def merge_splits(partials: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """Merge split-K partial results."""
+    w = torch.exp2(lse - lse.amax(dim=-1, keepdim=True))  # (batch, heads, splits)
+    return (w[..., None] * partials).sum(dim=2) / w.sum(dim=-1, keepdim=True)
