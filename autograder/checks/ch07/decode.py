@@ -33,6 +33,7 @@ REFERENCES = (
     "kvlib.kernels.paged_attention.paged_attention_partials",
     "kvlib.kernels.reference.paged_attention_reference",
     "kvlib.kernels.reference.gather_kv",
+    "kvlib.kernels.paged_attention._paged_decode_kernel",  # launched from the learner's own launcher
 )
 
 _MASK_HINT = (

@@ -25,12 +25,16 @@ from ._cases import PagedCase, device, interpreted, paged_case
 
 LOG2E = 1.4426950408889634
 
-MERGE_REFERENCES = ("kvlib.kernels.paged_attention.merge_splits",)
+MERGE_REFERENCES = (
+    "kvlib.kernels.paged_attention.merge_splits",
+    "kvlib.kernels.paged_attention._combine_splits_kernel",  # launched from the learner's launcher
+)
 PARTIALS_REFERENCES = (
     "kvlib.kernels.paged_attention.paged_attention_partials",
     "kvlib.kernels.paged_attention._launch_partials",
     "kvlib.kernels.reference.paged_attention_reference",  # a torch gather: no kernel written
     "kvlib.kernels.reference.gather_kv",
+    "kvlib.kernels.paged_attention._paged_decode_kernel",  # launched from the learner's launcher
 )
 
 _POWER_OF_TWO_HINT = (
