@@ -43,6 +43,8 @@ REFERENCES = (
     "kvlib.kernels.paged_attention.merge_splits",
     "kvlib.kernels.paged_attention.contiguous_decode_attention",
     "kvlib.kernels.reference.gather_kv",
+    "kvlib.kernels.paged_attention._paged_decode_kernel",  # launched from the learner's own launcher
+    "kvlib.kernels.paged_attention._combine_splits_kernel",
 )
 
 MASK_HINT = "mask every load with n < seq_len (and d < head_dim)"
