@@ -23,11 +23,18 @@ def device() -> str:
     return "cuda" if MODE == "cuda" else "cpu"
 
 
+# Set to 1 to grade on the CPU as a GPU grades (no load traces, no memory guard): how the course finds the
+# mutants that only a trace catches, which tests/test_checks.py then skips on CUDA (`# NEEDS: interpreter`).
+UNTRACED = "KVLIB_CH07_UNTRACED"
+
+
 def interpreted() -> bool:
     """True when kernels run in Triton's CPU interpreter (where loads can be traced)."""
+    import os
+
     from kvlib.kernels import MODE
 
-    return MODE != "cuda"
+    return MODE != "cuda" and os.environ.get(UNTRACED) != "1"
 
 
 @dataclass

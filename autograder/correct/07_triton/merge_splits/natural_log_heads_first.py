@@ -1,5 +1,5 @@
 # VALID: grid (num_heads, batch), weights e^((lse - max) * ln 2) with tl.exp, split lanes padded to 16
-LN2 = 0.6931471805599453
+LN2 = tl.constexpr(0.6931471805599453)  # a global read inside a kernel must be a constexpr when compiled
 
 
 @triton.jit

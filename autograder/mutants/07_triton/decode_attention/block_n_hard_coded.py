@@ -1,5 +1,6 @@
 # MISTAKE: hard-codes BLOCK_N = 16 and ignores the block_n argument
 # EXPECT: tiles must be block_n
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def decode_kernel(
     q_ptr, k_ptr, v_ptr, lens_ptr, out_ptr, scale,

@@ -1,5 +1,6 @@
 # MISTAKE: computes the attention with torch in the launcher and never launches the kernel
 # EXPECT: no Triton kernel was launched
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def decode_kernel(
     q_ptr, k_ptr, v_ptr, lens_ptr, out_ptr, scale,

@@ -1,5 +1,6 @@
 # MISTAKE: walks the keys twice: a first loop for the max, a second for the sums (keys read twice)
 # EXPECT: do not loop over the sequence twice
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def decode_kernel(
     q_ptr, k_ptr, v_ptr, lens_ptr, out_ptr, scale,

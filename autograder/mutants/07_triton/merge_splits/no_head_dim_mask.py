@@ -1,5 +1,6 @@
 # MISTAKE: loads the partials without the head_dim mask (reads the next split's or head's numbers)
 # EXPECT: past head_dim
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def merge_kernel(part_ptr, lse_ptr, out_ptr, num_splits,
                  stride_pb, stride_ph, stride_ps, stride_lb, stride_lh, stride_ob, stride_oh,

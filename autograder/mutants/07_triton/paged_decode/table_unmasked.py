@@ -1,5 +1,6 @@
 # MISTAKE: loads the block-table entries of the whole last tile without a mask
 # EXPECT: mask the block-table load
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def paged_kernel(
     q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr, scale,

@@ -1,5 +1,6 @@
 # MISTAKE: computes the attention with torch operations (a gather through the block table), no kernel
 # EXPECT: no Triton kernel was launched
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 def paged_decode(q, k_cache, v_cache, block_table, seq_lens, block_n=16):
     batch, num_heads, head_dim = q.shape
     _, page, num_kv_heads, _ = k_cache.shape

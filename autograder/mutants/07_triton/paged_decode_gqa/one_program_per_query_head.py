@@ -1,5 +1,6 @@
 # MISTAKE: keeps exercise 3's grid: one program per query head, each re-reading the keys
 # EXPECT: programs
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def gqa_kernel(
     q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr, scale,

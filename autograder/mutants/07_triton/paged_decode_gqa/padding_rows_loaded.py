@@ -1,5 +1,6 @@
 # MISTAKE: loads q for all BLOCK_G rows, reading past the group (and past q's end)
 # EXPECT: past the end of q
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def gqa_kernel(
     q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr, scale,

@@ -1,5 +1,6 @@
 # MISTAKE: one program per KV head, but it loops over the group's query heads and loads the keys again for each
 # EXPECT: loaded once
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def gqa_kernel(
     q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr, scale,

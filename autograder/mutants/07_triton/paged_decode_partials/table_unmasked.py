@@ -1,5 +1,6 @@
 # MISTAKE: loads the block ids without a mask, reading past the block table's end
 # EXPECT: block_table past its end
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 LOG2E = 1.4426950408889634
 
 

@@ -1,5 +1,6 @@
 # MISTAKE: gathers each sequence's keys in torch and computes the splits without a Triton kernel
 # EXPECT: no Triton kernel was launched
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 LOG2E = 1.4426950408889634
 
 

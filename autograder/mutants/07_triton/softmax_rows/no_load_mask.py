@@ -1,5 +1,6 @@
 # MISTAKE: loads the whole BLOCK without a mask and masks only afterwards, reading past the row's end
 # EXPECT: must be masked
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def softmax_rows_kernel(x_ptr, out_ptr, n_cols, stride_x, stride_out, BLOCK: tl.constexpr):
     row = tl.program_id(0)  # one program per row

@@ -1,5 +1,6 @@
 # MISTAKE: launches a single program that loops over the rows
 # EXPECT: one program per row
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def softmax_rows_kernel(x_ptr, out_ptr, n_rows, n_cols, stride_x, stride_out, BLOCK: tl.constexpr):
     for row in range(0, n_rows):

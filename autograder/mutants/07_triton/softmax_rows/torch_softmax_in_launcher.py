@@ -1,5 +1,6 @@
 # MISTAKE: computes the softmax with torch in the launcher; the kernel is never launched
 # EXPECT: no Triton kernel was launched
+# NEEDS: interpreter (only the load trace of Triton's CPU interpreter catches it; compiled on a GPU it passes)
 @triton.jit
 def softmax_rows_kernel(x_ptr, out_ptr, n_cols, stride_x, stride_out, BLOCK: tl.constexpr):
     row = tl.program_id(0)  # one program per row
