@@ -61,3 +61,15 @@ def test_launching_kvlibs_kernel_from_your_own_launcher_scores_zero(grade_id, so
     with pytest.raises(AssertionError, match="delegates to kvlib") as failure:  # fresh() reloads CheckFailed
         run_exercise(NOTEBOOK, grade_id, source)
     assert "launches kvlib's" in str(failure.value) and kernel in str(failure.value)
+
+
+def test_launch_patch_and_profile_hook_are_undone_after_a_failing_check():
+    import sys
+
+    from triton.runtime import interpreter
+
+    before = interpreter.InterpretedFunction.run
+    with pytest.raises(AssertionError):
+        run_exercise(NOTEBOOK, "softmax_rows", LAUNCHES_KVLIB_SOFTMAX)
+    assert interpreter.InterpretedFunction.run is before
+    assert sys.getprofile() is None
