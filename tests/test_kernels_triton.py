@@ -302,3 +302,25 @@ def test_choose_num_splits_for_a_named_gpu_size_from_any_device():
     assert choose_num_splits(1, 8, 100_000, "cpu", num_sms=132) == 33
     assert choose_num_splits(1, 8, 2048, "cpu", num_sms=132) == 4  # chunks stay >= 512 tokens
     assert choose_num_splits(64, 8, 4096, "cpu", num_sms=132) == 1  # 512 programs: 3.9 waves already
+
+
+@pytest.mark.skipif(MODE == "cuda", reason="the GPU compiler applies its own bound")
+def test_interpreter_refuses_a_dot_that_a_gpu_cannot_compile():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def dot_kernel(a_ptr, b_ptr, out_ptr, K: tl.constexpr):
+        rows, cols = tl.arange(0, 16), tl.arange(0, K)
+        a = tl.load(a_ptr + rows[:, None] * K + cols[None, :])  # (16, K)
+        b = tl.load(b_ptr + cols[:, None] * 16 + rows[None, :])  # (K, 16)
+        tl.store(out_ptr + rows[:, None] * 16 + rows[None, :], tl.dot(a, b, input_precision="ieee"))
+
+    for k, ok in ((8, False), (16, True)):
+        a, b, out = torch.randn(16, k), torch.randn(k, 16), torch.empty(16, 16)
+        if ok:
+            dot_kernel[(1,)](a, b, out, K=k)
+            torch.testing.assert_close(out, a @ b)
+        else:
+            with pytest.raises(Exception, match="K >= 16"):
+                dot_kernel[(1,)](a, b, out, K=k)

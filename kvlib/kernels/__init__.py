@@ -40,6 +40,23 @@ from kvlib.kernels.trace import trace_loads  # noqa: E402
 
 MODE = "interpreter" if interpreter_active() else "cuda"
 
+
+def _refuse_dots_a_gpu_refuses() -> None:
+    """Make the interpreter apply NVIDIA's lower bound on ``tl.dot`` shapes (the summed dimension K >= 16,
+    32 for 8-bit inputs; Triton's NVIDIA backend, ``min_dot_size``). The interpreter accepts any size, so a
+    kernel with ``BLOCK_D = 8`` passed every CPU test and then failed to compile on a GPU; now it fails here
+    with Triton's own message ("Input shapes should have M >= 1, N >= 1 and K >= 16")."""
+    from triton.runtime import interpreter
+
+    def min_dot_size(lhs_type, rhs_type) -> tuple[int, int, int]:  # noqa: ANN001  (Triton's types)
+        return (1, 1, 32 if lhs_type.scalar.primitive_bitwidth == 8 else 16)
+
+    interpreter.interpreter_builder.codegen_fns["min_dot_size"] = min_dot_size
+
+
+if MODE == "interpreter":
+    _refuse_dots_a_gpu_refuses()
+
 __all__ = [
     "MODE",
     "build_paged_cache",
