@@ -4,7 +4,9 @@ Every case is a contiguous cache whose slots past each sequence's length hold Na
 learner's launcher is compared with kvlib's float32 gather reference. When the output is wrong, a
 torch emulation of the tiled loop recomputes the classic mistakes (alpha not applied to `acc` or to
 `l`, masked scores 0 instead of -inf, the last partial tile dropped, `h % num_kv_heads`, a wrong
-scale, one tile only, `seq_lens[0]` for every sequence) and names the one matched.
+scale, one tile only, `seq_lens[0]` for every sequence; a running max started at 0, in the case whose
+scores are all about -120; v read with k's strides, in the case whose v is laid out heads-first) and
+names the one matched; an output stored with q's strides (q a view) is recognised in the output's memory.
 
 In Triton's interpreter each call is also traced (`kvlib.kernels.trace`): no kernel launched, a
 program count other than batch * num_heads, a load past a sequence's length, past head_dim or of
@@ -60,7 +62,16 @@ def _traced(case: ContiguousCase) -> Iterator[Any]:
 def _run(fn: Callable[..., Any], case: ContiguousCase, block_n: int) -> tuple[Any, Any, str]:
     what = f"decode_attention(..., block_n={block_n}) for {case.describe()}"
     with _traced(case) as trace:
-        out = call_pure(fn, *case.args, block_n=block_n, what=what)
+        try:
+            out = call_pure(fn, *case.args, block_n=block_n, what=what)
+        except CheckFailed as exc:
+            if "K >= 16" in str(exc):
+                raise CheckFailed(
+                    f"{exc}: tl.dot needs the summed dimension >= 16 on NVIDIA GPUs (head_dim is "
+                    f"{case.q.shape[-1]} here): BLOCK_D = max(16, triton.next_power_of_2(head_dim)), with "
+                    "the lanes d >= head_dim masked, and BLOCK_N >= 16 (or tl.sum(k * q[None, :], axis=1))"
+                ) from None
+            raise
     return out, trace, what
 
 
@@ -160,6 +171,15 @@ def _check_kv_loads(trace: Any, case: ContiguousCase, name: str, what: str) -> N
     if not bool(bad.any()):
         return
     where = _where(t, int(loaded[bad][0]), name, lens)
+    if name == "v" and case.v.stride() != case.k.stride():
+        from_k = trace.loaded("k")
+        if from_k.numel() and torch.equal(torch.unique(loaded), torch.unique(from_k)):
+            raise CheckFailed(
+                f"{what}: your kernel loaded v at exactly the offsets it loaded k at, so v was addressed "
+                f"with k's strides; v's strides {case.v.stride()} differ from k's {case.k.stride()} here "
+                f"(it reached {where.split(' but ')[0]}, past seq_lens): address v with its own strides "
+                "(stride_vb, stride_vt, stride_vh from v.stride()), never k's"
+            )
     if not t.is_contiguous():
         raise CheckFailed(f"{what}: your kernel loaded {where}{_view_hint(t, name)}")
     for program in trace.programs():
@@ -269,24 +289,31 @@ def _emulate(
     modulo_heads: bool = False,
     max_tiles: int | None = None,
     lens: list[int] | None = None,
+    m_start: float = float("-inf"),
+    v_as_k: bool = False,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """The tiled online-softmax loop in float64 torch, with one classic mistake switched on."""
-    q, k, v = (t.detach().double().cpu() for t in (case.q, case.k, case.v))
+    """The tiled online-softmax loop in torch (float64 unless `dtype` says float32: an underflow that
+    happens in float32 only), with one classic mistake switched on."""
+    q, k, v = (t.detach().to(dtype).cpu() for t in (case.q, case.k, case.v))
+    if v_as_k:  # v's memory read through k's strides
+        v = torch.as_strided(case.v.detach(), case.k.shape, case.k.stride(), case.v.storage_offset())
+        v = v.to(dtype).cpu()
     batch, num_heads, head_dim = q.shape
     max_len, num_kv_heads = k.shape[1], k.shape[2]
     group = num_heads // num_kv_heads
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     lens = case.seq_lens.tolist() if lens is None else lens
-    out = torch.empty(batch, num_heads, head_dim, dtype=torch.float64)
+    out = torch.empty(batch, num_heads, head_dim, dtype=dtype)
     for b in range(batch):
         n = lens[b]
         tiles = -(-n // block_n) if last_tile else n // block_n
         tiles = tiles if max_tiles is None else min(tiles, max_tiles)
         for h in range(num_heads):
             kvh = h % num_kv_heads if modulo_heads else h // group
-            m = torch.tensor(float("-inf"), dtype=torch.float64)
-            l_sum = torch.tensor(0.0, dtype=torch.float64)
-            acc = torch.zeros(head_dim, dtype=torch.float64)
+            m = torch.tensor(m_start, dtype=dtype)
+            l_sum = torch.tensor(0.0, dtype=dtype)
+            acc = torch.zeros(head_dim, dtype=dtype)
             for i in range(tiles):
                 idx = torch.arange(i * block_n, (i + 1) * block_n)
                 valid = idx < n
@@ -344,7 +371,40 @@ def _variants(case: ContiguousCase, block_n: int) -> dict[str, Callable[[], Tens
     }
     if block_d == head_dim:
         del variants[f"the scores are scaled by 1 / sqrt(BLOCK_D) = 1 / sqrt({block_d}): {scale_hint}"]
+    lowest = _lowest_max_score(case)
+    if lowest < -110:  # exp underflows to 0 in float32 below about -104
+        variants[
+            "the running max m starts at 0, not -inf: when every score of a head is far below 0 (here about "
+            f"{lowest:.0f}), m stays 0, every exp(s - m) underflows to 0 and l = 0 (0 / 0 = NaN): start with "
+            "m = float('-inf') so the first tile sets it"
+        ] = lambda: _emulate(case, block_n, m_start=0.0, dtype=torch.float32).double()
+    if _v_as_k_fits(case):
+        variants[
+            f"v is read with k's strides: v's strides {case.v.stride()} differ from k's {case.k.stride()} "
+            "here; address v with its own strides (stride_vb, stride_vt, stride_vh from v.stride())"
+        ] = lambda: _emulate(case, block_n, v_as_k=True)
     return variants
+
+
+def _lowest_max_score(case: ContiguousCase) -> float:
+    """The lowest, over (sequence, query head), of the largest scaled score q . k / sqrt(head_dim)."""
+    q, k = case.q.detach().double().cpu(), case.k.detach().double().cpu()
+    group = q.shape[1] // k.shape[2]
+    lowest = float("inf")
+    for b, n in enumerate(case.seq_lens.tolist()):
+        keys = k[b, :n].repeat_interleave(group, dim=1)  # (n, num_heads, head_dim)
+        scores = torch.einsum("thd,hd->ht", keys, q[b]) / math.sqrt(q.shape[-1])
+        lowest = min(lowest, scores.amax(-1).min().item())
+    return lowest
+
+
+def _v_as_k_fits(case: ContiguousCase) -> bool:
+    """v's strides differ from k's and v's memory read through k's strides stays inside v's storage."""
+    k, v = case.k, case.v
+    if v.stride() == k.stride():
+        return False
+    last = v.storage_offset() + sum((n - 1) * st for n, st in zip(k.shape, k.stride()))
+    return last < v.untyped_storage().nbytes() // v.element_size()
 
 
 def _same(actual: Tensor, candidate: Tensor, atol: float) -> bool:
@@ -356,7 +416,23 @@ def _same(actual: Tensor, candidate: Tensor, atol: float) -> bool:
     return bool(((actual[ok] - candidate[ok]).abs() <= atol).all())
 
 
-def _check_values(out: Tensor, case: ContiguousCase, block_n: int, what: str) -> None:
+def _written_with_q_strides(out: Tensor, case: ContiguousCase, ref: Tensor, atol: float) -> bool:
+    """``out`` (its own strides differ from q's) holds ref[b, h] at b * q.stride(0) + h * q.stride(1) of its
+    storage wherever that lies inside it: the stores used q's strides."""
+    q = case.q
+    if out.stride() == q.stride() or out.stride(-1) != 1 or out.storage_offset() != 0:
+        return False
+    size = out.untyped_storage().nbytes() // out.element_size()
+    flat = torch.as_strided(out.detach(), (size,), (1,)).double().cpu()
+    b, h, d = torch.meshgrid(*(torch.arange(n) for n in q.shape), indexing="ij")
+    offs = b * q.stride(0) + h * q.stride(1) + d
+    inside = offs < size
+    if not bool((inside & (offs != b * out.stride(0) + h * out.stride(1) + d)).any()):
+        return False
+    return bool(((flat[offs[inside]] - ref[inside]).abs() <= atol).all())
+
+
+def _check_values(out: Tensor, case: ContiguousCase, block_n: int, what: str, traced: bool = False) -> None:
     got = out.detach().double().cpu()
     ref = case.reference().double()
     size = ref.abs().max().item()
@@ -366,16 +442,26 @@ def _check_values(out: Tensor, case: ContiguousCase, block_n: int, what: str) ->
     err = (got - ref).abs()
     if not bool(nan.any()) and bool((err <= atol).all()):
         return
+    if _written_with_q_strides(out, case, ref, max(atol, 1e-4 * max(size, 1.0))):
+        raise CheckFailed(
+            f"{what} is wrong: your kernel stored the result at q's strides {case.q.stride()} (q is a view "
+            f"here), but the output you created has strides {out.stride()}: pass out.stride(0), "
+            "out.stride(1) for the stores (written with q's strides, the values land in the wrong places or "
+            "past the end of the output)"
+        )
     for message, variant in _variants(case, block_n).items():
         if _same(got, variant(), max(atol, 1e-4 * max(size, 1.0))):
             raise CheckFailed(f"{what} is wrong: {message}")
     if bool(nan.any()):
         b, h = (int(i) for i in torch.nonzero(nan.any(-1))[0])
         n = case.seq_lens.tolist()[b]
-        causes = [
-            f"a slot past seq_lens[{b}] = {n} was loaded ({_MASK_HINT})",
-            "l stayed 0 because no tile was processed",
-        ]
+        rescale = (
+            "the rescale overflowed: alpha = exp(m - m_new) is <= 1, while exp(m_new - m) is exp(+inf) = inf "
+            "on the first tile (m = -inf) and inf * 0 = NaN"
+        )
+        causes = [rescale, "l stayed 0 because no tile was processed"]
+        if not traced:  # in the interpreter the trace already showed every load inside seq_lens
+            causes.insert(0, f"a slot past seq_lens[{b}] = {n} was loaded ({_MASK_HINT})")
         if case.q.abs().max().item() > 10:
             causes.append(
                 "exp overflowed: these scores reach the hundreds, so keep the running max m and use "
@@ -393,6 +479,11 @@ def _check_values(out: Tensor, case: ContiguousCase, block_n: int, what: str) ->
         else ""
     )
     views = "".join(_view_hint(getattr(case, n), n) for n in ("q", "k", "v"))
+    if not case.q.is_contiguous() and out.stride() != case.q.stride():
+        views += (
+            f" (your output has strides {out.stride()}: store it with out.stride(0), out.stride(1), not q's "
+            "strides)"
+        )
     raise CheckFailed(
         f"{what} is wrong (max abs error {err.max().item():.3g}, at sequence {b}, head {h}){hint}{views}; "
         "compare with softmax(q . k / sqrt(head_dim)) @ v over the first seq_lens[b] tokens of KV head "
@@ -412,7 +503,8 @@ def _check_case(fn: Callable[..., Any], case: ContiguousCase, block_n: int) -> T
         "create the output with dtype=q.dtype and store "
         "out.to(out_ptr.dtype.element_ty); compute in float32 inside the kernel only",
     )
-    _check_values(out, case, block_n, what)
+    loads_checked = trace is not None and all(trace.loaded(n).numel() for n in ("k", "v"))
+    _check_values(out, case, block_n, what, traced=loads_checked)
     if trace is not None:
         _check_reads(trace, case, block_n, what)
     return out
@@ -446,6 +538,35 @@ def _fused_kv_case(
     return ContiguousCase(
         wide[:, 1 : num_heads + 1, 4 : head_dim + 4], kv[:, :, 0], kv[:, :, 1], case.seq_lens, case.note
     )
+
+
+def _heads_first_v_case(lens: tuple[int, ...], max_len: int, seed: int) -> ContiguousCase:
+    """k contiguous (batch, max_len, KV heads, head_dim); v the same shape but a transposed view of a
+    heads-first (batch, KV heads, max_len, head_dim) tensor: v's strides are not k's."""
+    case = contiguous_case(
+        lens, max_len=max_len, num_heads=4, num_kv_heads=2, head_dim=16, seed=seed,
+        note="k contiguous; v a transposed view of a heads-first (batch, KV heads, max_len, head_dim) tensor",
+    )  # fmt: skip
+    v = case.v.transpose(1, 2).contiguous().transpose(1, 2)
+    return ContiguousCase(case.q, case.k, v, case.seq_lens, case.note)
+
+
+def _very_negative_case(seed: int) -> ContiguousCase:
+    """Every key is 8 u plus a little noise; query head 0 of each sequence is -60 u, so its scores are all
+    about -120 (exp(s) underflows in float32 unless s - max is taken), query head 1 is random."""
+    case = contiguous_case(
+        (23, 40), max_len=44, num_heads=2, num_kv_heads=1, head_dim=16, seed=seed,
+        note="query head 0: every score about -120",
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(16, generator=gen)
+    u = u / u.norm()
+    k = case.k.detach().cpu().clone()
+    for b, n in enumerate(case.seq_lens.tolist()):
+        k[b, :n, 0] = 8 * u + 0.05 * torch.randn(n, 16, generator=gen)
+    q = case.q.detach().cpu().clone()
+    q[:, 0] = -60 * u
+    return ContiguousCase(q.to(case.q.device), k.to(case.k.device), case.v, case.seq_lens, case.note)
 
 
 @graded("decode_attention", *REFERENCES)
@@ -501,10 +622,12 @@ def _hidden_numerics(fn: Callable[..., Any]) -> None:
         note="float16 in, float16 out",
     )
     _check_case(fn, half, block_n=16)
+    _check_case(fn, _very_negative_case(seed=14), block_n=16)
 
 
 def _hidden_layouts_and_aliasing(fn: Callable[..., Any]) -> None:
     _check_case(fn, _fused_kv_case((29, 12), num_heads=4, num_kv_heads=2, head_dim=16, seed=11), block_n=16)
+    _check_case(fn, _heads_first_v_case((19, 30), max_len=32, seed=15), block_n=16)
     first_case = contiguous_case((9, 21), max_len=24, num_heads=2, num_kv_heads=1, seed=12, note="first call")
     first = _check_case(fn, first_case, block_n=16)
     copy = snapshot(first)
@@ -524,7 +647,8 @@ def _hidden_layouts_and_aliasing(fn: Callable[..., Any]) -> None:
 @graded("decode_attention", *REFERENCES)
 def decode_attention_hidden(fn: Callable[..., Any]) -> None:
     """head_dim 8/24/40, groups 1/2/3/4/8, block_n 16/32/64, lengths 1..130, batch 5, scores in the hundreds,
-    float16, strided views of q, k and v, no aliasing between calls."""
+    a head whose scores are all about -120, float16, strided views of q, k and v (v's strides unlike k's),
+    no aliasing between calls."""
     _hidden_sizes(fn)
     _hidden_numerics(fn)
     _hidden_layouts_and_aliasing(fn)

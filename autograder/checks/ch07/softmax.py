@@ -2,7 +2,8 @@
 
 Each case compares the learner's launcher with ``torch.softmax`` in float32 on the same rows: widths
 that are not powers of two (a masked lane read as 0 adds ``exp(0 - max)`` to the sum), a width past
-1024 (a block fixed at 1024 drops columns), scores of 1e4 (no max subtraction overflows), float16 in
+1024 (a block fixed at 1024 drops columns), scores of 1e4 (no max subtraction overflows), rows whose
+scores are all below -100 (a masked lane read as 0 wins the max, every exp underflows), float16 in
 and out, and ``x`` as a slice of a wider tensor whose other columns hold NaN (the row stride is not
 the number of columns). In Triton's interpreter the checks also record what the kernel loads: no
 kernel launched (a torch answer), a program count other than the number of rows, and any load
@@ -124,6 +125,32 @@ def _prefix_only(out: Tensor, x: Tensor) -> int | None:
     return None
 
 
+def _written_with_x_stride(out: Tensor, x: Tensor) -> int | None:
+    """out.stride(0) when ``out`` holds row r of the softmax at r * x.stride(0) of its storage (the stores
+    used x's row stride for an output with other strides) in every such place inside it, else None."""
+    rows, cols = x.shape
+    sx, so = x.stride(0), out.stride(0)
+    if rows < 2 or sx == so or out.stride(1) != 1 or out.storage_offset() != 0:
+        return None
+    flat = torch.as_strided(out.detach(), (out.untyped_storage().nbytes() // out.element_size(),), (1,))
+    flat = flat.float().cpu()
+    ref = torch.softmax(x.detach().float().cpu(), dim=-1)
+    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    offs = r * sx + c
+    inside = offs < flat.numel()
+    if not bool((inside & (r > 0)).any()):
+        return None
+    close = (flat[offs[inside]] - ref[inside]).abs() <= 1e-3 * ref[inside].abs() + 1e-6
+    return so if bool(close.all()) else None
+
+
+def _all_very_negative_rows(got: Tensor, x: Tensor) -> int | None:
+    """The first row holding NaN whose scores are all below -100 (exp of them underflows), else None."""
+    xf = x.detach().float().cpu()
+    bad = torch.isnan(got).any(-1) & (xf.amax(-1) < -100)
+    return int(torch.nonzero(bad)[0]) if bool(bad.any()) else None
+
+
 def _check_case(
     fn: Callable[..., Any], x: Tensor, note: str = "", diagnose_on: Tensor | None = None
 ) -> Tensor:
@@ -154,6 +181,14 @@ def _check_case(
     )
     got = out.detach().float().cpu()
     ref = torch.softmax(x.detach().float().cpu(), dim=-1)
+    out_stride = _written_with_x_stride(out, x)
+    if out_stride is not None:
+        raise CheckFailed(
+            f"{what} is wrong: your kernel wrote row r of the result at r * x.stride(0) = r * {x.stride(0)}, "
+            f"but the output you created has rows {out_stride} elements apart (out.stride(0) = "
+            f"{out_stride}): x's row stride is not the output's; pass out.stride(0) for the stores (the rows "
+            "written at x's stride land in the wrong place or past the end of out)"
+        )
     prefix = _prefix_only(got, x)
     if prefix is not None:
         raise CheckFailed(
@@ -162,6 +197,15 @@ def _check_case(
             "size"
         )
     if bool(torch.isnan(got).any()) or bool(torch.isinf(got).any()):
+        negative = _all_very_negative_rows(got, x)
+        if negative is not None:
+            raise CheckFailed(
+                f"{what}: row {negative} of the result holds NaN; every score of that row is below -100 "
+                f"(up to {x[negative].detach().float().max().item():.0f}), so exp(x - m) underflows to 0 "
+                "unless m is the maximum of the row's own n_cols values: with other=0.0 the masked lanes' 0 "
+                "wins the max and the sum is 0 (0 / 0): load them as float('-inf'), and subtract the row's "
+                "maximum before exp"
+            )
         big = x.detach().float().abs().max().item()
         if big > 100:
             raise CheckFailed(
@@ -253,6 +297,10 @@ def _hidden_sizes(fn: Callable[..., Any], gen: torch.Generator) -> None:
 def _hidden_magnitude(fn: Callable[..., Any], gen: torch.Generator) -> None:
     dev = device()
     _check_case(fn, (randn(gen, 4, 300) * 1e4).to(dev), "scores of magnitude 1e4")
+    low = randn(gen, 3, 100) * 3
+    low[1] -= 200.0
+    low[2] = low[2] * 10 - 1000.0
+    _check_case(fn, low.to(dev), "100 columns; rows 1 and 2 hold only scores below -100")
     big16 = (randn(gen, 3, 129) * 1e4).clamp(-6e4, 6e4).to(torch.float16).to(dev)
     _check_case(fn, big16, "float16 scores of magnitude 1e4")
     _check_case(fn, (randn(gen, 6, 777) * 4).to(torch.float16).to(dev), "float16 in, float16 out")
@@ -284,7 +332,8 @@ def _hidden_no_aliasing(fn: Callable[..., Any], gen: torch.Generator) -> None:
 
 @graded("softmax_rows", *REFERENCES)
 def softmax_rows_hidden(fn: Callable[..., Any]) -> None:
-    """Edge widths and heights, past 1024 columns, 1e4 scores, float16, strided slices, no aliasing."""
+    """Edge widths and heights, past 1024 columns, 1e4 scores, rows of scores all below -100, float16,
+    strided slices, no aliasing."""
     gen = generator(707)
     _hidden_sizes(fn, gen)
     _hidden_magnitude(fn, gen)
