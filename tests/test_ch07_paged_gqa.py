@@ -80,3 +80,44 @@ def test_every_diagnosed_variant_changes_the_visible_output(index: int) -> None:
     expected = case.reference().double()
     for message, variant in paged.paged_variants(case, block_n).items():
         assert float((variant - expected).abs().max()) > 1e-3, message
+
+
+def test_the_very_negative_case_puts_every_score_where_a_max_started_at_zero_underflows() -> None:
+    case = paged.very_negative_scores(paged_case((21, 40), num_heads=4, num_kv_heads=2, seed=92), 130)
+    for b, n in enumerate(case.seq_lens.tolist()):
+        from kvlib.kernels.reference import gather_kv
+
+        k, _ = gather_kv(case.k_cache.cpu(), case.v_cache.cpu(), case.block_table.cpu(), n, b)
+        scores = torch.einsum("hd,nhd->hn", case.q[b].cpu().double(), k.double()[:, torch.arange(4) // 2]) / 4
+        assert float(scores.max()) < -110 and float(scores.min()) > -150  # exp(-104) is 0 in float32
+    assert bool(torch.isfinite(case.reference()).all())
+
+
+def test_q_view_variants_differ_from_the_reference_and_stay_in_bounds() -> None:
+    case = paged.q_head_major_view(paged_case((9, 30), num_heads=4, num_kv_heads=2, seed=90))
+    assert not case.q.is_contiguous()
+    expected = case.reference().double()
+    variants = paged.q_view_variants(case)
+    assert len(variants) == 2  # q read with its shape's strides, the output written with q's
+    for message, variant in variants.items():
+        assert bool(torch.isfinite(variant).all()), message
+        assert float((variant - expected).abs().max()) > 1e-3, message
+
+
+def test_a_row_addressed_by_the_tables_width_is_named_as_a_stride_mistake() -> None:
+    case = paged.table_column_slice(paged_case((13, 26), num_heads=2, num_kv_heads=1, seed=91), 5, 2, 3)
+    table = case.block_table
+    width = table.shape[1]
+    assert table.stride(0) == width + 3
+    by_width = torch.arange(width) + 1 * width
+    assert "block_table.stride(0)" in paged.table_row_problem(by_width, table, 1)
+    assert paged.table_row_problem(torch.arange(width) + table.stride(0), table, 1) is None
+
+
+def test_a_small_dot_refusal_names_its_cause() -> None:
+    from autograder.checks.common import CheckFailed
+
+    refusal = CheckFailed(
+        "f raised InterpreterError: AssertionError('Input shapes should have M >= 1, N >= 1 and K >= 16')"
+    )
+    assert "max(16, triton.next_power_of_2(head_dim))" in str(paged.explain_dot_size(refusal))

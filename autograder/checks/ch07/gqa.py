@@ -18,14 +18,21 @@ from ..common import CheckFailed
 from ..delegation import graded
 from ._cases import PagedCase, interpreted, paged_case
 from .paged import (
+    DOT_SIZE_HINT,
+    NEGATIVE_HINT,
     REFERENCES,
+    TABLE_SLICE_HINT,
     PagedRun,
     check_paged,
     hidden_no_aliasing,
     kv_halves_view,
     padded_head_view,
+    q_head_major_view,
     scale_heads,
     scramble_unused_entries,
+    table_column_slice,
+    v_padded_view,
+    very_negative_scores,
 )
 
 _GROUP_HINT = (
@@ -115,6 +122,16 @@ def _hidden_cases() -> list[tuple[PagedCase, int, str]]:
          "float16 in, float16 out; compute in float32 inside (.to(tl.float32))"),
         (paged_case((16, 31), num_heads=16, num_kv_heads=1, head_dim=16, block_size=16, seed=87,
                     note="group 16: no padding rows"), 16, ""),
+        (paged_case((10, 27), num_heads=4, num_kv_heads=2, head_dim=8, block_size=8, seed=89,
+                    note="head_dim 8"), 16, "head_dim 8 < 16: " + DOT_SIZE_HINT),
+        (q_head_major_view(v_padded_view(paged_case((9, 30), num_heads=6, num_kv_heads=2, block_size=8,
+                                                    seed=93), 8)), 16,
+         "q is a view here (head-major) and v_cache's strides differ from k_cache's: read q's rows with "
+         "q.stride(), v with v_cache.stride() (never k_cache's), and store with out.stride()"),
+        (table_column_slice(paged_case((13, 26), num_heads=4, num_kv_heads=2, block_size=8, seed=94), seed=6,
+                            spare=2, hidden=3), 16, TABLE_SLICE_HINT),
+        (very_negative_scores(paged_case((21, 40), num_heads=6, num_kv_heads=2, block_size=8, seed=95), 130),
+         16, NEGATIVE_HINT.replace("running max", "running max of every query row")),
     ]  # fmt: skip
     if interpreted():
         cases.append(
@@ -127,7 +144,8 @@ def _hidden_cases() -> list[tuple[PagedCase, int, str]]:
 
 @graded("paged_decode_gqa", *REFERENCES)
 def paged_decode_gqa_hidden(fn: Callable[..., Any]) -> None:
-    """Groups 1, 5, 8, 16; strided pools; sharp and flat heads in one group; fp16; harmful tables."""
+    """Groups 1, 5, 8, 16; head_dim 8, 24, 40; strided pools, q and v views, a sliced block table; sharp and
+    flat heads in one group; every score near -130; fp16; harmful tables."""
     for case, block_n, hint in _hidden_cases():
         _check(fn, case, block_n, hint)
     hidden_no_aliasing(fn, "paged_decode_gqa")

@@ -150,20 +150,37 @@ class PagedRun:
     watched: dict[str, Tensor] = field(default_factory=dict)
 
 
+DOT_SIZE_HINT = (
+    "tl.dot needs the summed dimension >= 16 on NVIDIA GPUs (Triton refuses smaller ones, and so does the "
+    "grader's interpreter): launch with BLOCK_D = max(16, triton.next_power_of_2(head_dim)) (and BLOCK_N >= "
+    "16), masking the lanes d >= head_dim"
+)
+
+
+def explain_dot_size(exc: CheckFailed) -> CheckFailed:
+    """Add :data:`DOT_SIZE_HINT` to Triton's "K >= 16" refusal of a small ``tl.dot``."""
+    if "K >= 16" in str(exc) or "K >= 32" in str(exc):
+        return CheckFailed(f"{exc}; {DOT_SIZE_HINT}")
+    return exc
+
+
 def run_paged(
     fn: Callable[..., Any], case: PagedCase, block_n: int, what: str, extra: tuple = ()
 ) -> PagedRun:
     """``fn(*case.args, *extra, block_n=block_n)``, inputs checked unchanged; traced in the interpreter."""
-    if not interpreted():
-        return PagedRun(call_pure(fn, *case.args, *extra, block_n=block_n, what=what))
-    from kvlib.kernels.trace import trace_loads
+    try:
+        if not interpreted():
+            return PagedRun(call_pure(fn, *case.args, *extra, block_n=block_n, what=what))
+        from kvlib.kernels.trace import trace_loads
 
-    watched = dict(
-        q=case.q, k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table,
-        seq_lens=case.seq_lens,
-    )  # fmt: skip
-    with memory_guard() as guard, trace_loads(**watched) as trace:
-        result = call_pure(fn, *case.args, *extra, block_n=block_n, what=what)
+        watched = dict(
+            q=case.q, k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table,
+            seq_lens=case.seq_lens,
+        )  # fmt: skip
+        with memory_guard() as guard, trace_loads(**watched) as trace:
+            result = call_pure(fn, *case.args, *extra, block_n=block_n, what=what)
+    except CheckFailed as exc:
+        raise explain_dot_size(exc) from None
     return PagedRun(result, trace, guard, watched)
 
 
@@ -184,7 +201,8 @@ def assert_memory_safe(run: PagedRun, what: str) -> None:
         ("seq_lens", "load seq_lens[b] once per program, with b the program's sequence"),
     ):
         idx, tensor = run.trace.loaded(name), run.watched[name]
-        if idx.numel() and (int(idx.max()) >= tensor.numel() or int(idx.min()) < 0):
+        end = sum((n - 1) * st for n, st in zip(tensor.shape, tensor.stride())) + 1  # a view's last element
+        if idx.numel() and (int(idx.max()) >= end or int(idx.min()) < 0):
             raise CheckFailed(f"{what}: your kernel loaded past the end of {name}; {hint}")
 
 
@@ -268,6 +286,15 @@ def _kv_violation(
     """The most telling wrong load among ``idx`` (element offsets of ``name``), or None."""
     _, block_size, _, head_dim = tensor.shape
     coords, inside = _unravel(idx, tuple(tensor.shape), tuple(tensor.stride()))
+    other_name = "v_cache" if name == "k_cache" else "k_cache"
+    other = getattr(case, other_name).stride()
+    if not bool(inside.all()) and other != tensor.stride():
+        if bool(_unravel(idx, tuple(tensor.shape), tuple(other))[1].all()):
+            return (
+                f"addressed {name} with {other_name}'s strides {tuple(other)}: {name} has its own layout "
+                f"here, strides {tuple(tensor.stride())}; pass {name}.stride(0), .stride(1), .stride(2) to "
+                f"the kernel and use them for the {name} load"
+            )
     if not bool(inside.all()):
         outside = coords[~inside]
         rows_ok = torch.ones(outside.shape[0], dtype=torch.bool)
@@ -326,6 +353,26 @@ def _kv_violation(
     return None
 
 
+def table_row_problem(entries: Tensor, table: Tensor, b: int) -> str | None:
+    """Why the block-table entries (element offsets) a program serving sequence ``b`` loaded are wrong."""
+    stride, width = table.stride(0), table.shape[1]
+    row = torch.div(entries, stride, rounding_mode="floor")
+    if not bool(((row != b) | (entries - row * stride >= width)).any()):
+        return None
+    if stride != width:
+        by_width = torch.div(entries, width, rounding_mode="floor")
+        if bool((by_width == b).all()):
+            return (
+                f"serves sequence {b} but read its block-table row at b * {width} (the table's width): "
+                f"block_table is a column slice of a wider table here, its row stride block_table.stride(0) "
+                f"= {stride}; address entry (b, j) as b * block_table.stride(0) + j"
+            )
+    return (
+        f"serves sequence {b} but loaded a block-table entry outside row {b} (past its {width} entries): "
+        + _TABLE_HINT
+    )
+
+
 def assert_reads_owned(run: PagedRun, case: PagedCase, what: str, hint: str = "") -> None:
     """Every K/V element loaded is a real token of the sequence its program serves; every block-table
     entry loaded lies in that sequence's row (interpreter only)."""
@@ -333,7 +380,6 @@ def assert_reads_owned(run: PagedRun, case: PagedCase, what: str, hint: str = ""
     if trace is None:
         return
     owners = _owners(case)
-    table_stride, max_blocks = case.block_table.stride(0), case.block_table.shape[1]
     extra = f"; {hint}" if hint else ""
     for launch in range(len(trace.launches)):
         for program in trace.programs(launch):
@@ -341,12 +387,9 @@ def assert_reads_owned(run: PagedRun, case: PagedCase, what: str, hint: str = ""
             b_prog = _program_sequence(trace, program, launch)
             if b_prog is not None:
                 entries = trace.loaded("block_table", program=program, launch=launch)
-                row = torch.div(entries, table_stride, rounding_mode="floor")
-                if bool(((row != b_prog) | (entries - row * table_stride >= max_blocks)).any()):
-                    raise CheckFailed(
-                        f"{where} serves sequence {b_prog} but loaded a block-table entry outside row "
-                        f"{b_prog} (past its {max_blocks} entries): {_TABLE_HINT}{extra}"
-                    )
+                problem = table_row_problem(entries, case.block_table, b_prog)
+                if problem:
+                    raise CheckFailed(f"{where} {problem}{extra}")
             for name in ("k_cache", "v_cache"):
                 idx = trace.loaded(name, program=program, launch=launch)
                 if idx.numel():
@@ -441,6 +484,37 @@ def paged_variants(case: PagedCase, block_n: int) -> dict[str, Tensor]:
     variants[
         f"only the first tile of block_n = {block_n} tokens was used: loop n0 over range(0, seq_len, BLOCK_N)"
     ] = attend(right, scale, bug="first")
+    variants.update(q_view_variants(case))
+    return variants
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
+
+
+def q_view_variants(case: PagedCase) -> dict[str, Tensor]:
+    """When q is a view: the outputs of reading q with strides from its shape, and of writing a contiguous
+    output with q's strides (only where those addresses stay inside a tensor of q's shape)."""
+    q = case.q
+    flat = _contiguous_strides(tuple(q.shape))
+    if tuple(q.stride()) == flat:
+        return {}
+    shown = tuple(q.stride())
+    variants = {
+        f"q is a view with strides {shown} here: pass q.stride(0), q.stride(1) to the kernel, never strides "
+        f"computed from its shape {flat[:2]}": replace(
+            case, q=torch.as_strided(q, tuple(q.shape), flat)
+        ).reference().double(),
+    }  # fmt: skip
+    span = sum((n - 1) * st for n, st in zip(q.shape, q.stride())) + 1
+    if span <= q.numel():
+        placed = torch.zeros(q.numel(), dtype=torch.float64)
+        placed.as_strided(tuple(q.shape), shown).copy_(case.reference().double())
+        variants[
+            f"the output was written with q's strides {shown}: the output you allocate "
+            f"(torch.empty(q.shape)) is contiguous, strides {flat}, while q is a view here; pass "
+            "out.stride(0), out.stride(1) for the store, never q's"
+        ] = placed.view(tuple(q.shape))
     return variants
 
 
@@ -531,6 +605,66 @@ def scramble_unused_entries(
     return replace(case, block_table=wide.to(case.block_table.device), note=note)
 
 
+def q_head_major_view(case: PagedCase) -> PagedCase:
+    """q as a (batch, num_heads, head_dim) view of a head-major (num_heads + 1, batch, head_dim) tensor
+    (last head row NaN): strides (head_dim, batch * head_dim, 1). Reading q with its shape's strides, or
+    writing a contiguous output with q's strides, stays inside both tensors: wrong numbers, no stray
+    access."""
+    b, h, d = case.q.shape
+    wide = torch.full((h + 1, b, d), float("nan"), dtype=case.q.dtype, device=case.q.device)
+    wide[:h] = case.q.transpose(0, 1)
+    return replace(case, q=wide[:h].transpose(0, 1), note=_join(case.note, f"q is a head-major view, strides "
+                   f"{tuple(wide[:h].transpose(0, 1).stride())}"))  # fmt: skip
+
+
+def v_padded_view(case: PagedCase, pad: int) -> PagedCase:
+    """v_cache alone a view of a pool with ``pad`` NaN numbers after each head (k_cache stays contiguous)."""
+    v = case.v_cache
+    wide = torch.full((*v.shape[:-1], v.shape[-1] + pad), float("nan"), dtype=v.dtype, device=v.device)
+    wide[..., : v.shape[-1]] = v
+    view = wide[..., : v.shape[-1]]
+    note = f"v_cache strides {tuple(view.stride())}, k_cache strides {tuple(case.k_cache.stride())}"
+    return replace(case, v_cache=view, note=_join(case.note, note))
+
+
+def table_column_slice(case: PagedCase, seed: int, spare: int, hidden: int) -> PagedCase:
+    """The block table as columns ``[:width + spare]`` of a table ``hidden`` columns wider still; the spare
+    and hidden columns hold other sequences' blocks (valid ids a kernel must not follow)."""
+    table = case.block_table.cpu()
+    batch, width = table.shape
+    num_blocks = case.k_cache.shape[0]
+    gen = generator(seed)
+    extra = torch.randint(1, num_blocks, (batch, spare + hidden), generator=gen, dtype=table.dtype)
+    wide = torch.cat([table, extra], 1).to(case.block_table.device)
+    view = wide[:, : width + spare]
+    note = (
+        f"block_table is columns [:{width + spare}] of a ({batch}, {width + spare + hidden}) table: "
+        f"stride(0) = {view.stride(0)}"
+    )
+    return replace(case, block_table=view, note=_join(case.note, note))
+
+
+def very_negative_scores(case: PagedCase, level: float) -> PagedCase:
+    """Every score near ``-level`` (q . k / sqrt(head_dim) exact in float32: values on a 1/8 grid, dim 0 of
+    every key 1 and of every query -level * sqrt(head_dim)). A running max started at 0 instead of -inf
+    makes every exp(s - m) underflow to 0."""
+    d = case.q.shape[-1]
+    root = math.isqrt(d)
+    if root * root != d:
+        raise ValueError(f"exact scores need a square head_dim, got {d}")
+
+    def grid(t: Tensor) -> Tensor:
+        return torch.round(t.float() * 8) / 8
+
+    q = grid(case.q)
+    q[..., 0] = -level * root
+    k = grid(case.k_cache)
+    k[..., 0] = torch.where(torch.isnan(k[..., 0]), k[..., 0], torch.ones_like(k[..., 0]))
+    dtype = case.q.dtype
+    note = _join(case.note, f"every score near -{level:g}")
+    return replace(case, q=q.to(dtype), k_cache=k.to(dtype), v_cache=grid(case.v_cache).to(dtype), note=note)
+
+
 def _join(note: str, more: str) -> str:
     return f"{note}; {more}" if note else more
 
@@ -581,6 +715,21 @@ def paged_decode_visible(fn: Callable[..., Any]) -> None:
     print("paged_decode: visible tests passed")
 
 
+_VIEWS_HINT = (
+    "q is a view here (head-major) and v_cache's strides differ from k_cache's: read q with q.stride(), v "
+    "with v_cache.stride() (never k_cache's), and store with the strides of the output you allocate, "
+    "out.stride()"
+)
+TABLE_SLICE_HINT = (
+    "block_table is a column slice of a wider table here: address row b with b * block_table.stride(0), not "
+    "b * block_table.shape[1]"
+)
+NEGATIVE_HINT = (
+    "every score is near -130 here: start the running max at -inf (m = float('-inf')), not 0: with m = 0 "
+    "every exp(s - m) underflows to 0 and l stays 0"
+)
+
+
 def hidden_cases() -> list[tuple[PagedCase, int, str]]:
     """(case, block_n, hint): the sizes, dtypes, layouts and tables a learner never saw."""
     interp = interpreted()
@@ -601,6 +750,15 @@ def hidden_cases() -> list[tuple[PagedCase, int, str]]:
         (paged_case((20, 45), num_heads=4, num_kv_heads=4, head_dim=32, block_size=16, dtype=torch.float16,
                     seed=76, note="group 1"), 32,
          "float16 in, float16 out; compute in float32 inside (.to(tl.float32))"),
+        (paged_case((11, 26), num_heads=4, num_kv_heads=2, head_dim=8, block_size=8, seed=89,
+                    note="head_dim 8"), 16,
+         "head_dim 8 (BLOCK_D = 8 lanes; with tl.dot: " + DOT_SIZE_HINT + ")"),
+        (q_head_major_view(v_padded_view(paged_case((9, 30), num_heads=4, num_kv_heads=2, block_size=8,
+                                                    seed=90), 8)), 16, _VIEWS_HINT),
+        (table_column_slice(paged_case((13, 26), num_heads=2, num_kv_heads=1, block_size=8, seed=91), seed=5,
+                            spare=2, hidden=3), 16, TABLE_SLICE_HINT),
+        (very_negative_scores(paged_case((21, 40), num_heads=4, num_kv_heads=2, block_size=8, seed=92), 130),
+         16, NEGATIVE_HINT),
         *([(scramble_unused_entries(paged_case((3, 40), num_heads=2, num_kv_heads=1, block_size=8, seed=77),
                                     seed=2, extra_columns=1, huge=True), 16,
             "unused block-table entries hold huge ids here: follow an entry only for tokens n < seq_len")]
@@ -623,7 +781,8 @@ def hidden_no_aliasing(fn: Callable[..., Any], name: str) -> None:
 
 @graded("paged_decode", *REFERENCES)
 def paged_decode_hidden(fn: Callable[..., Any]) -> None:
-    """Non-power-of-two heads, strided pools, batch 5, harmful tables, large scores, fp16, no aliasing."""
+    """Non-power-of-two heads, head_dim 8, strided pools, q and v views, a sliced block table, batch 5,
+    harmful tables, scores ~150 and ~-130, fp16, no aliasing."""
     for case, block_n, hint in hidden_cases():
         check_paged(fn, case, block_n, "paged_decode", hint)
     hidden_no_aliasing(fn, "paged_decode")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,6 +23,17 @@ from ..delegation import graded
 from ..fixtures import generator, randn
 from ..properties import assert_unchanged, call_pure, snapshot
 from ._cases import PagedCase, device, interpreted, paged_case
+from .paged import (
+    NEGATIVE_HINT,
+    TABLE_SLICE_HINT,
+    _program_sequence,
+    explain_dot_size,
+    q_head_major_view,
+    table_column_slice,
+    table_row_problem,
+    v_padded_view,
+    very_negative_scores,
+)
 
 LOG2E = 1.4426950408889634
 
@@ -77,7 +89,7 @@ def _kernel_launches(trace: Any, name: str, tensor: str, what: str) -> list[int]
 def _with_hint(exc: CheckFailed) -> CheckFailed:
     if "power of 2" in str(exc):
         return CheckFailed(f"{exc}; {_POWER_OF_TWO_HINT}")
-    return exc
+    return explain_dot_size(exc)
 
 
 def _max_error(actual: Tensor, expected: Tensor) -> float:
@@ -390,6 +402,22 @@ def _partial_variants(case: PagedCase, num_splits: int, block_n: int) -> dict[st
             _split_reference(case, num_splits, block_n, modulo_heads=True)[0]
         ),
     }
+    capacity = case.block_table.shape[1] * block_size
+    if _chunk(capacity, num_splits, block_n) != _chunk(max_len, num_splits, block_n):
+        variants[
+            f"the chunk comes from max_len = max(seq_lens) = {max_len}, not from the block table's capacity "
+            f"block_table.shape[1] * block_size = {capacity} (a table may have spare columns)"
+        ] = _split_reference(
+            case, num_splits, block_n, chunk=lambda n: _chunk(capacity, num_splits, block_n)
+        )[0]
+    q = case.q
+    flat = (q.shape[1] * q.shape[2], q.shape[2], 1)
+    if tuple(q.stride()) != flat:
+        wrong_q = replace(case, q=torch.as_strided(q, tuple(q.shape), flat))
+        variants[
+            f"q is a view with strides {tuple(q.stride())} here: pass q.stride(0), q.stride(1) to the "
+            f"kernel, never strides computed from its shape {flat[:2]}"
+        ] = _split_reference(wrong_q, num_splits, block_n)[0]
     return variants
 
 
@@ -444,17 +472,18 @@ def _tile_hint(case: PagedCase, block_n: int) -> str:
     )
 
 
-def _allowed_slots(case: PagedCase, cache: Tensor) -> Tensor:
-    """Sorted element indices of the slots holding tokens (every KV head, every d)."""
+def _allowed_slots(case: PagedCase, cache: Tensor, strides: tuple[int, ...] | None = None) -> Tensor:
+    """Sorted element indices of the slots holding tokens (every KV head, every d), for `cache`'s strides
+    or the given ones."""
     block_size, num_kv_heads, head_dim = cache.shape[1:]
+    st = tuple(cache.stride()) if strides is None else strides
     table, lens = case.block_table.cpu().long(), case.seq_lens.cpu().tolist()
     parts = []
     for b, n in enumerate(lens):
         t = torch.arange(n)
-        base = table[b, t // block_size] * cache.stride(0) + (t % block_size) * cache.stride(1)
+        base = table[b, t // block_size] * st[0] + (t % block_size) * st[1]
         inner = (
-            torch.arange(num_kv_heads)[:, None] * cache.stride(2)
-            + torch.arange(head_dim)[None, :] * cache.stride(3)
+            torch.arange(num_kv_heads)[:, None] * st[2] + torch.arange(head_dim)[None, :] * st[3]
         ).reshape(-1)
         parts.append((base[:, None] + inner[None, :]).reshape(-1))
     return torch.cat(parts).unique()
@@ -482,6 +511,16 @@ def _check_partial_loads(trace: Any, case: PagedCase, num_splits: int, what: str
         loaded = trace.loaded(name).unique()
         ok = torch.isin(loaded, _allowed_slots(case, cache))
         if not bool(ok.all()):
+            other_name, other = ("v_cache", case.v_cache) if name == "k_cache" else ("k_cache", case.k_cache)
+            if other.stride() != cache.stride() and bool(
+                torch.isin(loaded, _allowed_slots(case, cache, tuple(other.stride()))).all()
+            ):
+                raise CheckFailed(
+                    f"{what}: your kernel addressed {name} with {other_name}'s strides "
+                    f"{tuple(other.stride())}: {name} has its own layout here, strides "
+                    f"{tuple(cache.stride())}; pass {name}.stride(0), .stride(1), .stride(2) to the kernel "
+                    f"and use them for the {name} load"
+                )
             slot = _describe_slot(case, name, int(loaded[~ok][0]))
             raise CheckFailed(
                 f"{what}: your kernel loaded {name} slots that hold no token ({slot}). Slots past "
@@ -491,14 +530,22 @@ def _check_partial_loads(trace: Any, case: PagedCase, num_splits: int, what: str
             )
     table = case.block_table
     idx = trace.loaded("block_table")
+    end = (table.shape[0] - 1) * table.stride(0) + table.shape[1]  # a column slice's last element + 1
     if idx.numel():
         expect(
-            int(idx.min()) >= 0 and int(idx.max()) < table.numel(),
+            int(idx.min()) >= 0 and int(idx.max()) < end,
             f"{what}: your kernel loaded block_table past its end (element {int(idx.max())} of "
-            f"{table.numel()}): "
+            f"{end}): "
             "mask the block-table load with the token mask (mask=n < end, other=0), as a tile may run past "
             "the last block a sequence owns",
         )
+    for i in launches:
+        for program in trace.programs(i):
+            b = _program_sequence(trace, program, i)
+            entries = trace.loaded("block_table", program=program, launch=i)
+            problem = table_row_problem(entries, table, b) if b is not None and entries.numel() else None
+            if problem:
+                raise CheckFailed(f"{what}: program {program} {problem}")
 
 
 def _compare_partials(
@@ -527,6 +574,15 @@ def _compare_partials(
     tol = (2e-3 if fp16 else 2e-5) * scale
     if _max_error(got, ref) > tol:
         hint = diagnose(got, _partial_variants(case, num_splits, block_n), atol=tol * 5)
+        as_empty = ~empty & (got == 0).all(dim=-1) & torch.isneginf(got_lse)
+        if hint is None and bool(as_empty.any()):
+            b, h, s = (int(i) for i in as_empty.nonzero()[0])
+            raise CheckFailed(
+                f"{what}: partials[{b}, {h}, {s}] came out as an empty split's (zeros, lse -inf), though "
+                f"split {s} holds tokens of sequence {b}: l stayed 0, so every weight exp(s - m) was 0 (a "
+                "running max started at 0 instead of -inf makes very negative scores underflow) or every "
+                "token was masked out"
+            )
         if hint is None and _max_error(got[~empty], ref[~empty]) <= tol:
             hint = (
                 "an empty split (no token in [s * chunk, min((s + 1) * chunk, seq_lens[b]))) must write a "
@@ -575,14 +631,28 @@ def _compare_partials(
 
 
 def _check_partials(
-    fn: Callable[..., Any], case: PagedCase, num_splits: int, block_n: int
+    fn: Callable[..., Any], case: PagedCase, num_splits: int, block_n: int, hint: str = ""
 ) -> tuple[Tensor, Tensor]:
     what = f"paged_decode_partials(..., num_splits={num_splits}, block_n={block_n}) for {case.describe()}"
-    with _traced(k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table) as trace:
+    watched = dict(
+        k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table, seq_lens=case.seq_lens
+    )
+    with _traced(**watched) as trace:
         try:
             result = call_pure(fn, *case.args, num_splits, block_n=block_n, what=what)
         except CheckFailed as exc:
             raise _with_hint(exc) from None
+    try:
+        return _check_partial_result(case, num_splits, block_n, trace, result, what)
+    except CheckFailed as exc:
+        if hint:
+            raise CheckFailed(f"{exc}; {hint}") from None
+        raise
+
+
+def _check_partial_result(
+    case: PagedCase, num_splits: int, block_n: int, trace: Any, result: Any, what: str
+) -> tuple[Tensor, Tensor]:
     if trace is not None:
         _check_partial_loads(trace, case, num_splits, what)
     expect(
@@ -631,16 +701,34 @@ _HIDDEN_PARTIALS: list[tuple[tuple[int, ...], dict[str, Any], int, int]] = [
 ]  # fmt: skip
 
 
+def _layout_cases() -> list[tuple[PagedCase, int, str]]:
+    """(case, num_splits, hint) for block_n 16: q and v views, a sliced block table with spare columns,
+    every score near -130."""
+    views = q_head_major_view(v_padded_view(paged_case((9, 30), num_heads=4, num_kv_heads=2, seed=96), 8))
+    table = table_column_slice(paged_case((40, 19), num_heads=2, num_kv_heads=1, seed=97), seed=7, spare=4,
+                               hidden=3)  # fmt: skip
+    negative = very_negative_scores(paged_case((21, 40), num_heads=4, num_kv_heads=2, seed=98), 130)
+    return [
+        (views, 2, "q is a view here (head-major) and v_cache's strides differ from k_cache's: read q with "
+         "q.stride(), v with v_cache.stride() (never k_cache's)"),
+        (table, 2, TABLE_SLICE_HINT + "; the chunk comes from max(seq_lens), whatever the table's width"),
+        (negative, 2, NEGATIVE_HINT),
+    ]  # fmt: skip
+
+
 @graded("paged_decode_partials", *PARTIALS_REFERENCES)
 def paged_decode_partials_hidden(fn: Callable[..., Any]) -> None:
     """Chunk rounding, empty splits, block_size vs block_n, GQA 1..8, head_dim 24/40, fp16, 1e2 scores,
-    K/V as halves of one tensor, inputs unchanged, no aliasing."""
+    K/V as halves of one tensor, q and v views, a sliced block table with spare columns, scores near -130,
+    inputs unchanged, no aliasing."""
     for seed, (lens, options, num_splits, block_n) in enumerate(_HIDDEN_PARTIALS, start=72):
         _check_partials(fn, paged_case(lens, seed=seed, **options), num_splits, block_n)
     halves = _halves(
         paged_case((29, 45), 3, 1, block_size=16, seed=80, note="k_cache, v_cache halves of one tensor")
     )
     _check_partials(fn, halves, 3, 32)
+    for case, num_splits, hint in _layout_cases():
+        _check_partials(fn, case, num_splits, 16, hint)
     first = _check_partials(fn, paged_case((23, 7), seed=81, note="one split: the whole sequence"), 1, 16)
     copy = snapshot(first)
     _check_partials(
