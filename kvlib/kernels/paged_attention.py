@@ -322,7 +322,9 @@ def _prepare(
     # tl.dot on bf16 is wrong in the interpreter: compute in fp32 there
     upcast = interp and q.dtype == torch.bfloat16
     constants = dict(
-        GROUP=group, BLOCK_G=max(16, triton.next_power_of_2(group)),  # tl.dot needs >= 16 rows
+        # 16 query rows at least: the row count of a tensor-core tile (tl.dot itself needs only the
+        # summed dimension, BLOCK_D and BLOCK_N here, to be >= 16 on NVIDIA GPUs)
+        GROUP=group, BLOCK_G=max(16, triton.next_power_of_2(group)),
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), PAGE=page,
         BLOCK_N=block_n, UPCAST=upcast, IEEE=q.dtype == torch.float32 or upcast,
     )  # fmt: skip
@@ -467,7 +469,7 @@ def paged_attention_partials(
         scores **in base 2** (``log2 sum_t 2^(s_t * log2 e)``, as the kernel computes with ``exp2``),
         ``-inf`` for an empty chunk. :func:`merge_splits` combines them.
     """
-    if num_splits == "auto" or isinstance(num_splits, str):
+    if isinstance(num_splits, str):
         raise ValueError(
             f"num_splits must be a positive int here (it sets the output's shape), got {num_splits!r}"
         )
