@@ -8,12 +8,16 @@ NaN in the output even where the softmax weight is 0. Cases live on the device t
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..common import CheckFailed
 from ..fixtures import generator, randn
 
 
@@ -35,6 +39,33 @@ def interpreted() -> bool:
     from kvlib.kernels import MODE
 
     return MODE != "cuda" and os.environ.get(UNTRACED) != "1"
+
+
+@contextlib.contextmanager
+def traced(**tensors: Tensor) -> Iterator[Any]:
+    """A load trace (``kvlib.kernels.trace_loads``) of the named tensors when kernels run in the
+    interpreter; None where they compile (nothing passes through Python there)."""
+    if not interpreted():
+        yield None
+        return
+    from kvlib.kernels.trace import trace_loads
+
+    with trace_loads(**tensors) as trace:
+        yield trace
+
+
+DOT_SIZE_HINT = (
+    "tl.dot needs the summed dimension >= 16 on NVIDIA GPUs (Triton refuses smaller ones, and so does the "
+    "grader's interpreter): launch with BLOCK_D = max(16, triton.next_power_of_2(head_dim)) (and BLOCK_N >= "
+    "16), masking the lanes d >= head_dim"
+)
+
+
+def explain_dot_size(exc: CheckFailed) -> CheckFailed:
+    """Add :data:`DOT_SIZE_HINT` to Triton's "K >= 16" refusal of a small ``tl.dot``."""
+    if "K >= 16" in str(exc) or "K >= 32" in str(exc):
+        return CheckFailed(f"{exc}; {DOT_SIZE_HINT}")
+    return exc
 
 
 @dataclass

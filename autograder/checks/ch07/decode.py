@@ -16,9 +16,8 @@ once) and tiles of another size than `block_n` fail with a message that says whi
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ from torch import Tensor
 from ..common import CheckFailed, assert_shape, expect
 from ..delegation import graded
 from ..properties import assert_dtype, assert_unchanged, call_pure, snapshot
-from ._cases import ContiguousCase, contiguous_case, interpreted
+from ._cases import ContiguousCase, contiguous_case, explain_dot_size, traced
 
 REFERENCES = (
     "kvlib.kernels.paged_attention.contiguous_decode_attention",
@@ -47,31 +46,13 @@ _MASK_HINT = (
 # --- running the learner's launcher ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _traced(case: ContiguousCase) -> Iterator[Any]:
-    """A load trace of q, k and v when kernels run in the interpreter, else None."""
-    if not interpreted():
-        yield None
-        return
-    from kvlib.kernels.trace import trace_loads
-
-    with trace_loads(q=case.q, k=case.k, v=case.v) as trace:
-        yield trace
-
-
 def _run(fn: Callable[..., Any], case: ContiguousCase, block_n: int) -> tuple[Any, Any, str]:
     what = f"decode_attention(..., block_n={block_n}) for {case.describe()}"
-    with _traced(case) as trace:
+    with traced(q=case.q, k=case.k, v=case.v) as trace:
         try:
             out = call_pure(fn, *case.args, block_n=block_n, what=what)
         except CheckFailed as exc:
-            if "K >= 16" in str(exc):
-                raise CheckFailed(
-                    f"{exc}: tl.dot needs the summed dimension >= 16 on NVIDIA GPUs (head_dim is "
-                    f"{case.q.shape[-1]} here): BLOCK_D = max(16, triton.next_power_of_2(head_dim)), with "
-                    "the lanes d >= head_dim masked, and BLOCK_N >= 16 (or tl.sum(k * q[None, :], axis=1))"
-                ) from None
-            raise
+            raise explain_dot_size(exc) from None
     return out, trace, what
 
 

@@ -34,7 +34,7 @@ from ..common import CheckFailed, assert_shape, call, expect
 from ..delegation import graded
 from ..fixtures import generator
 from ..properties import assert_dtype, assert_unchanged, call_pure, snapshot
-from ._cases import PagedCase, interpreted, paged_case
+from ._cases import DOT_SIZE_HINT, PagedCase, explain_dot_size, interpreted, paged_case, traced
 
 REFERENCES = (
     "kvlib.kernels.paged_attention.paged_attention_decode",
@@ -150,37 +150,21 @@ class PagedRun:
     watched: dict[str, Tensor] = field(default_factory=dict)
 
 
-DOT_SIZE_HINT = (
-    "tl.dot needs the summed dimension >= 16 on NVIDIA GPUs (Triton refuses smaller ones, and so does the "
-    "grader's interpreter): launch with BLOCK_D = max(16, triton.next_power_of_2(head_dim)) (and BLOCK_N >= "
-    "16), masking the lanes d >= head_dim"
-)
-
-
-def explain_dot_size(exc: CheckFailed) -> CheckFailed:
-    """Add :data:`DOT_SIZE_HINT` to Triton's "K >= 16" refusal of a small ``tl.dot``."""
-    if "K >= 16" in str(exc) or "K >= 32" in str(exc):
-        return CheckFailed(f"{exc}; {DOT_SIZE_HINT}")
-    return exc
-
-
 def run_paged(
     fn: Callable[..., Any], case: PagedCase, block_n: int, what: str, extra: tuple = ()
 ) -> PagedRun:
     """``fn(*case.args, *extra, block_n=block_n)``, inputs checked unchanged; traced in the interpreter."""
+    watched = dict(
+        q=case.q, k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table,
+        seq_lens=case.seq_lens,
+    )  # fmt: skip
     try:
-        if not interpreted():
-            return PagedRun(call_pure(fn, *case.args, *extra, block_n=block_n, what=what))
-        from kvlib.kernels.trace import trace_loads
-
-        watched = dict(
-            q=case.q, k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table,
-            seq_lens=case.seq_lens,
-        )  # fmt: skip
-        with memory_guard() as guard, trace_loads(**watched) as trace:
+        with memory_guard() as guard, traced(**watched) as trace:
             result = call_pure(fn, *case.args, *extra, block_n=block_n, what=what)
     except CheckFailed as exc:
         raise explain_dot_size(exc) from None
+    if trace is None:
+        return PagedRun(result)
     return PagedRun(result, trace, guard, watched)
 
 

@@ -12,8 +12,7 @@ outside ``x``'s rows and columns fail with a message that says so.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from ..common import CheckFailed, assert_shape, expect
 from ..delegation import graded
 from ..fixtures import generator, randn
 from ..properties import assert_dtype, assert_unchanged, call_pure, snapshot
-from ._cases import device, interpreted
+from ._cases import device, traced
 
 REFERENCES = (
     "kvlib.kernels.softmax.softmax_rows",
@@ -38,18 +37,6 @@ def _describe(x: Tensor, note: str) -> str:
     layout = "" if x.stride(0) == cols else f", a slice with x.stride(0) = {x.stride(0)}"
     dtype = str(x.dtype).removeprefix("torch.")
     return f"softmax_rows(x) for x of shape ({rows}, {cols}) {dtype}{layout}" + (f" ({note})" if note else "")
-
-
-@contextlib.contextmanager
-def _traced(x: Tensor) -> Iterator[Any]:
-    """A load trace of ``x`` when kernels run in the interpreter, else None."""
-    if not interpreted():
-        yield None
-        return
-    from kvlib.kernels.trace import trace_loads
-
-    with trace_loads(x=x) as trace:
-        yield trace
 
 
 def _check_trace(trace: Any, x: Tensor, what: str) -> None:
@@ -160,7 +147,7 @@ def _check_case(
     surroundings hold NaN.
     """
     what = _describe(x, note)
-    with _traced(x) as trace:
+    with traced(x=x) as trace:
         try:
             out = call_pure(fn, x, what=what)
         except CheckFailed as exc:

@@ -9,9 +9,8 @@ partials, past a tensor's end) fails with a message that says which.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,12 +21,11 @@ from ..common import CheckFailed, assert_shape, diagnose, expect
 from ..delegation import graded
 from ..fixtures import generator, randn
 from ..properties import assert_unchanged, call_pure, snapshot
-from ._cases import PagedCase, device, interpreted, paged_case
+from ._cases import PagedCase, device, explain_dot_size, paged_case, traced
 from .paged import (
     NEGATIVE_HINT,
     TABLE_SLICE_HINT,
     _program_sequence,
-    explain_dot_size,
     q_head_major_view,
     table_column_slice,
     table_row_problem,
@@ -56,18 +54,6 @@ _POWER_OF_TWO_HINT = (
 
 
 # --- tracing (interpreter only) ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _traced(**tensors: Tensor) -> Iterator[Any]:
-    """A load trace of `tensors` in the interpreter; None on CUDA (nothing passes through Python)."""
-    if not interpreted():
-        yield None
-        return
-    from kvlib.kernels.trace import trace_loads
-
-    with trace_loads(**tensors) as trace:
-        yield trace
 
 
 def _kernel_launches(trace: Any, name: str, tensor: str, what: str) -> list[int]:
@@ -225,7 +211,7 @@ def _check_merge(fn: Callable[..., Any], partials: Tensor, lse: Tensor, note: st
         f"merge_splits(partials, lse) for partials of shape {tuple(partials.shape)}, lse of shape "
         f"{tuple(lse.shape)} ({note})"
     )
-    with _traced(partials=partials, lse=lse) as trace:
+    with traced(partials=partials, lse=lse) as trace:
         try:
             out = call_pure(fn, partials, lse, what=what)
         except CheckFailed as exc:
@@ -637,7 +623,7 @@ def _check_partials(
     watched = dict(
         k_cache=case.k_cache, v_cache=case.v_cache, block_table=case.block_table, seq_lens=case.seq_lens
     )
-    with _traced(**watched) as trace:
+    with traced(**watched) as trace:
         try:
             result = call_pure(fn, *case.args, num_splits, block_n=block_n, what=what)
         except CheckFailed as exc:
