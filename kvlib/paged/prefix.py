@@ -43,7 +43,14 @@ from dataclasses import dataclass, field
 
 from kvlib.validate import describe, require_int, require_token_ids
 
-__all__ = ["PrefixCache", "HashPrefixCache", "RadixPrefixCache", "make_prefix_cache"]
+__all__ = [
+    "PrefixCache",
+    "HashPrefixCache",
+    "RadixPrefixCache",
+    "make_prefix_cache",
+    "block_hashes",
+    "default_block_hash",
+]
 
 BlockTokens = tuple[int, ...]
 
@@ -394,6 +401,21 @@ class _HashEntry:
 def default_block_hash(parent_key: int | None, tokens: BlockTokens) -> int:
     """Chain hash of a full block: covers its tokens and (through ``parent_key``) all earlier ones."""
     return hash((parent_key, tokens))
+
+
+def block_hashes(
+    tokens: Sequence[int], block_size: int, hash_fn: Callable[[int | None, BlockTokens], int] | None = None
+) -> list[int]:
+    """The chain key of every full block of ``tokens``: ``key_i = hash_fn(key_{i-1}, block_i)``, with
+    ``key_{-1} = None``; a trailing partial block gets none (``len(tokens) // block_size`` keys)."""
+    block_size = require_int("block_size", block_size, minimum=1)
+    hash_fn = hash_fn or default_block_hash
+    keys: list[int] = []
+    parent: int | None = None
+    for blk in split_full_blocks(require_token_ids("tokens", tokens), block_size):
+        parent = hash_fn(parent, blk)
+        keys.append(parent)
+    return keys
 
 
 class HashPrefixCache(PrefixCache):

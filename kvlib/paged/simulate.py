@@ -76,6 +76,7 @@ __all__ = [
     "compare_allocators",
     "SharingResult",
     "analytic_prefix_saving",
+    "block_waste",
     "shared_prefix_savings",
     "parallel_sampling_savings",
     "beam_search_savings",
@@ -506,6 +507,26 @@ def analytic_prefix_saving(k: int, prefix_len: int, question_len: int, block_siz
     question_len = require_int("question_len", question_len, minimum=1)
     block_size = require_int("block_size", block_size, minimum=1)
     return (k - 1) * (prefix_len // block_size) * block_size / (k * (prefix_len + question_len))
+
+
+def block_waste(lengths: Sequence[int], shares: Sequence[float], block_size: int) -> float:
+    """Share of allocated slots that hold no token when a fraction ``shares[i]`` of the sequences has
+    ``lengths[i]`` tokens and each holds ``ceil(length / B)`` blocks: the internal fragmentation of
+    paging, ``sum_i s_i (ceil(n_i / B) B - n_i) / sum_i s_i ceil(n_i / B) B``."""
+    if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence):
+        raise TypeError(f"lengths must be a sequence of token counts, got {describe(lengths)}")
+    if isinstance(shares, (str, bytes)) or not isinstance(shares, Sequence) or len(shares) != len(lengths):
+        raise ValueError(
+            f"shares must be a sequence of {len(lengths)} fraction(s), one per length, got {describe(shares)}"
+        )
+    lengths = [require_int(f"lengths[{i}]", n, minimum=1) for i, n in enumerate(lengths)]
+    shares = [require_number(f"shares[{i}]", s, minimum=0) for i, s in enumerate(shares)]
+    block_size = require_int("block_size", block_size, minimum=1)
+    if not lengths or sum(shares) <= 0:
+        raise ValueError("block_waste needs at least one length with a positive share")
+    allocated = sum(s * -(-n // block_size) * block_size for n, s in zip(lengths, shares))
+    tokens = sum(s * n for n, s in zip(lengths, shares))
+    return (allocated - tokens) / allocated
 
 
 def shared_prefix_savings(
