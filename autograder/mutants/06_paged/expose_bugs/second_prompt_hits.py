@@ -1,0 +1,11 @@
+# MISTAKE: identical prompts of four tokens: the second admission hits the first block instead of duplicating it
+# EXPECT: does not expose manager E
+def expose_bugs() -> dict[str, tuple[list[tuple], str]]:
+    hit = [1, 2, 3, 4]
+    return {
+        "A": ([("allocate", 0, hit), ("free", 0), ("allocate", 1, hit)], "registered_blocks_cached"),
+        "B": ([("allocate", 0, [1]), ("fork", 0, 1), ("append", 0, 2), ("append", 1, 3)], "reads_own_tokens"),
+        "C": ([("allocate", 0, [1])], "cached_blocks_full"),
+        "D": ([("allocate", 0, hit), ("free", 0), ("reclaim", 1)], "block_states"),
+        "E": ([("allocate", 0, hit), ("allocate", 1, hit)], "one_block_per_prefix"),
+    }

@@ -1,0 +1,13 @@
+# MISTAKE: the child gets the parent's blocks but an empty token list
+# EXPECT: expected the parent's
+def fork(parent: BlockTable, child_id: int, allocator) -> BlockTable:
+    """A child sequence that shares every block of `parent` (parallel sampling, beam search).
+
+    - Returns a new BlockTable(child_id, tokens, block_ids) whose lists are copies of the parent's,
+      not the same list objects: a later append to one sequence must not show in the other.
+    - Each of the parent's blocks gains one owner (allocator.incref); no block is allocated or copied.
+    - The parent's table is not changed.
+    """
+    for block_id in parent.block_ids:
+        allocator.incref(block_id)
+    return BlockTable(child_id, block_ids=list(parent.block_ids))

@@ -1,0 +1,11 @@
+# MISTAKE: the child lists the parent's blocks but no block gains an owner
+# EXPECT: did not gain an owner
+def fork(parent: BlockTable, child_id: int, allocator) -> BlockTable:
+    """A child sequence that shares every block of `parent` (parallel sampling, beam search).
+
+    - Returns a new BlockTable(child_id, tokens, block_ids) whose lists are copies of the parent's,
+      not the same list objects: a later append to one sequence must not show in the other.
+    - Each of the parent's blocks gains one owner (allocator.incref); no block is allocated or copied.
+    - The parent's table is not changed.
+    """
+    return BlockTable(child_id, list(parent.tokens), list(parent.block_ids))

@@ -1,0 +1,18 @@
+# MISTAKE: copy.copy of the parent's table: a new table, but its lists are the parent's
+# EXPECT: parent's list object
+import copy
+
+
+def fork(parent: BlockTable, child_id: int, allocator) -> BlockTable:
+    """A child sequence that shares every block of `parent` (parallel sampling, beam search).
+
+    - Returns a new BlockTable(child_id, tokens, block_ids) whose lists are copies of the parent's,
+      not the same list objects: a later append to one sequence must not show in the other.
+    - Each of the parent's blocks gains one owner (allocator.incref); no block is allocated or copied.
+    - The parent's table is not changed.
+    """
+    child = copy.copy(parent)
+    child.seq_id = child_id
+    for block_id in child.block_ids:
+        allocator.incref(block_id)
+    return child
