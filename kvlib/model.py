@@ -321,6 +321,7 @@ class TinyDecoder(nn.Module):
     ``allow_long_context`` (constructor keyword and attribute, default False): positions at or past
     ``config.max_seq_len`` were never seen in training and give silently worse logits, so ``forward``
     raises on them. A chapter that extends the context sets ``model.allow_long_context = True`` on purpose.
+    A cache with ``rotates_keys`` (StreamingLLM) picks the RoPE angles itself, so it needs no such flag.
     """
 
     def __init__(self, config: ModelConfig, *, allow_long_context: bool = False) -> None:
@@ -389,7 +390,10 @@ class TinyDecoder(nn.Module):
         require_tensor("positions", positions, layout="[T] or [B, T] (torch.long)")
         if positions.shape not in ((T,), (B, T)):
             raise ValueError(f"positions must be [T]={T} or [B, T]={B, T}, got {tuple(positions.shape)}")
-        self._check_values(input_ids, positions)
+        # a cache that rotates keys itself picks the angles, so the stream's positions may pass the context
+        self._check_values(
+            input_ids, positions, long_context_ok=self.allow_long_context or rotates_keys(cache)
+        )
         if lengths is not None:
             _check_lengths(lengths, B, T, input_ids.device)
         x = self.embed_tokens(input_ids)  # (B, T, C)
@@ -399,7 +403,7 @@ class TinyDecoder(nn.Module):
             x = layer(x, batch, cache)
         return self.lm_head(self.norm(x)).float()  # (B, T, V)
 
-    def _check_values(self, input_ids: torch.Tensor, positions: torch.Tensor) -> None:
+    def _check_values(self, input_ids: torch.Tensor, positions: torch.Tensor, long_context_ok: bool) -> None:
         """dtypes, devices and ranges of the inputs, checked once per forward (one device sync)."""
         for name, t in (("input_ids", input_ids), ("positions", positions)):
             if t.dtype not in (torch.long, torch.int32):
@@ -421,7 +425,7 @@ class TinyDecoder(nn.Module):
             raise ValueError(f"input_ids must be token ids in [0, vocab_size={vocab}), got id {bad}")
         if low_pos < 0:
             raise ValueError(f"positions must be >= 0, got {low_pos}")
-        if high_pos >= context and not self.allow_long_context:
+        if high_pos >= context and not long_context_ok:
             raise ValueError(
                 f"position {high_pos} is past the model's context (max_seq_len={context}: positions "
                 f"0..{context - 1}); {input_ids.shape[1]} input token(s) at positions {low_pos}..{high_pos}. "

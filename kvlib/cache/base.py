@@ -16,10 +16,11 @@ work this way, unchanged. A cache opts in to more by defining any of:
 - ``observe_attention(layer, weights)``: it receives the softmax weights [B, H, T, T_kept] that the
   default path computed anyway (an H2O cache accumulates them to find heavy hitters). Only caches
   that define it make the default path keep the weights around.
-- ``rotates_keys = True``: the model hands it queries and keys *before* RoPE, and the cache rotates
-  them with ``batch.rope`` at positions of its choosing (a StreamingLLM cache re-numbers the tokens
-  it kept, so a key's angle depends on where it sits in the cache, not where it was first seen).
-  Such a cache must define ``attend`` (``update`` alone never sees positions).
+- ``rotates_keys = True``: the model hands it queries and keys *before* RoPE. Its ``update`` stores
+  and returns keys before RoPE, and :func:`attend` rotates what it returned at positions ``0 .. n-1``,
+  the index inside the cache, and the new queries at the last T of them (a StreamingLLM cache
+  re-numbers the tokens it kept, so a key's angle depends on where it sits in the cache, not where it
+  was first seen). A cache with its own ``attend`` rotates them itself, with ``batch.rope``.
 - ``kv_length_after(layer, new_tokens) -> int``: for a cache that keeps fewer keys than it was given
   (eviction), how many ``update`` will return after storing ``new_tokens`` more. Only
   :mod:`kvlib.hf` asks: transformers sizes its attention mask before any layer stores anything.
@@ -95,25 +96,32 @@ def rotates_keys(cache: Any) -> bool:
     return getattr(cache, "rotates_keys", False) is True
 
 
+def rotate_in_cache(
+    q: torch.Tensor, k: torch.Tensor, batch: ForwardBatch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE at positions inside the cache: the n kept keys [B, KV, n, D] at ``0 .. n-1`` and the T
+    queries [B, H, T, D] (the last T keys' tokens) at ``n-T .. n-1``. Only distances matter to RoPE, so
+    this is the stream's attention with the evicted tokens cut out and the kept ones closed up."""
+    n, T = k.shape[2], q.shape[2]
+    cache_positions = torch.arange(n, device=k.device)  # (n,)
+    return batch.rope(q, cache_positions[n - T :]), batch.rope(k, cache_positions)
+
+
 def attend(
     cache: Any, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch
 ) -> torch.Tensor:
     """The attention output [B, H, T, D] of ``layer`` for queries q [B, H, T, D] and new k, v [B, KV, T, D].
 
     No cache: causal attention over the T tokens themselves. A cache with its own ``attend``: that.
-    Otherwise the default path: ``cache.update`` stores k and v and returns every key it keeps; the
-    queries are the last T of them (a cache that evicted older tokens returns fewer, never the new
+    Otherwise the default path: ``cache.update`` stores k and v and returns every key it keeps (and
+    for a ``rotates_keys`` cache both are rotated at their places in the cache); the queries are the
+    last T of them (a cache that evicted older tokens returns fewer, never the new
     ones), and ``observe_attention`` receives the weights if the cache defines it.
     """
     own_attend = getattr(cache, "attend", None)
     if own_attend is not None:
         return own_attend(layer, q, k, v, batch)
     if cache is not None:
-        if rotates_keys(cache):  # update() never sees positions: the keys would stay unrotated
-            raise TypeError(
-                f"{type(cache).__name__} sets rotates_keys = True but has no attend(); a cache that takes "
-                "keys before RoPE must rotate them itself, in attend(layer, q, k, v, batch)"
-            )
         if batch.lengths is not None:
             raise ValueError(
                 f"{type(cache).__name__} keeps one length for the whole batch, so it cannot store rows of "
@@ -121,6 +129,8 @@ def attend(
                 "per-row lengths such as kvlib.paged.PagedKVCache"
             )
         k, v = cache.update(layer, k, v)  # (B, KV, T_kept, D): everything cached so far
+        if rotates_keys(cache):
+            q, k = rotate_in_cache(q, k, batch)
     n_rep = q.shape[1] // k.shape[1]
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, T_kept, D)
     observe = getattr(cache, "observe_attention", None)

@@ -1,0 +1,324 @@
+"""Caches with a fixed token budget: they evict old tokens, so memory stays flat as a stream grows.
+
+Three policies, each a :class:`~kvlib.cache.base.KVCache` the model uses through the attention seam:
+
+- :class:`SlidingWindowKVCache` keeps the last ``window`` tokens in a ring buffer (Mistral's sliding
+  window, Longformer's local attention). Keys are stored rotated at their absolute positions: RoPE
+  makes the score depend only on the distance between query and key, and inside a window every
+  distance is one the model saw in training. Once the stream's first tokens leave the window,
+  perplexity of many models jumps: they parked attention mass on those tokens (Xiao et al. 2023).
+- :class:`SinkKVCache` keeps the first ``num_sinks`` tokens ("attention sinks") plus the last
+  ``window`` (StreamingLLM, Xiao et al. 2023). It stores keys *before* RoPE (``rotates_keys``) and
+  :func:`kvlib.cache.base.attend` rotates them at their index inside the cache, 0 .. n-1: a stream
+  of any length then only ever sees positions below ``num_sinks + window``. Caching rotated keys
+  instead and evicting from the middle leaves a gap in the positions the model sees, the classic
+  bug chapter 05 asks you to avoid.
+- :class:`H2OKVCache` keeps the ``heavy`` tokens that received the most attention so far plus the
+  last ``recent`` ones (and optionally ``num_sinks`` first tokens), separately for every KV head
+  and batch row (H2O, Zhang et al. 2023). It scores tokens through ``observe_attention``: the
+  attention weights of the query heads of each group are summed per key, every step.
+
+Every cache stores the new tokens of a call before evicting, and ``update`` always returns all of
+them: a prefill chunk longer than the budget still attends causally over itself, and eviction only
+applies to what later calls see. ``seq_len`` counts every token seen, evicted ones included (the
+position of the next token), and ``kept_positions(layer)`` says which absolute positions remain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
+from kvlib.validate import require_int, require_tensor
+
+__all__ = ["SlidingWindowKVCache", "SinkKVCache", "H2OKVCache"]
+
+_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
+_KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
+
+
+def _check_kv(layer: Any, k: Any, v: Any, num_layers: int) -> int:
+    layer = check_layer(layer, num_layers)
+    require_tensor("k", k, 4, _KV_LAYOUT)
+    require_tensor("v", v, 4, _KV_LAYOUT)
+    check_same_kind(("k", "v"), k, v)
+    return layer
+
+
+def ring_order(seen: int, capacity: int) -> torch.Tensor:
+    """Slots of a ring buffer of ``capacity`` slots holding the last ``min(seen, capacity)`` of ``seen``
+    items, oldest first: token p lives in slot ``p % capacity``."""
+    kept = min(seen, capacity)
+    return torch.arange(seen - kept, seen) % capacity  # (kept,)
+
+
+class _RingLayers:
+    """The last ``capacity`` tokens of each layer in a ring buffer [B, KV, capacity, D] per layer (K and V).
+
+    ``append(layer, k, v, first)`` stores tokens whose stream index starts at ``first``; ``read(layer,
+    seen)`` returns the kept ones oldest first. Buffers are allocated on a layer's first append, with
+    the batch, heads, head_dim, dtype and device of that append, which later appends must keep.
+    """
+
+    def __init__(self, num_layers: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+
+    def check(self, layer: int, k: torch.Tensor, what: str) -> None:
+        stored = self.keys[layer]
+        if stored is not None:
+            check_appendable(what, stored, k, 2, _KV_DIMS)
+
+    def read(self, layer: int, seen: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.keys[layer] is None or seen <= 0:
+            return None
+        slots = ring_order(seen, self.capacity).to(self.keys[layer].device)
+        return self.keys[layer][:, :, slots], self.values[layer][:, :, slots]  # (B, KV, kept, D) copies
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, first: int) -> None:
+        """Write tokens ``first .. first + T - 1`` (only the last ``capacity`` of them can survive)."""
+        if self.capacity == 0 or k.shape[2] == 0:
+            return
+        if self.keys[layer] is None:
+            B, KV, _, D = k.shape
+            self.keys[layer] = k.new_zeros(B, KV, self.capacity, D)
+            self.values[layer] = v.new_zeros(B, KV, self.capacity, D)
+        T = k.shape[2]
+        keep = min(T, self.capacity)
+        slots = (torch.arange(first + T - keep, first + T) % self.capacity).to(k.device)
+        self.keys[layer][:, :, slots] = k[:, :, T - keep :]
+        self.values[layer][:, :, slots] = v[:, :, T - keep :]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+
+
+class SlidingWindowKVCache:
+    """The last ``window`` tokens of every layer, in a ring buffer: memory fixed at ``window`` tokens.
+
+    ``update(layer, k, v)`` returns the kept tokens (oldest first) followed by all new ones, then keeps
+    the last ``window``. Token p sits in slot ``p % window``, so a decode step overwrites one slot and
+    copies nothing else. Keys arrive rotated by RoPE at their absolute positions and stay so.
+    """
+
+    def __init__(self, num_layers: int, window: int) -> None:
+        self.num_layers = require_int("num_layers", num_layers, minimum=1)
+        self.window = require_int("window", window, minimum=1)
+        self.ring = _RingLayers(self.num_layers, self.window)
+        self.seen = [0] * self.num_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layer = _check_kv(layer, k, v, self.num_layers)
+        self.ring.check(layer, k, f"layer {layer} k")
+        old = self.ring.read(layer, self.seen[layer])
+        keys, values = (k, v) if old is None else (torch.cat([old[0], k], 2), torch.cat([old[1], v], 2))
+        self.ring.append(layer, k, v, self.seen[layer])
+        self.seen[layer] += k.shape[2]
+        return keys, values  # (B, KV, min(seen, window) + T_new, D)
+
+    def kv_length_after(self, layer: int, new_tokens: int) -> int:
+        """How many keys ``update`` returns when it gets ``new_tokens`` more (for :mod:`kvlib.hf`)."""
+        return min(self.seen[layer], self.window) + new_tokens
+
+    def kept_positions(self, layer: int) -> torch.Tensor:
+        """Absolute positions of the tokens ``layer`` keeps, oldest first: [kept] (torch.long)."""
+        seen = self.seen[check_layer(layer, self.num_layers)]
+        return torch.arange(seen - min(seen, self.window), seen)
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens seen by layer 0, evicted ones included: the position of the next token."""
+        return self.seen[0]
+
+    def reset(self) -> None:
+        self.ring = _RingLayers(self.num_layers, self.window)
+        self.seen = [0] * self.num_layers
+
+    def nbytes(self) -> int:
+        """Bytes of the ring buffers: fixed at ``window`` tokens per layer once the first update ran."""
+        return self.ring.nbytes()
+
+
+class SinkKVCache:
+    """StreamingLLM: the first ``num_sinks`` tokens and the last ``window``, keys stored before RoPE.
+
+    ``rotates_keys = True``: the model hands ``update`` keys (and the seam queries) before RoPE, and
+    :func:`kvlib.cache.base.attend` rotates what ``update`` returns at positions ``0 .. n-1`` (the
+    index inside the cache) and the new queries at the last ``T_new`` of them. So the stream can run
+    far past the trained context while every angle the model sees stays below ``num_sinks + window``.
+    """
+
+    rotates_keys = True
+
+    def __init__(self, num_layers: int, num_sinks: int, window: int) -> None:
+        self.num_layers = require_int("num_layers", num_layers, minimum=1)
+        self.num_sinks = require_int("num_sinks", num_sinks, minimum=0)
+        self.window = require_int("window", window, minimum=1)
+        self.sinks = _RingLayers(self.num_layers, self.num_sinks)  # never wraps: the first S tokens
+        self.ring = _RingLayers(self.num_layers, self.window)
+        self.seen = [0] * self.num_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store pre-RoPE ``k``, ``v`` [B, KV, T_new, D]; return sinks, window and the new tokens, in
+        stream order (pre-RoPE keys)."""
+        layer = _check_kv(layer, k, v, self.num_layers)
+        self.sinks.check(layer, k, f"layer {layer} k")
+        self.ring.check(layer, k, f"layer {layer} k")
+        seen, S = self.seen[layer], self.num_sinks
+        parts = [p for p in (self.sinks.read(layer, min(seen, S)), self.ring.read(layer, seen - S)) if p]
+        keys = torch.cat([p[0] for p in parts] + [k], 2)  # (B, KV, kept + T_new, D)
+        values = torch.cat([p[1] for p in parts] + [v], 2)
+        to_sinks = max(0, min(S - seen, k.shape[2]))  # the stream's first S tokens become the sinks
+        self.sinks.append(layer, k[:, :, :to_sinks], v[:, :, :to_sinks], seen)
+        self.ring.append(layer, k[:, :, to_sinks:], v[:, :, to_sinks:], max(0, seen - S))
+        self.seen[layer] += k.shape[2]
+        return keys, values
+
+    def _kept(self, seen: int) -> int:
+        return min(seen, self.num_sinks) + min(max(0, seen - self.num_sinks), self.window)
+
+    def kv_length_after(self, layer: int, new_tokens: int) -> int:
+        return self._kept(self.seen[layer]) + new_tokens
+
+    def kept_positions(self, layer: int) -> torch.Tensor:
+        """Absolute stream positions of the kept tokens, in cache order: [kept] (torch.long)."""
+        seen, S = self.seen[check_layer(layer, self.num_layers)], self.num_sinks
+        recent = min(max(0, seen - S), self.window)
+        return torch.cat([torch.arange(min(seen, S)), torch.arange(seen - recent, seen)])
+
+    @property
+    def seq_len(self) -> int:
+        return self.seen[0]
+
+    def reset(self) -> None:
+        self.sinks = _RingLayers(self.num_layers, self.num_sinks)
+        self.ring = _RingLayers(self.num_layers, self.window)
+        self.seen = [0] * self.num_layers
+
+    def nbytes(self) -> int:
+        return self.sinks.nbytes() + self.ring.nbytes()
+
+
+class H2OKVCache:
+    """Heavy hitters + recent window (H2O): per KV head, keep the tokens with the most attention so far.
+
+    Budget per layer, batch row and KV head: ``num_sinks + heavy + recent`` tokens. ``update`` appends
+    the new tokens and returns everything kept; the seam then hands the softmax weights
+    [B, H, T_new, kept] to ``observe_attention``, which adds each key's column sum over the new queries
+    and over the query heads of its group to that key's score, and evicts down to the budget. The first
+    ``num_sinks`` tokens of the stream and the last ``recent`` are never evicted; among the others the
+    ``heavy`` highest scores stay (a tie keeps the earlier token). Rows and heads keep different tokens,
+    each in stream order. Keys stay rotated at their absolute positions.
+
+    Scores come only from ``observe_attention``: a second ``update`` of a layer before its weights were
+    observed raises, since eviction would otherwise never run and memory would grow unnoticed.
+    """
+
+    def __init__(self, num_layers: int, heavy: int, recent: int, num_sinks: int = 0) -> None:
+        self.num_layers = require_int("num_layers", num_layers, minimum=1)
+        self.heavy = require_int("heavy", heavy, minimum=0)
+        self.recent = require_int("recent", recent, minimum=1)
+        self.num_sinks = require_int("num_sinks", num_sinks, minimum=0)
+        self.reset()
+
+    @property
+    def budget(self) -> int:
+        return self.num_sinks + self.heavy + self.recent
+
+    def reset(self) -> None:
+        n = self.num_layers
+        self.keys: list[torch.Tensor | None] = [None] * n  # (B, KV, kept, D)
+        self.values: list[torch.Tensor | None] = [None] * n
+        self.scores: list[torch.Tensor | None] = [None] * n  # (B, KV, kept) float32: attention received
+        self.positions: list[torch.Tensor | None] = [None] * n  # (B, KV, kept) long: stream positions
+        self.seen = [0] * n
+        self.pending = [False] * n  # updated, weights not yet observed
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        layer = _check_kv(layer, k, v, self.num_layers)
+        if self.pending[layer]:
+            raise RuntimeError(
+                f"H2OKVCache.update was called twice for layer {layer} without observe_attention in between: "
+                "its scores come from the attention weights, so use it through kvlib.cache.base.attend (the "
+                "model does) or kvlib.hf.as_hf_cache(cache, model.config, model=model)"
+            )
+        B, KV, T, _ = k.shape
+        new_pos = (
+            torch.arange(self.seen[layer], self.seen[layer] + T, device=k.device)
+            .expand(B, KV, T)
+            .contiguous()
+        )
+        new_scores = torch.zeros(B, KV, T, device=k.device)
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+            self.scores[layer], self.positions[layer] = new_scores, new_pos
+        else:
+            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, _KV_DIMS)
+            self.keys[layer] = torch.cat([self.keys[layer], k], 2)
+            self.values[layer] = torch.cat([self.values[layer], v], 2)
+            self.scores[layer] = torch.cat([self.scores[layer], new_scores], 2)
+            self.positions[layer] = torch.cat([self.positions[layer], new_pos], 2)
+        self.seen[layer] += T
+        self.pending[layer] = True
+        return self.keys[layer], self.values[layer]
+
+    def observe_attention(self, layer: int, weights: torch.Tensor) -> None:
+        """Add the attention each kept key received ([B, H, T_new, kept] softmax weights) to its score,
+        summed over the new queries and the query heads sharing its KV head; then evict to the budget."""
+        layer = check_layer(layer, self.num_layers)
+        keys = self.keys[layer]
+        if keys is None or not self.pending[layer]:
+            raise RuntimeError(f"observe_attention for layer {layer} without an update before it")
+        B, KV, kept, _ = keys.shape
+        require_tensor("weights", weights, 4, "[B, num_heads, T_new, kept]")
+        if weights.shape[0] != B or weights.shape[-1] != kept or weights.shape[1] % KV:
+            raise ValueError(
+                f"weights must be [B={B}, num_heads (a multiple of {KV}), T_new, kept={kept}], "
+                f"got {list(weights.shape)}"
+            )
+        received = weights.float().view(B, KV, -1, weights.shape[2], kept).sum(dim=(2, 3))  # (B, KV, kept)
+        self.scores[layer] = self.scores[layer] + received
+        self.pending[layer] = False
+        self._evict(layer)
+
+    def keep_mask(self, layer: int) -> torch.Tensor:
+        """Which of ``layer``'s tokens the budget keeps: [B, KV, kept] bool (sinks, recent, top scores)."""
+        scores, pos = self.scores[layer], self.positions[layer]
+        protected = (pos < self.num_sinks) | (pos >= self.seen[layer] - self.recent)
+        rank_key = scores.masked_fill(protected, float("inf"))
+        order = torch.argsort(rank_key, dim=-1, descending=True, stable=True)  # ties: earlier index first
+        keep = torch.zeros_like(protected)
+        return keep.scatter(-1, order[..., : self.budget], True)
+
+    def _evict(self, layer: int) -> None:
+        if self.keys[layer].shape[2] <= self.budget:
+            return
+        keep = self.keep_mask(layer)
+        # every row keeps exactly `budget` tokens; their indices in stream order
+        idx = keep.nonzero()[:, -1].view(*keep.shape[:2], self.budget)  # (B, KV, budget)
+        gather = idx[..., None].expand(-1, -1, -1, self.keys[layer].shape[-1])
+        self.keys[layer] = self.keys[layer].gather(2, gather)
+        self.values[layer] = self.values[layer].gather(2, gather)
+        self.scores[layer] = self.scores[layer].gather(2, idx)
+        self.positions[layer] = self.positions[layer].gather(2, idx)
+
+    def kv_length_after(self, layer: int, new_tokens: int) -> int:
+        keys = self.keys[layer]
+        return (0 if keys is None else keys.shape[2]) + new_tokens
+
+    def kept_positions(self, layer: int) -> torch.Tensor:
+        """Absolute positions of the kept tokens of every row and KV head: [B, KV, kept] (torch.long)."""
+        pos = self.positions[check_layer(layer, self.num_layers)]
+        return torch.empty(0, dtype=torch.long) if pos is None else pos.clone()
+
+    @property
+    def seq_len(self) -> int:
+        return self.seen[0]
+
+    def nbytes(self) -> int:
+        """Bytes of keys and values plus the per-token scores and positions H2O needs to choose."""
+        tensors = self.keys + self.values + self.scores + self.positions
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
