@@ -228,14 +228,18 @@ class WeightWatchingCache(NaiveKVCache):
         (
             lambda c: AttendOnlyCache(),
             TypeError,
-            r"AttendOnlyCache attends by itself and has no update/seq_len",
+            r"AttendOnlyCache computes attention itself .* model=model\)",
         ),
         (
             lambda c: PreRopeCache(c.num_hidden_layers),
             TypeError,
-            "rotates_keys=True, but transformers applies",
+            r"rotates_keys=True .* pass the model, as_hf_cache\(cache, model.config, model=model\)",
         ),
-        (lambda c: WeightWatchingCache(c.num_hidden_layers), TypeError, "never hands the cache its weights"),
+        (
+            lambda c: WeightWatchingCache(c.num_hidden_layers),
+            TypeError,
+            r"needs observe_attention \(the attention weights, which sdpa never computes\).* model=model",
+        ),
         (
             lambda c: PagedKVCache(c.num_hidden_layers, 2, 32, 8, 4, prefix_cache="radix"),
             ValueError,
