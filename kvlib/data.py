@@ -404,3 +404,85 @@ def perplexity(
                 total_tokens += window - s
     mean_nll = total_nll / total_tokens
     return PerplexityResult(ppl=math.exp(mean_nll), tokens=total_tokens, nll=mean_nll)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Streaming negative log-likelihood (chapter 05)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def stream_nll(
+    model: Any,
+    tokens: torch.Tensor,
+    cache: Any,
+    *,
+    chunk: int = 1,
+    prefill: int | None = None,
+) -> torch.Tensor:
+    """Per-token negative log-likelihood along a long stream read through ``cache``: [B, N - 1] float32.
+
+    ``tokens`` [B, N] (N >= 2, each row its own stream) goes through ``model`` with ``cache``: the first
+    ``prefill`` tokens in one call (default ``prefill = chunk``), then calls of ``chunk`` tokens (the last
+    one shorter if N - prefill is not a multiple), at positions ``0 .. N-1`` passed explicitly. Every
+    token of the stream is fed, so afterwards ``cache.seq_len == N`` and ``cache.nbytes()`` is the memory
+    of a cache that has read the whole stream.
+
+    Which targets: entry ``[b, i]`` is ``-log p(tokens[b, i+1] | what the cache let token i see)``, for
+    ``i = 0 .. N-2``: every token after the first is scored once, those inside the prefill included (the
+    last logit has no target and is dropped). Natural log (nats); ``exp(mean)`` is the perplexity.
+
+    What each query sees: a call stores its tokens with ``cache.update`` and attends causally over
+    what the cache returns, so query j of a call sees the tokens the cache kept *before* the call plus
+    the call's first j + 1 tokens (caches of :mod:`kvlib.cache.evict` evict only between calls). With
+    ``chunk = 1`` every query sees exactly the cache's budget (plus itself); with ``chunk = C`` a query
+    sees up to ``C - 1`` tokens more than the budget, and an H2O cache updates its scores and evicts
+    once per call instead of once per token. A dense cache is exact for any chunk: its NLL equals the
+    uncached model's ``cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` (up to float rounding).
+
+    ``cache`` is required and must be empty (``seq_len == 0``; a fresh cache or after ``reset()``): the
+    point of a stream is what the cache keeps. For the plain uncached NLL call ``model(tokens)`` yourself.
+    Positions at or past ``model.config.max_seq_len`` need ``model.allow_long_context = True`` unless
+    the cache has ``rotates_keys`` (:class:`~kvlib.cache.evict.SinkKVCache`); the model raises otherwise.
+
+    Runs under ``torch.no_grad()`` and in eval mode; the model's modes are restored afterwards.
+    """
+    from kvlib.model import require_cache
+    from kvlib.validate import require_tensor
+
+    require_tensor("tokens", tokens, 2, "[B, N] of token ids (torch.long)")
+    if tokens.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"tokens must be integer token ids (torch.long), got dtype {tokens.dtype}")
+    B, N = tokens.shape
+    if B < 1 or N < 2:
+        raise ValueError(f"tokens must be [B >= 1, N >= 2] (a stream has a target after its first token), "
+                         f"got shape {list(tokens.shape)}")  # fmt: skip
+    chunk = require_int("chunk", chunk, minimum=1)
+    prefill = chunk if prefill is None else require_int("prefill", prefill, minimum=1, maximum=N)
+    prefill = min(prefill, N)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module such as kvlib's TinyDecoder, got {describe(model)}")
+    if cache is None:
+        raise TypeError(
+            "cache must be a KV cache instance (e.g. NaiveKVCache(num_layers) or SinkKVCache(...)), got "
+            "None; for the uncached NLL call model(tokens) once"
+        )
+    require_cache(cache, getattr(getattr(model, "config", None), "num_layers", None))
+    seen = getattr(cache, "seq_len", None)
+    if seen != 0:
+        raise ValueError(
+            f"cache must be empty (seq_len == 0), got seq_len={seen}: a stream starts at position 0; "
+            "pass a fresh cache or call cache.reset() first"
+        )
+    device = next(model.parameters(), torch.empty(0)).device
+    ids = tokens.to(device=device, dtype=torch.long)  # (B, N)
+    bounds = [0, *range(prefill, N, chunk), N]  # call k feeds ids[:, bounds[k]:bounds[k+1]]
+    out = torch.empty(B, N - 1, dtype=torch.float32, device=device)
+    with _eval_mode(model), torch.no_grad():
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            logits = model(ids[:, start:end], positions=torch.arange(start, end, device=device), cache=cache)
+            stop = min(end, N - 1)  # logits of tokens start .. stop-1 have targets start+1 .. stop
+            if stop > start:
+                log_probs = torch.log_softmax(logits[:, : stop - start].float(), dim=-1)  # (B, stop-start, V)
+                target = ids[:, start + 1 : stop + 1, None]  # (B, stop-start, 1)
+                out[:, start:stop] = -log_probs.gather(-1, target)[..., 0]
+    return out
