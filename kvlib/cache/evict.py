@@ -33,7 +33,14 @@ import torch
 from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
 from kvlib.validate import require_int, require_tensor
 
-__all__ = ["SlidingWindowKVCache", "SinkKVCache", "H2OKVCache"]
+__all__ = [
+    "SlidingWindowKVCache",
+    "SinkKVCache",
+    "H2OKVCache",
+    "h2o_accumulate",
+    "h2o_keep_mask",
+    "ring_order",
+]
 
 _KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
 _KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
@@ -202,6 +209,30 @@ class SinkKVCache:
         return self.sinks.nbytes() + self.ring.nbytes()
 
 
+def h2o_accumulate(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """H2O's score update: ``scores`` [B, KV, n] (float32) plus the attention each of the n keys received
+    from ``weights`` [B, H, T, n] (softmax rows of the T new queries), summed over the queries and over
+    the ``H // KV`` query heads that share a KV head (heads ``g*G .. g*G+G-1`` read KV head g). Returns
+    a new tensor; neither input is modified."""
+    B, KV, n = scores.shape
+    grouped = weights.float().view(B, KV, weights.shape[1] // KV, weights.shape[2], n)  # (B, KV, G, T, n)
+    return scores + grouped.sum(dim=(2, 3))
+
+
+def h2o_keep_mask(
+    scores: torch.Tensor, positions: torch.Tensor, seen: int, num_sinks: int, heavy: int, recent: int
+) -> torch.Tensor:
+    """Which tokens H2O keeps: [B, KV, n] bool for ``scores`` and stream ``positions`` [B, KV, n] of the
+    tokens held after ``seen`` tokens. Always kept: positions below ``num_sinks`` and the last ``recent``
+    (positions ``>= seen - recent``); of the others, the ``heavy`` with the highest scores (a tie keeps
+    the earlier token). Everything is kept while ``n <= num_sinks + heavy + recent``."""
+    protected = (positions < num_sinks) | (positions >= seen - recent)
+    rank_key = scores.masked_fill(protected, float("inf"))
+    order = torch.argsort(rank_key, dim=-1, descending=True, stable=True)  # ties: earlier index first
+    keep = torch.zeros_like(protected)
+    return keep.scatter(-1, order[..., : num_sinks + heavy + recent], True)
+
+
 class H2OKVCache:
     """Heavy hitters + recent window (H2O): per KV head, keep the tokens with the most attention so far.
 
@@ -279,19 +310,20 @@ class H2OKVCache:
                 f"weights must be [B={B}, num_heads (a multiple of {KV}), T_new, kept={kept}], "
                 f"got {list(weights.shape)}"
             )
-        received = weights.float().view(B, KV, -1, weights.shape[2], kept).sum(dim=(2, 3))  # (B, KV, kept)
-        self.scores[layer] = self.scores[layer] + received
+        self.scores[layer] = h2o_accumulate(self.scores[layer], weights)
         self.pending[layer] = False
         self._evict(layer)
 
     def keep_mask(self, layer: int) -> torch.Tensor:
         """Which of ``layer``'s tokens the budget keeps: [B, KV, kept] bool (sinks, recent, top scores)."""
-        scores, pos = self.scores[layer], self.positions[layer]
-        protected = (pos < self.num_sinks) | (pos >= self.seen[layer] - self.recent)
-        rank_key = scores.masked_fill(protected, float("inf"))
-        order = torch.argsort(rank_key, dim=-1, descending=True, stable=True)  # ties: earlier index first
-        keep = torch.zeros_like(protected)
-        return keep.scatter(-1, order[..., : self.budget], True)
+        return h2o_keep_mask(
+            self.scores[layer],
+            self.positions[layer],
+            self.seen[layer],
+            self.num_sinks,
+            self.heavy,
+            self.recent,
+        )
 
     def _evict(self, layer: int) -> None:
         if self.keys[layer].shape[2] <= self.budget:
