@@ -54,6 +54,10 @@ def _check_kv(layer: Any, k: Any, v: Any, num_layers: int) -> int:
     return layer
 
 
+def _check_length_query(layer: Any, new_tokens: Any, num_layers: int) -> tuple[int, int]:
+    return check_layer(layer, num_layers), require_int("new_tokens", new_tokens, minimum=0)
+
+
 def ring_order(seen: int, capacity: int) -> torch.Tensor:
     """Slots of a ring buffer of ``capacity`` slots holding the last ``min(seen, capacity)`` of ``seen``
     items, oldest first: token p lives in slot ``p % capacity``."""
@@ -128,6 +132,7 @@ class SlidingWindowKVCache:
 
     def kv_length_after(self, layer: int, new_tokens: int) -> int:
         """How many keys ``update`` returns when it gets ``new_tokens`` more (for :mod:`kvlib.hf`)."""
+        layer, new_tokens = _check_length_query(layer, new_tokens, self.num_layers)
         return min(self.seen[layer], self.window) + new_tokens
 
     def kept_positions(self, layer: int) -> torch.Tensor:
@@ -188,6 +193,7 @@ class SinkKVCache:
         return min(seen, self.num_sinks) + min(max(0, seen - self.num_sinks), self.window)
 
     def kv_length_after(self, layer: int, new_tokens: int) -> int:
+        layer, new_tokens = _check_length_query(layer, new_tokens, self.num_layers)
         return self._kept(self.seen[layer]) + new_tokens
 
     def kept_positions(self, layer: int) -> torch.Tensor:
@@ -267,6 +273,7 @@ class H2OKVCache:
         self.positions: list[torch.Tensor | None] = [None] * n  # (B, KV, kept) long: stream positions
         self.seen = [0] * n
         self.pending = [False] * n  # updated, weights not yet observed
+        self.pending_tokens = [0] * n  # new tokens of that update: the weights' query rows
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         layer = _check_kv(layer, k, v, self.num_layers)
@@ -294,6 +301,7 @@ class H2OKVCache:
             self.positions[layer] = torch.cat([self.positions[layer], new_pos], 2)
         self.seen[layer] += T
         self.pending[layer] = True
+        self.pending_tokens[layer] = T
         return self.keys[layer], self.values[layer]
 
     def observe_attention(self, layer: int, weights: torch.Tensor) -> None:
@@ -305,9 +313,15 @@ class H2OKVCache:
             raise RuntimeError(f"observe_attention for layer {layer} without an update before it")
         B, KV, kept, _ = keys.shape
         require_tensor("weights", weights, 4, "[B, num_heads, T_new, kept]")
-        if weights.shape[0] != B or weights.shape[-1] != kept or weights.shape[1] % KV:
+        T_new = self.pending_tokens[layer]
+        if (
+            weights.shape[0] != B
+            or weights.shape[2] != T_new
+            or weights.shape[-1] != kept
+            or weights.shape[1] % KV
+        ):
             raise ValueError(
-                f"weights must be [B={B}, num_heads (a multiple of {KV}), T_new, kept={kept}], "
+                f"weights must be [B={B}, num_heads (a multiple of {KV}), T_new={T_new}, kept={kept}], "
                 f"got {list(weights.shape)}"
             )
         self.scores[layer] = h2o_accumulate(self.scores[layer], weights)
@@ -338,6 +352,7 @@ class H2OKVCache:
         self.positions[layer] = self.positions[layer].gather(2, idx)
 
     def kv_length_after(self, layer: int, new_tokens: int) -> int:
+        layer, new_tokens = _check_length_query(layer, new_tokens, self.num_layers)
         keys = self.keys[layer]
         return (0 if keys is None else keys.shape[2]) + new_tokens
 
