@@ -379,9 +379,9 @@ class HeadSplitKVCache:
 
     Every call of a layer must keep the batch size, head_dim, dtype and device of its first call, with
     num_kv_heads = ``full_heads.shape[1]``; a mismatch raises and leaves the cache as it was. Rows of
-    one batch share their length (a ragged ``batch.lengths`` is refused). Not usable in transformers'
-    ``generate`` (:mod:`kvlib.hf` only calls ``update``, and heads of different lengths cannot be
-    returned as one tensor).
+    one batch share their length (a ragged ``batch.lengths`` is refused). In transformers' ``generate``
+    it needs ``kvlib.hf.as_hf_cache(cache, model.config, model=model)``, which runs this ``attend``
+    (heads of different lengths cannot be returned as one tensor by ``update``).
     """
 
     def __init__(self, num_layers: int, full_heads: torch.Tensor, num_sinks: int, window: int) -> None:
