@@ -34,8 +34,6 @@ context as with a dense cache.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -44,6 +42,7 @@ import torch.nn.functional as F
 from kvlib.attention import causal_attention, repeat_kv
 from kvlib.cache.base import ForwardBatch
 from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
+from kvlib.data import _eval_mode  # one home for "eval mode, every submodule restored after"
 from kvlib.validate import describe, require_bool, require_int, require_tensor
 
 __all__ = [
@@ -134,18 +133,6 @@ class _DistantAttentionCache(_VarianceCache):
         lost = (weights * dropped).sum(-1)[:, :, first:]  # (B, H, T - first)
         self.scores[layer] = lost.view(B, KV, H // KV, -1).mean(dim=(0, 2, 3))  # (KV,)
         return out
-
-
-@contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """``model`` in eval mode inside the block; every submodule's own mode restored after it."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.train(training)
 
 
 def _check_model(model: Any) -> tuple[int, int, int]:
