@@ -53,8 +53,19 @@ def check_appendable(
         )
 
 
-_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
+KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")  # names of k's and v's dims, for messages
 _KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
+
+
+def check_update_args(layer: Any, k: Any, v: Any, num_layers: int) -> int:
+    """What every cache's ``update(layer, k, v)`` checks before it changes anything: ``layer`` in range,
+    ``k`` and ``v`` 4-d tensors [B, num_kv_heads, T_new, head_dim] of the same shape, dtype and device.
+    Returns the layer as an int."""
+    layer = check_layer(layer, num_layers)
+    require_tensor("k", k, 4, _KV_LAYOUT)
+    require_tensor("v", v, 4, _KV_LAYOUT)
+    check_same_kind(("k", "v"), k, v)
+    return layer
 
 
 class NaiveKVCache:
@@ -78,14 +89,11 @@ class NaiveKVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``k``, ``v`` [B, num_kv_heads, T_new, head_dim] to ``layer``; return all stored K, V."""
-        layer = check_layer(layer, self.num_layers)
-        require_tensor("k", k, 4, _KV_LAYOUT)
-        require_tensor("v", v, 4, _KV_LAYOUT)
-        check_same_kind(("k", "v"), k, v)
+        layer = check_update_args(layer, k, v, self.num_layers)
         if self.keys[layer] is None:
             self.keys[layer], self.values[layer] = k, v
         else:
-            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, _KV_DIMS)
+            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, KV_DIMS)
             self.keys[layer] = torch.cat([self.keys[layer], k], dim=-2)  # (B, Hkv, T + T_new, D)
             self.values[layer] = torch.cat([self.values[layer], v], dim=-2)
         return self.keys[layer], self.values[layer]

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
+from kvlib.cache.dense import KV_DIMS, check_appendable, check_layer, check_update_args
 from kvlib.validate import require_int, require_tensor
 
 __all__ = [
@@ -41,17 +41,6 @@ __all__ = [
     "h2o_keep_mask",
     "ring_order",
 ]
-
-_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
-_KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
-
-
-def _check_kv(layer: Any, k: Any, v: Any, num_layers: int) -> int:
-    layer = check_layer(layer, num_layers)
-    require_tensor("k", k, 4, _KV_LAYOUT)
-    require_tensor("v", v, 4, _KV_LAYOUT)
-    check_same_kind(("k", "v"), k, v)
-    return layer
 
 
 def _check_length_query(layer: Any, new_tokens: Any, num_layers: int) -> tuple[int, int]:
@@ -81,7 +70,7 @@ class _RingLayers:
     def check(self, layer: int, k: torch.Tensor, what: str) -> None:
         stored = self.keys[layer]
         if stored is not None:
-            check_appendable(what, stored, k, 2, _KV_DIMS)
+            check_appendable(what, stored, k, 2, KV_DIMS)
 
     def read(self, layer: int, seen: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.keys[layer] is None or seen <= 0:
@@ -122,7 +111,7 @@ class SlidingWindowKVCache:
         self.seen = [0] * self.num_layers
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = _check_kv(layer, k, v, self.num_layers)
+        layer = check_update_args(layer, k, v, self.num_layers)
         self.ring.check(layer, k, f"layer {layer} k")
         old = self.ring.read(layer, self.seen[layer])
         keys, values = (k, v) if old is None else (torch.cat([old[0], k], 2), torch.cat([old[1], v], 2))
@@ -176,7 +165,7 @@ class SinkKVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store pre-RoPE ``k``, ``v`` [B, KV, T_new, D]; return sinks, window and the new tokens, in
         stream order (pre-RoPE keys)."""
-        layer = _check_kv(layer, k, v, self.num_layers)
+        layer = check_update_args(layer, k, v, self.num_layers)
         self.sinks.check(layer, k, f"layer {layer} k")
         self.ring.check(layer, k, f"layer {layer} k")
         seen, S = self.seen[layer], self.num_sinks
@@ -276,7 +265,7 @@ class H2OKVCache:
         self.pending_tokens = [0] * n  # new tokens of that update: the weights' query rows
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = _check_kv(layer, k, v, self.num_layers)
+        layer = check_update_args(layer, k, v, self.num_layers)
         if self.pending[layer]:
             raise RuntimeError(
                 f"H2OKVCache.update was called twice for layer {layer} without observe_attention in between: "
@@ -294,7 +283,7 @@ class H2OKVCache:
             self.keys[layer], self.values[layer] = k, v
             self.scores[layer], self.positions[layer] = new_scores, new_pos
         else:
-            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, _KV_DIMS)
+            check_appendable(f"layer {layer} k", self.keys[layer], k, 2, KV_DIMS)
             self.keys[layer] = torch.cat([self.keys[layer], k], 2)
             self.values[layer] = torch.cat([self.values[layer], v], 2)
             self.scores[layer] = torch.cat([self.scores[layer], new_scores], 2)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from kvlib.attention import causal_attention, repeat_kv
 from kvlib.cache.base import ForwardBatch
-from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
+from kvlib.cache.dense import KV_DIMS, check_appendable, check_layer, check_same_kind
 from kvlib.data import _eval_mode  # one home for "eval mode, every submodule restored after"
 from kvlib.validate import describe, require_bool, require_int, require_tensor
 
@@ -57,7 +57,6 @@ __all__ = [
 
 IMPORTANCE_METHODS: tuple[str, ...] = ("gradient", "variance", "distant_attention")
 _PLAN_LAYOUT = "[num_layers, num_kv_heads] of torch.bool (True = the head keeps every token)"
-_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -439,7 +438,7 @@ class HeadSplitKVCache:
         for stored in (self.full_k[layer], self.stream_k[layer]):
             if stored is not None:
                 new = k[:, : stored.shape[1]]  # same heads count as stored: compares batch, head_dim, dtype
-                check_appendable(f"layer {layer} k", stored, new, 2, _KV_DIMS)
+                check_appendable(f"layer {layer} k", stored, new, 2, KV_DIMS)
 
     def attend(
         self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch

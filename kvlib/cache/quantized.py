@@ -61,7 +61,7 @@ from typing import Any
 
 import torch
 
-from kvlib.cache.dense import check_appendable, check_layer, check_same_kind
+from kvlib.cache.dense import KV_DIMS, check_appendable, check_layer, check_update_args
 from kvlib.quant import (
     FLOAT_DTYPES,
     QuantizedTensor,
@@ -73,20 +73,14 @@ from kvlib.quant import (
     quantize_fp8,
     value_group_size,
 )
-from kvlib.validate import require_int, require_tensor
+from kvlib.validate import require_int
 
 __all__ = ["FloatKVCache", "QuantizedKVCache"]
-
-_KV_DIMS = ("batch", "num_kv_heads", "tokens", "head_dim")
-_KV_LAYOUT = "[B, num_kv_heads, T_new, head_dim]"
 
 
 def _check_update(layer: int, num_layers: int, k: torch.Tensor, v: torch.Tensor, purpose: str) -> int:
     """The checks both caches run on an update's arguments before anything changes; returns the layer."""
-    layer = check_layer(layer, num_layers)
-    require_tensor("k", k, 4, _KV_LAYOUT)
-    require_tensor("v", v, 4, _KV_LAYOUT)
-    check_same_kind(("k", "v"), k, v)
+    layer = check_update_args(layer, k, v, num_layers)
     if k.dtype not in FLOAT_DTYPES:
         raise ValueError(
             f"layer {layer}: k and v must be float32, float16, bfloat16 or float64 to be {purpose}, "
@@ -155,7 +149,7 @@ class QuantizedKVCache:
         layer = _check_update(layer, self.num_layers, k, v, "quantized")
         state = self._layers[layer]
         if state is not None:
-            check_appendable(f"layer {layer} k", state.residual_k, k, 2, _KV_DIMS)
+            check_appendable(f"layer {layer} k", state.residual_k, k, 2, KV_DIMS)
         start = 0 if state is None else state.length
         _check_finite(layer, "keys", k, start, _NO_SCALE)
         _check_finite(layer, "values", v, start, _NO_SCALE)
@@ -340,7 +334,7 @@ class FloatKVCache:
         layer = _check_update(layer, self.num_layers, k, v, f"stored in {self.storage_dtype}")
         state = self._layers[layer]
         if state is not None:
-            check_appendable(f"layer {layer} k", state.empty, k, 2, _KV_DIMS)
+            check_appendable(f"layer {layer} k", state.empty, k, 2, KV_DIMS)
         start = 0 if state is None else state.length
         k, v = k.detach(), v.detach()  # a cache stores values, never autograd history
         new_k, new_v = (
