@@ -19,6 +19,7 @@ from kvlib.cache.base import ForwardBatch
 from kvlib.cache.dense import NaiveKVCache
 from kvlib.cache.heads import (
     HeadSplitKVCache,
+    distant_attention,
     head_importance,
     plan_from_scores,
     pruned_kv_fraction,
@@ -465,3 +466,74 @@ def test_bad_attend_calls_leave_the_cache_unchanged():
     with pytest.raises(TypeError, match="ForwardBatch"):
         cache.attend(0, q1, k1, v1, None)
     assert state == (cache.nbytes(), cache.seen[:], [p.tolist() for p in cache.kept_positions(0)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# distant_attention: the per-layer score behind method="distant_attention" (chapter 05's exercise)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def causal_weights(B: int, H: int, T: int, seed: int = 0) -> torch.Tensor:
+    future = torch.arange(T)[None, :] > torch.arange(T)[:, None]
+    logits = 3 * torch.randn(B, H, T, T, generator=torch.Generator().manual_seed(seed))
+    return logits.masked_fill(future, float("-inf")).softmax(-1)
+
+
+def distant_attention_by_loops(weights, num_kv_heads, num_sinks, window):
+    """Written from the docstring one query at a time, independently of the vectorised version."""
+    B, H, T, _ = weights.shape
+    G = H // num_kv_heads
+    out = []
+    for g in range(num_kv_heads):
+        values = []
+        for b in range(B):
+            for h in range(g * G, (g + 1) * G):
+                for p in range(num_sinks + window + 1, T):
+                    values.append(sum(float(weights[b, h, p, j]) for j in range(num_sinks, p - window)))
+        out.append(sum(values) / len(values))
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("B,H,KV,T,S,W", [(2, 4, 2, 12, 2, 3), (1, 6, 3, 9, 0, 2), (3, 2, 2, 7, 1, 1)])
+def test_distant_attention_matches_the_loops_and_leaves_weights_alone(B, H, KV, T, S, W):
+    weights = causal_weights(B, H, T)
+    before = weights.clone()
+    got = distant_attention(weights, KV, S, W)
+    assert got.dtype == torch.float32 and got.shape == (KV,)
+    torch.testing.assert_close(got, distant_attention_by_loops(weights, KV, S, W), atol=1e-6, rtol=1e-5)
+    assert torch.equal(weights, before)
+    half = distant_attention(weights.half(), KV, S, W)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, got, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: distant_attention(causal_weights(1, 2, 8)[0], 1, 1, 2), ValueError, ["weights", "4"]),
+        (
+            lambda: distant_attention(causal_weights(1, 3, 8), 2, 1, 2),
+            ValueError,
+            ["multiple", "num_kv_heads=2"],
+        ),
+        (
+            lambda: distant_attention(causal_weights(1, 2, 8)[..., :5], 1, 1, 2),
+            ValueError,
+            ["T, T", "[1, 2, 8, 5]"],
+        ),
+        (lambda: distant_attention(causal_weights(1, 2, 4), 1, 1, 2), ValueError, ["T > num_sinks", "T=4"]),
+        (
+            lambda: distant_attention(causal_weights(1, 2, 8).long(), 1, 1, 2),
+            TypeError,
+            ["floating", "int64"],
+        ),
+        (lambda: distant_attention(causal_weights(1, 2, 8), 1, 1, 0), ValueError, ["window"]),
+        (lambda: distant_attention(causal_weights(1, 2, 8), 0, 1, 2), ValueError, ["num_kv_heads"]),
+    ],
+    ids=["3d", "heads", "not-square", "too-short", "ints", "window", "kv-heads"],
+)
+def test_bad_distant_attention_arguments(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    for word in words:
+        assert word.lower() in str(info.value).lower(), (word, str(info.value))

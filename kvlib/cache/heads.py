@@ -49,6 +49,7 @@ __all__ = [
     "IMPORTANCE_METHODS",
     "HeadSplitKVCache",
     "check_plan",
+    "distant_attention",
     "head_importance",
     "plan_from_scores",
     "pruned_kv_fraction",
@@ -125,13 +126,43 @@ class _DistantAttentionCache(_VarianceCache):
         out, weights = causal_attention(
             q, repeat_kv(k, H // KV), repeat_kv(v, H // KV), return_weights=True
         )  # weights (B, H, T, T) float32
-        p = torch.arange(T, device=q.device)[:, None]  # query positions
-        j = torch.arange(T, device=q.device)[None, :]  # key positions
-        dropped = (j >= self.num_sinks) & (j < p - self.window)  # (T, T): neither a sink nor in the window
-        first = self.num_sinks + self.window + 1  # the first query that loses a key
-        lost = (weights * dropped).sum(-1)[:, :, first:]  # (B, H, T - first)
-        self.scores[layer] = lost.view(B, KV, H // KV, -1).mean(dim=(0, 2, 3))  # (KV,)
+        self.scores[layer] = distant_attention(weights, KV, self.num_sinks, self.window)  # (KV,)
         return out
+
+
+def distant_attention(weights: torch.Tensor, num_kv_heads: int, num_sinks: int, window: int) -> torch.Tensor:
+    """The attention a sinks + window head would lose, per KV head: float32 [num_kv_heads].
+
+    ``weights``: [B, H, T, T] causal softmax weights of one layer for a sequence at positions 0 .. T-1
+    (query p's row sums to one over keys 0 .. p); query heads ``g*G .. g*G+G-1`` (G = H // num_kv_heads)
+    read KV head g. For each query p, the weight on keys j with ``num_sinks <= j < p - window`` (neither
+    a sink nor among the last ``window`` keys before it), averaged over the queries that have such keys
+    (``p > num_sinks + window``), the G query heads of the group and the B rows. Needs
+    ``T > num_sinks + window + 1``; ``weights`` is not modified.
+    """
+    require_tensor("weights", weights, 4, "[B, H, T, T] causal softmax weights")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be floating point [B, H, T, T], got dtype {weights.dtype}")
+    B, H, T, T_keys = weights.shape
+    num_kv_heads = require_int("num_kv_heads", num_kv_heads, minimum=1)
+    num_sinks = require_int("num_sinks", num_sinks, minimum=0)
+    window = require_int("window", window, minimum=1)
+    if T != T_keys or B < 1 or H % num_kv_heads:
+        raise ValueError(
+            f"weights must be [B >= 1, H (a multiple of num_kv_heads={num_kv_heads}), T, T], "
+            f"got shape {list(weights.shape)}"
+        )
+    if T <= num_sinks + window + 1:
+        raise ValueError(
+            f"weights need T > num_sinks + window + 1 = {num_sinks + window + 1} (earlier queries lose "
+            f"nothing), got T={T}"
+        )
+    p = torch.arange(T, device=weights.device)[:, None]  # query positions
+    j = torch.arange(T, device=weights.device)[None, :]  # key positions
+    dropped = (j >= num_sinks) & (j < p - window)  # (T, T): neither a sink nor in the window
+    first = num_sinks + window + 1  # the first query that loses a key
+    lost = (weights.float() * dropped).sum(-1)[:, :, first:]  # (B, H, T - first)
+    return lost.reshape(B, num_kv_heads, H // num_kv_heads, -1).mean(dim=(0, 2, 3))  # (KV,)
 
 
 def _check_model(model: Any) -> tuple[int, int, int]:
