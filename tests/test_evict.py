@@ -780,3 +780,30 @@ def test_dense_and_window_caches_are_refused_past_the_context_unless_allowed():
     finally:
         model.allow_long_context = False
     torch.testing.assert_close(got, expected, rtol=0, atol=LOGITS_ATOL)
+
+
+@pytest.mark.parametrize("S,W", [(0, 3), (2, 3), (4, 1)])
+def test_sink_positions_are_what_the_cache_returns_and_rope_numbers_them_inside_the_cache(S, W):
+    """Drive a SinkKVCache whose keys carry their stream position; sink_positions must name them."""
+    cache = SinkKVCache(1, num_sinks=S, window=W)
+    seen = 0
+    for T in [1, 2, 1, 5, 1, 1, 3, 1]:
+        stream, rope = evict.sink_positions(seen, T, S, W)
+        marked = torch.arange(seen, seen + T, dtype=torch.float32).view(1, 1, T, 1)
+        keys, _ = cache.update(0, marked, marked)
+        assert stream.dtype == rope.dtype == torch.long
+        assert stream.tolist() == keys.view(-1).long().tolist()
+        assert rope.tolist() == list(range(keys.shape[2]))
+        seen += T
+        assert cache.kept_positions(0).tolist() == evict.sink_positions(seen, 0, S, W)[0].tolist()
+
+
+def test_sink_positions_rejects_bad_arguments():
+    for args, word in [
+        ((-1, 1, 1, 1), "seen"),
+        ((0, 1.0, 1, 1), "new_tokens"),
+        ((0, 1, -1, 1), "num_sinks"),
+        ((0, 1, 1, 0), "window"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=word):
+            evict.sink_positions(*args)

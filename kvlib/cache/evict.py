@@ -40,6 +40,7 @@ __all__ = [
     "h2o_accumulate",
     "h2o_keep_mask",
     "ring_order",
+    "sink_positions",
 ]
 
 
@@ -52,6 +53,29 @@ def ring_order(seen: int, capacity: int) -> torch.Tensor:
     items, oldest first: token p lives in slot ``p % capacity``."""
     kept = min(seen, capacity)
     return torch.arange(seen - kept, seen) % capacity  # (kept,)
+
+
+def sink_positions(
+    seen: int, new_tokens: int, num_sinks: int, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the keys of a :class:`SinkKVCache` sit when ``new_tokens`` arrive after ``seen`` tokens.
+
+    ``update`` returns n keys: the stream's first ``min(seen, num_sinks)`` tokens, the last
+    ``min(seen - num_sinks, window)`` of the other seen tokens, then the ``new_tokens`` new ones.
+    Returns ``(stream, rope)``, both torch.long [n]: each key's position in the stream, and the
+    position RoPE rotates it at, its index in the cache (0 .. n-1; the new queries take the last
+    ``new_tokens`` of them). Rotating at the stream positions instead (what caching rotated keys
+    amounts to) leaves a gap after the sinks and angles that grow past the trained context.
+    """
+    seen = require_int("seen", seen, minimum=0)
+    new_tokens = require_int("new_tokens", new_tokens, minimum=0)
+    num_sinks = require_int("num_sinks", num_sinks, minimum=0)
+    window = require_int("window", window, minimum=1)
+    recent = min(max(0, seen - num_sinks), window)
+    stream = torch.cat(
+        [torch.arange(min(seen, num_sinks)), torch.arange(seen - recent, seen + new_tokens)]
+    )  # (n,)
+    return stream, torch.arange(stream.numel())
 
 
 class _RingLayers:
@@ -187,9 +211,8 @@ class SinkKVCache:
 
     def kept_positions(self, layer: int) -> torch.Tensor:
         """Absolute stream positions of the kept tokens, in cache order: [kept] (torch.long)."""
-        seen, S = self.seen[check_layer(layer, self.num_layers)], self.num_sinks
-        recent = min(max(0, seen - S), self.window)
-        return torch.cat([torch.arange(min(seen, S)), torch.arange(seen - recent, seen)])
+        seen = self.seen[check_layer(layer, self.num_layers)]
+        return sink_positions(seen, 0, self.num_sinks, self.window)[0]
 
     @property
     def seq_len(self) -> int:
