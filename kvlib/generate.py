@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from kvlib.cache.base import rotates_keys
 from kvlib.model import require_cache, require_cache_room
 from kvlib.validate import require_bool, require_device, require_int, require_tensor
 
@@ -61,9 +62,13 @@ def _check_fits_context(model: Any, last_position: int, what: str) -> None:
         )
 
 
-def _check_generation_fits(model: Any, prompt_len: int, max_new_tokens: int) -> None:
-    """The last call feeds the token chosen at step N-2, at position T + N - 2."""
+def _check_generation_fits(model: Any, prompt_len: int, max_new_tokens: int, cache: Any = None) -> None:
+    """The last call feeds the token chosen at step N-2, at position T + N - 2. A cache that rotates
+    keys itself (a sink cache) numbers positions inside the cache, so only its prefill must fit."""
     if max_new_tokens > 0:
+        if rotates_keys(cache):
+            _check_fits_context(model, prompt_len - 1, f"a prompt of {prompt_len} tokens (one prefill call)")
+            return
         what = f"a prompt of {prompt_len} tokens plus max_new_tokens={max_new_tokens}"
         _check_fits_context(model, prompt_len + max_new_tokens - 2, what)
 
@@ -112,7 +117,7 @@ def generate(
     max_new_tokens = _check_prompt(prompt_ids, max_new_tokens)
     return_logits = require_bool("return_logits", return_logits)
     _check_cache_instance(model, cache, prompt_ids.shape[1], max_new_tokens)
-    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
+    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens, cache)
     batch, prompt_len = prompt_ids.shape
     ids, step_logits = prompt_ids, []
     next_input, position = prompt_ids, 0
@@ -242,7 +247,7 @@ def timed_generate(
     _check_model(model)
     max_new_tokens = _check_prompt(prompt_ids, max_new_tokens, minimum=1)
     _check_cache_instance(model, cache, prompt_ids.shape[1], max_new_tokens)
-    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens)
+    _check_generation_fits(model, prompt_ids.shape[1], max_new_tokens, cache)
     prompt_len = prompt_ids.shape[1]
     start = time.perf_counter()
     logits = model(prompt_ids, positions=new_token_positions(0, prompt_len, prompt_ids.device), cache=cache)

@@ -807,3 +807,23 @@ def test_sink_positions_rejects_bad_arguments():
     ]:
         with pytest.raises((TypeError, ValueError), match=word):
             evict.sink_positions(*args)
+
+
+def test_generate_runs_a_sink_cache_past_the_context_without_the_flag_and_refuses_the_others():
+    """kvlib.generate checks positions up front: a sink cache numbers them inside the cache, so only its
+    prefill has to fit; a window cache's absolute positions still have to."""
+    from kvlib.generate import generate
+
+    model, prompt = _model(), _ids(1, 8, seed=27)
+    assert model.allow_long_context is False
+    got = generate(model, prompt, 520, SinkKVCache(6, num_sinks=4, window=12))
+    try:
+        model.allow_long_context = True
+        expected = generate(model, prompt, 520, SinkKVCache(6, num_sinks=4, window=12))
+    finally:
+        model.allow_long_context = False
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="past the model's context"):
+        generate(model, prompt, 520, SlidingWindowKVCache(6, 16))
+    with pytest.raises(ValueError, match="a prompt of 513 tokens"):
+        generate(model, _ids(1, 513, seed=28), 2, SinkKVCache(6, num_sinks=4, window=12))
