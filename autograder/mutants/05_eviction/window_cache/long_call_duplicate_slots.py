@@ -1,0 +1,34 @@
+# MISTAKE: a call longer than the window writes all its tokens to slots p % window in one assignment (repeated slots: which write wins is undefined, a CPU happens to keep the last)
+# EXPECT: same slot
+class WindowCache:
+    """A sliding-window KV cache: the last `window` tokens of every layer, in a ring buffer."""
+
+    def __init__(self, num_layers: int, window: int) -> None:
+        self.num_layers = num_layers
+        self.window = window
+        self.reset()
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, kv_heads, T, D = k.shape
+        W, seen = self.window, self.seen[layer]
+        if self.keys[layer] is None:
+            self.keys[layer] = k.new_zeros(B, kv_heads, W, D)
+            self.values[layer] = v.new_zeros(B, kv_heads, W, D)
+        kept = min(seen, W)
+        old_slots = torch.arange(seen - kept, seen, device=k.device) % W  # oldest first
+        k_all = torch.cat([self.keys[layer][:, :, old_slots], k], dim=2)
+        v_all = torch.cat([self.values[layer][:, :, old_slots], v], dim=2)
+        new_slots = torch.arange(seen, seen + T, device=k.device) % W
+        self.keys[layer][:, :, new_slots] = k
+        self.values[layer][:, :, new_slots] = v
+        self.seen[layer] = seen + T
+        return k_all, v_all
+
+    @property
+    def seq_len(self) -> int:
+        return self.seen[0]
+
+    def reset(self) -> None:
+        self.keys = [None] * self.num_layers
+        self.values = [None] * self.num_layers
+        self.seen = [0] * self.num_layers
