@@ -1,0 +1,7 @@
+# MISTAKE: returns a percentage
+# EXPECT: a percentage
+def pruned_fraction(full_heads: torch.Tensor, seq_len: int, num_sinks: int, window: int) -> float:
+    heads = full_heads.numel()
+    full = int(full_heads.sum())
+    streaming_tokens = min(seq_len, num_sinks + window)
+    return 100 * (full * seq_len + (heads - full) * streaming_tokens) / (heads * seq_len)
