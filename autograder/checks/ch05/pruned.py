@@ -131,6 +131,10 @@ def _check(
     if named:
         mistakes = "; or ".join(named)  # two mistakes can give the same number: name both
         raise CheckFailed(f"{what}{source}: you returned {got:.6g}, expected {want:.6g}: {mistakes}")
+    if any(math.isclose(got, round(want, digits)) for digits in (1, 2, 3, 4)):
+        raise CheckFailed(
+            f"{what}{source}: you returned {got!r}, expected {want:.10g}: do not round the answer"
+        )
     if not 0 < got <= 1:
         raise CheckFailed(
             f"{what}{source}: you returned {got:.6g}, expected {want:.6g}: the fraction kept is in (0, 1]"
