@@ -105,10 +105,10 @@ def _as_positions(value: Any, name: str, what: str) -> torch.Tensor:
             f"{what}: {name} must be a torch.long tensor, got a Python {type(value).__name__}: return "
             "torch.tensor(positions, dtype=torch.long) (or build it with torch.arange / torch.cat)"
         )
-    expect(
-        isinstance(value, torch.Tensor),
-        f"{what}: {name} must be a torch.long tensor, got {type(value).__name__}: {value!r:.60}",
-    )
+    if not isinstance(value, torch.Tensor):  # the message is built only on failure: formatting is slow
+        raise CheckFailed(
+            f"{what}: {name} must be a torch.long tensor, got {type(value).__name__}: {value!r:.60}"
+        )
     if value.dtype != torch.long:
         hint = "convert with .long(), or create it with dtype=torch.long"
         if value.dtype == torch.int32:
@@ -142,10 +142,10 @@ def _check(
     docstring's. Returns the learner's raw result."""
     what = f"sink_positions(seen={seen}, new_tokens={new}, num_sinks={num_sinks}, window={window})"
     out = call(fn, seen, new, num_sinks, window, what="sink_positions")
-    expect(
-        isinstance(out, (tuple, list)) and len(out) == 2,
-        f"{what} must return a tuple (stream, rope) of two tensors, got {type(out).__name__}: {out!r:.80}",
-    )
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise CheckFailed(
+            f"{what} must return a tuple (stream, rope) of two tensors, got {type(out).__name__}: {out!r:.80}"
+        )
     stream = _as_positions(out[0], "stream", what)
     rope = _as_positions(out[1], "rope", what)
     want = _reference(seen, new, num_sinks, window) if want is None else want
