@@ -150,13 +150,12 @@ def _sink_keeps(seen: int, sinks: int, window: int) -> list[int]:
 def _h2o_keeps(
     candidates: list[int], seen: int, scores: dict, sinks: int, heavy: int, recent: int
 ) -> list[int]:
-    """H2O by hand: over budget, keep the stream's first ``sinks`` and last ``recent`` tokens and the
-    ``heavy`` highest scores among the rest (the earlier token on a tie), in stream order."""
-    if len(candidates) <= sinks + heavy + recent:
-        return list(candidates)
+    """H2O by hand: keep the stream's first ``sinks`` and last ``recent`` tokens and the ``heavy`` highest
+    scores among the rest (the earlier token on a tie), in stream order. (On a cache's own states, where
+    every sink and recent position is held, that is the whole budget once more is held.)"""
     protected = [p for p in candidates if p < sinks or p >= seen - recent]
     others = sorted((p for p in candidates if p not in protected), key=lambda p: (-scores[p], p))
-    return sorted(protected + others[: sinks + heavy + recent - len(protected)])
+    return sorted(protected + others[:heavy])
 
 
 # --- ring_order and the sliding window's ring buffer ----------------------------------------------------

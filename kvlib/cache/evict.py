@@ -242,13 +242,21 @@ def h2o_keep_mask(
 ) -> torch.Tensor:
     """Which tokens H2O keeps: [B, KV, n] bool for ``scores`` and stream ``positions`` [B, KV, n] of the
     tokens held after ``seen`` tokens. Always kept: positions below ``num_sinks`` and the last ``recent``
-    (positions ``>= seen - recent``); of the others, the ``heavy`` with the highest scores (a tie keeps
-    the earlier token). Everything is kept while ``n <= num_sinks + heavy + recent``."""
+    (positions ``>= seen - recent``); of the others, the ``heavy`` with the highest scores (all of them if
+    there are fewer; a tie keeps the earlier token). On a cache's own states, where every sink and every
+    recent position is held, that is ``num_sinks + heavy + recent`` tokens once more are held."""
     protected = (positions < num_sinks) | (positions >= seen - recent)
-    rank_key = scores.masked_fill(protected, float("inf"))
-    order = torch.argsort(rank_key, dim=-1, descending=True, stable=True)  # ties: earlier index first
-    keep = torch.zeros_like(protected)
-    return keep.scatter(-1, order[..., : num_sinks + heavy + recent], True)
+    by_score = torch.argsort(scores, dim=-1, descending=True, stable=True)  # ties: earlier index first
+    # a second stable sort puts the protected last and keeps the score order among the others
+    order = by_score.gather(
+        -1, torch.argsort(protected.gather(-1, by_score).to(torch.uint8), dim=-1, stable=True)
+    )
+    rank = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    )
+    return protected | (
+        rank < heavy
+    )  # the first `heavy` in `order` are unprotected ones (if that many exist)
 
 
 class H2OKVCache:
