@@ -266,8 +266,9 @@ _WRONG_RULES: tuple[tuple[str, _Rule], ...] = (
 )
 
 
-def _simulate(calls: list[Tensor], window: int, rule: _Rule) -> Tensor:
-    """What a cache following `rule` returns for the last of `calls` (one tensor per update of a layer)."""
+def _simulate(calls: list[Tensor], window: int, rule: _Rule) -> tuple[Tensor, Tensor]:
+    """What a cache following `rule` returns for the last of `calls` (one tensor per update of a layer),
+    and its ring buffer afterwards."""
     W = window + rule.delta
     if W < 1:
         raise ValueError("no ring")
@@ -300,13 +301,14 @@ def _simulate(calls: list[Tensor], window: int, rule: _Rule) -> Tensor:
         else:
             out = torch.cat([old, x], dim=2)
         seen += T
-    return out
+    assert ring is not None
+    return out, ring
 
 
 def _diagnose(got: Tensor, calls: list[Tensor], window: int) -> str | None:
     for message, rule in _WRONG_RULES:
         try:
-            wrong = _simulate(calls, window, rule)
+            wrong, _ = _simulate(calls, window, rule)
         except Exception:  # noqa: BLE001 - a rule that cannot run on these sizes matches nothing
             continue
         if matches(got, wrong, atol=0.0):
@@ -543,7 +545,7 @@ class _Driver:
                 None,
             )  # fmt: skip
             if buffer is None:
-                raise CheckFailed(f"{where}: {self._buffer_problem(name, held, tokens, seen)}")
+                raise CheckFailed(f"{where}: {self._buffer_problem(name, held, tokens, seen, layer)}")
             found.append(buffer.data_ptr())
         pointers = (found[0], found[1])
         if layer not in self.pointers:
@@ -574,7 +576,7 @@ class _Driver:
                 f"far hold {limit}: {cause}"
             )
 
-    def _buffer_problem(self, name: str, held: list[Tensor], tokens: Tensor, seen: int) -> str:
+    def _buffer_problem(self, name: str, held: list[Tensor], tokens: Tensor, seen: int, layer: int) -> str:
         cfg, W = self.cfg, self.cfg.window
         kept = min(seen, W)
         positions = torch.arange(seen - kept, seen)
@@ -595,6 +597,13 @@ class _Driver:
                     f"the {name} buffer holds the kept tokens oldest first, side by side (shifted at every "
                     f"step): {_SLOTS}, overwriting the oldest one in place"
                 )
+        for message, rule in _WRONG_RULES:
+            if rule.delta or rule.slot_order or rule.write_first or rule.new_first:
+                continue  # these read the ring wrongly; the ring itself is right
+            _, ring = _simulate(list(tokens.split([c[0].shape[2] for c in self.calls[layer]], 2)), W, rule)
+            filled = torch.arange(min(seen, W))
+            if any(t.dtype == cfg.dtype and torch.equal(t[:, :, filled], ring[:, :, filled]) for t in rings):
+                return f"the {name} buffer is wrong: {message}"
         for t in rings:
             if t.dtype == cfg.dtype:
                 owners = _slot_owners(t, tokens)
@@ -620,6 +629,12 @@ class _Driver:
             }
         )
         found = f" (it holds tensors of shapes {others[:4]})" if others else ""
+        near = [s for s in others if s[:2] == shape[:2] and s[3] == shape[3] and abs(s[2] - W) == 1]
+        if near:
+            return (
+                f"your {name} buffers have {near[0][2]} slots, not window = {W} (off by one): allocate "
+                "[B, KV, window, D] and keep the last window tokens"
+            )
         return (
             f"your cache holds no {name} buffer of shape [B, KV, window, D] = {list(shape)} in k's dtype "
             f"with the layer's kept tokens in it{found}: keep each layer's keys and values in two buffers "
