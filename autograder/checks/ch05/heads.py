@@ -5,15 +5,15 @@ The answer is one float32 number per KV head, so it is checked by value, on many
 above the diagonal and softmaxed (every head given its own recency slope and the first keys a boost, so
 heads differ and the sinks carry weight: a wrong head grouping or sinks counted as lost change the
 answer a lot), and the weights of a tiny model's layers captured through a cache's `observe_attention`
-(GQA ratios 2 and 4), every batch row different. The hidden checks add float16, bfloat16 and float64
-weights at long T (the result must be float32 and accurate to 1e-5 of the largest score, which a float16
-accumulation or a float16 result misses), the shortest T the spec allows (one query losing one key),
-num_sinks 0, window 1, GQA ratios 1, 2 and 4 (and one KV head), the same T called with other sinks and
-windows in a row (a mask cached by T alone), the inputs left unchanged, a first result unchanged by a
-second call, and a seeded sweep. A wrong answer is matched against the classic wrong variants (queries
-that lose nothing averaged in, the window or the sinks off by one, sinks counted as lost, query heads
-grouped h % KV, a sum over the group or the batch, one batch row, the mean weight per lost key, 1 - the
-kept weight on low-precision rows) and the message names the one it reproduces.
+(GQA ratios 1, 2 and 4), every batch row different. The hidden checks add float16, bfloat16 and float64
+weights at long T (the result must be float32 and within 1e-6 of the largest score, which sums kept in
+float16, a float16 result or 1 - the kept weight miss), the shortest T the spec allows (one query
+losing one key), num_sinks 0, window 1, GQA ratios 1, 2 and 4 (and one KV head), the same T called with
+other sinks and windows in a row (a mask cached by T alone), the inputs left unchanged, a first result
+unchanged by a second call, and a seeded sweep. A wrong answer is matched against the classic wrong
+variants (queries that lose nothing averaged in, the window or the sinks off by one, sinks counted as
+lost, query heads grouped h % KV, a sum over the group or the batch, one batch row, the mean weight per
+lost key, 1 - the kept weight on low-precision rows) and the message names the one it reproduces.
 """
 
 from __future__ import annotations
