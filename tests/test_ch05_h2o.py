@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch05 import h2o
-from autograder.harness import run_exercise, solution_sources
 
 pytestmark = [pytest.mark.ch05, pytest.mark.autograder]
 
@@ -32,18 +32,11 @@ CACHE_RUNS = [
 
 
 def _edited(grade_id: str, *edits: tuple[str, str]) -> str:
-    source = re.sub(r"^ *### (BEGIN|END) SOLUTION\n", "", solution_sources(NOTEBOOK)[grade_id], flags=re.M)
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    return source
+    return edited_solution(NOTEBOOK, grade_id, *edits)
 
 
 def _message(grade_id: str, source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, grade_id, source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, grade_id, source)
 
 
 def _recorded_keep_states() -> list[tuple]:

@@ -10,14 +10,14 @@ a result of the wrong type or shape, a float64 result, NaN, zeros, the window pl
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch05 import heads
-from autograder.harness import run_exercise, solution_sources
+from autograder.harness import run_exercise
 
 pytestmark = [pytest.mark.ch05, pytest.mark.autograder]
 
@@ -27,18 +27,11 @@ GRADE_ID = "distant_attention"
 
 
 def _edited(*edits: tuple[str, str]) -> str:
-    source = re.sub(r"^ *### (BEGIN|END) SOLUTION\n", "", solution_sources(NOTEBOOK)[GRADE_ID], flags=re.M)
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    return source
+    return edited_solution(NOTEBOOK, GRADE_ID, *edits)
 
 
 def _message(source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, GRADE_ID, source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, GRADE_ID, source)
 
 
 def _loops(weights, num_kv_heads, num_sinks, window):

@@ -10,14 +10,14 @@ no mutant in autograder/mutants/ reaches are checked for their wording.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch05 import window
-from autograder.harness import run_exercise, solution_sources
+from autograder.harness import run_exercise
 
 pytestmark = [pytest.mark.ch05, pytest.mark.autograder]
 
@@ -26,20 +26,11 @@ NOTEBOOK = REPO / "solutions" / "05_eviction.ipynb"
 
 
 def _edited(*edits: tuple[str, str]) -> str:
-    source = re.sub(
-        r"^ *### (BEGIN|END) SOLUTION\n", "", solution_sources(NOTEBOOK)["window_cache"], flags=re.M
-    )
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    return source
+    return edited_solution(NOTEBOOK, "window_cache", *edits)
 
 
 def _message(source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, "window_cache", source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, "window_cache", source)
 
 
 # --- the scenarios reach the docstring's edge cases ---------------------------------------------------

@@ -9,14 +9,14 @@ a wrapper around kvlib's block manager, and the wording of a failure (operation 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch06 import allocator
-from autograder.harness import namespace_before, run_exercise, solution_sources
+from autograder.harness import namespace_before, solution_sources
 
 pytestmark = [pytest.mark.ch06, pytest.mark.autograder]
 
@@ -29,18 +29,11 @@ def _solution() -> str:
 
 
 def _edited(*edits: tuple[str, str]) -> str:
-    source = re.sub(r"^ *### (BEGIN|END) SOLUTION\n", "", _solution(), flags=re.M)
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    return source
+    return edited_solution(NOTEBOOK, "block_allocator", *edits)
 
 
 def _message(source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, "block_allocator", source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, "block_allocator", source)
 
 
 def _outcomes(num_blocks: int, steps: int, seed: int) -> Counter:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from exercise_edits import failure_message
 
 from autograder.checks.ch06 import find_bugs
 from autograder.harness import run_exercise, solution_sources
@@ -38,10 +39,7 @@ def _answer(**changes: str) -> str:
 
 
 def _fails_with(source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, "expose_bugs", source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, "expose_bugs", source)
 
 
 def test_the_table_here_is_the_solution() -> None:

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
+from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch06 import tables
-from autograder.harness import run_exercise, solution_sources
 
 pytestmark = [pytest.mark.ch06, pytest.mark.autograder]
 
@@ -24,18 +24,11 @@ NOTEBOOK = REPO / "solutions" / "06_paged.ipynb"
 
 
 def _edited(grade_id: str, *edits: tuple[str, str]) -> str:
-    source = re.sub(r"^ *### (BEGIN|END) SOLUTION\n", "", solution_sources(NOTEBOOK)[grade_id], flags=re.M)
-    for old, new in edits:
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    return source
+    return edited_solution(NOTEBOOK, grade_id, *edits)
 
 
 def _message(grade_id: str, source: str) -> str:
-    with pytest.raises(AssertionError) as info:
-        run_exercise(NOTEBOOK, grade_id, source)
-    assert type(info.value).__name__ == "CheckFailed", repr(info.value)
-    return str(info.value)
+    return failure_message(NOTEBOOK, grade_id, source)
 
 
 def _walks(mode: str, walks: tuple) -> list[tables._Walk]:
