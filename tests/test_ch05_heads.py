@@ -100,12 +100,17 @@ def test_every_variant_differs_from_the_answer_on_the_visible_case():
         if "1 - (the weight" in message:  # float32 rows sum to one: only low precision tells it apart
             assert (candidate - want).abs().max() < 1e-6, message
             continue
+        if "not 0" in message:  # no random weight is exactly 0: the hidden case of queries losing 0 tells
+            assert (candidate - want).abs().max() < 1e-6, message
+            continue
         assert (candidate - want).abs().max() > 100 * heads.RTOL * scale, message
 
 
 def test_variants_differ_from_each_other_on_the_visible_case():
     w = heads.causal_weights(3, 4, 24, seed=0)
-    values = [v for m, v in heads._variants(w, 2, 2, 3).items() if "1 - (the weight" not in m]
+    values = [
+        v for m, v in heads._variants(w, 2, 2, 3).items() if "1 - (the weight" not in m and "not 0" not in m
+    ]
     for i, a in enumerate(values):
         for b in values[i + 1 :]:
             assert (a - b).abs().max() > 1e-4

@@ -187,12 +187,27 @@ def _variants(weights: torch.Tensor, KV: int, S: int, W: int) -> dict[str, torch
         "lost weights, then average those sums over the queries": f(per_query="pooled"),
         "you computed 1 - (the weight on the sinks and the window): rows of float16/bfloat16 weights do "
         "not sum to exactly one, so sum the weights of the lost keys themselves": f(per_query="complement"),
+        "you averaged only over the queries whose lost weight is not 0: every query that can lose "
+        "something (p > num_sinks + window) counts, also one that put no weight on the lost keys": (
+            _mean_over_losers(weights, KV, S, W)
+        ),
         "you returned zeros: row p of weights holds query p's weights on keys 0 .. p (weights[b, h, p, j]); "
         "reading weights[..., j, p] sees only the zeros above the diagonal": torch.zeros(
             KV, dtype=torch.float64
         ),
     }
     return variants
+
+
+def _mean_over_losers(weights: torch.Tensor, KV: int, S: int, W: int) -> torch.Tensor:
+    """The mean lost weight over the (row, head, query) triples that lost more than nothing, per KV head."""
+    B, H, T, _ = weights.shape
+    p = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    lost = (weights.double() * ((j >= S) & (j < p - W))).sum(-1)[:, :, S + W + 1 :]  # (B, H, queries)
+    lost = lost.reshape(B, KV, H // KV, -1)
+    counted = (lost != 0).sum(dim=(0, 2, 3)).clamp_min(1)
+    return lost.sum(dim=(0, 2, 3)) / counted
 
 
 # --- one call --------------------------------------------------------------------------------------------
@@ -320,6 +335,13 @@ def _edges(fn: Callable[..., Any]) -> None:
     _check(fn, causal_weights(2, 8, 40, seed=27), 2, 2, 5, "GQA ratio 4")
     _check(fn, causal_weights(2, 4, 40, seed=28), 1, 1, 6, "one KV head, GQA ratio 4")
     _check(fn, causal_weights(1, 6, 21, seed=29), 3, 1, 2, "one batch row")
+    # Every third query puts all its weight on itself (it loses exactly 0) and still counts in the mean:
+    # an average over the queries that lost something is wrong here and nowhere in random weights.
+    local = causal_weights(2, 4, 24, seed=30)
+    for p in range(0, 24, 3):
+        local[:, :, p] = 0.0
+        local[:, :, p, p] = 1.0
+    _check(fn, local, 2, 2, 3, "every third query attends only to itself (it loses 0)")
 
 
 def _model_layers(fn: Callable[..., Any]) -> None:

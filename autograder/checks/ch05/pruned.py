@@ -65,6 +65,10 @@ def _variants(plan: torch.Tensor, seq_len: int, num_sinks: int, window: int) -> 
         "num_sinks + window) tokens": share(F, N, min(seq_len, window)),
         "the sinks are added to min(seq_len, window): a head never holds more than it has seen, so it keeps "
         "min(seq_len, num_sinks + window)": share(F, N, num_sinks + min(seq_len, window)),
+        "streaming heads counted at num_sinks + window + 1 tokens: a streaming head keeps its num_sinks "
+        "sinks and its window of `window` tokens, min(seq_len, num_sinks + window) in all": share(
+            F, N, min(seq_len, num_sinks + window + 1)
+        ),
         "the limit F / N (the share of full heads), which the fraction only tends to as seq_len grows: the "
         "streaming heads hold tokens too": F / N,
         "integer division (//): the fraction is (tokens held) / (dense tokens), with /": float(

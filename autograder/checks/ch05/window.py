@@ -733,6 +733,24 @@ def _two_instances(cls: Any) -> None:
     interleaved(make, step, len(sizes), "WindowCache")
 
 
+def _layer_zero_counts(cls: Any) -> None:
+    """seq_len is layer 0's count, also while another layer has seen more (a caller may go in any order)."""
+    cache = call(lambda: cls(3, 4), what="WindowCache(3, 4)")
+    k = torch.randn(2, 2, 5, 8, generator=torch.Generator().manual_seed(71))
+    done = []
+    for layer, T, want in ((2, 5, 0), (1, 3, 0), (0, 2, 2), (2, 1, 2)):
+        new = k[:, :, :T]
+        call(cache.update, layer, new, new, what=f"WindowCache.update({layer}, ...)")
+        done.append(f"layer {layer} ({T} tokens)")
+        got = _seq_len(cache)
+        expect(
+            got == want,
+            f"WindowCache(3, 4) after updates of {', '.join(done)}, in that order: seq_len is {got}, "
+            f"expected {want}, the tokens layer 0 has seen (not the most any layer has seen, nor a count "
+            "shared by the layers)",
+        )
+
+
 def _on_the_meta_device(cls: Any) -> None:
     """k on the 'meta' device (it stands in for a GPU here): buffers and results on k's device."""
     cfg = _Config(2, 4, B=2, KV=2, D=8)
@@ -845,6 +863,7 @@ def window_cache_hidden(cls: Any) -> None:
     for i, (cfg, steps) in enumerate(_HIDDEN):
         _scenario(cls, cfg, steps, seed=10 + i)
     _reset_case(cls)
+    _layer_zero_counts(cls)
     _on_the_meta_device(cls)
     _in_the_model(cls, [13, 1, 1, 1, 11, 1, 1, 8, 1, 2, 1, 16], 8, seed=3)
     print("window_cache: hidden tests passed")
