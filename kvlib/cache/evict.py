@@ -254,9 +254,8 @@ def h2o_keep_mask(
     rank = torch.empty_like(order).scatter_(
         -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
     )
-    return protected | (
-        rank < heavy
-    )  # the first `heavy` in `order` are unprotected ones (if that many exist)
+    # the first `heavy` places of `order` hold unprotected tokens (as many of them as there are)
+    return protected | (rank < heavy)
 
 
 class H2OKVCache:
