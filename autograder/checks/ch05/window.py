@@ -28,6 +28,10 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+# one key per block of memory (meta tensors keyed by their shared storage object): kvlib counts a
+# cache's bytes with the same key
+from kvlib.memory import _storage_key
+
 from ..common import CheckFailed, as_int, assert_close, call, expect, matches
 from ..delegation import graded
 from ..fixtures import generator, randn, tiny_model
@@ -333,11 +337,6 @@ def _held(cache: Any) -> list[Tensor]:
         return list(iter_tensors(cache))
     except ValueError as exc:
         raise CheckFailed(f"your WindowCache nests its tensors too deeply to inspect: {exc}") from None
-
-
-def _storage_key(t: Tensor) -> tuple[str, int]:
-    ptr = t.untyped_storage().data_ptr()
-    return (str(t.device), ptr) if ptr else ("no address", id(t.untyped_storage()))
 
 
 def _float_elements(tensors: list[Tensor]) -> int:
