@@ -1,6 +1,7 @@
 """KV memory utilization: contiguous vs paged allocators, prefix sharing, parallel sampling and beams.
 
-Prints four tables (see kvlib.paged.simulate for the workloads and definitions):
+Prints four tables (see kvlib.paged.workload, kvlib.paged.simulate and kvlib.paged.sharing for the
+workloads and definitions):
 
 1. the mixed chat stream served under a fixed KV budget by contiguous (max reservation, oracle)
    and paged (block sizes 1..256) allocators: token-state utilization and where the rest of the
@@ -89,16 +90,15 @@ def _pct(x: float) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kvlib.paged.simulate import (
+    from kvlib.paged.sharing import (
         PAPER_RANGES,
-        WORKLOADS,
         beam_search_savings,
-        chat_workload,
-        compare_allocators,
         paper_range_verdict,
         parallel_sampling_savings,
         shared_prefix_savings,
     )
+    from kvlib.paged.simulate import compare_allocators
+    from kvlib.paged.workload import WORKLOADS, chat_workload
 
     t0 = time.perf_counter()
     reqs = chat_workload(args.requests, seed=args.seed, max_len=args.max_len)
@@ -108,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
     def q(xs: list[int], p: float) -> int:
         return xs[min(len(xs) - 1, int(p * len(xs)))]
 
-    print(f"Mixed chat stream: {len(reqs)} requests, log-normal lengths (kvlib.paged.simulate), "
+    print(f"Mixed chat stream: {len(reqs)} requests, log-normal lengths (kvlib.paged.workload), "
           f"budget {args.budget} token slots, max_len {args.max_len}")  # fmt: skip
     for label, xs in (("prompt", prompts), ("output", outputs)):
         print(

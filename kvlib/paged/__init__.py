@@ -1,5 +1,6 @@
 """Paged KV cache (chapters 06-08): allocator, block tables, copy-on-write, prefix caching, a
-fragmentation/capacity simulator (:mod:`kvlib.paged.simulate`), and the cache a model runs on.
+fragmentation/capacity simulator (:mod:`kvlib.paged.simulate`, over :mod:`kvlib.paged.workload`,
+:mod:`kvlib.paged.allocators` and :mod:`kvlib.paged.sharing`), and the cache a model runs on.
 
 The bookkeeping (blocks, manager, prefix) never touches KV tensors: the manager returns block ids,
 slots and ``(src, dst)`` copies. :class:`PagedKVCache` (:mod:`kvlib.paged.cache`) is the caller

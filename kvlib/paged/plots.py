@@ -1,7 +1,8 @@
 """Figures for chapter 06 (matplotlib): where reserved KV memory goes, by allocator and block size.
 
-Every function takes results from :mod:`kvlib.paged.simulate`, draws on a new figure (or on the
-``ax`` given) and returns the figure, so a notebook can show it and a script can save it.
+Every function takes results from :mod:`kvlib.paged.simulate`, :mod:`kvlib.paged.sharing` or
+:mod:`kvlib.paged.workload`, draws on a new figure (or on the ``ax`` given) and returns the figure, so a
+notebook can show it and a script can save it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from kvlib.paged.simulate import Request, SharingResult, StreamResult
+from kvlib.paged.sharing import SharingResult
+from kvlib.paged.simulate import StreamResult
+from kvlib.paged.workload import Request
 from kvlib.validate import require_int
 
 __all__ = [

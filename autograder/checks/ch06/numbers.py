@@ -19,10 +19,10 @@ from ..common import CheckFailed, as_number, call
 from ..delegation import graded
 
 SAVING_REFERENCES = (
-    "kvlib.paged.simulate.analytic_prefix_saving",
-    "kvlib.paged.simulate.shared_prefix_savings",
+    "kvlib.paged.sharing.analytic_prefix_saving",
+    "kvlib.paged.sharing.shared_prefix_savings",
 )
-WASTE_REFERENCES = ("kvlib.paged.simulate.block_waste", "kvlib.paged.simulate.simulate_stream")
+WASTE_REFERENCES = ("kvlib.paged.sharing.block_waste", "kvlib.paged.simulate.simulate_stream")
 
 REL_TOL = 1e-6
 
