@@ -32,6 +32,7 @@ every layer, positions and lengths once, at layer 0).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,24 @@ from kvlib.paged.manager import BlockManager
 from kvlib.paged.prefix import PrefixCache
 from kvlib.validate import describe, require_device, require_int
 
-__all__ = ["PagedKVCache"]
+__all__ = ["PagedKVCache", "SwappedSequence"]
 
 BACKENDS = ("gather", "triton")
+
+
+@dataclass
+class SwappedSequence:
+    """A sequence swapped out to host memory: its tokens and its first ``num_computed`` tokens' K/V,
+    per layer (num_computed, num_kv_heads, head_dim)."""
+
+    tokens: list[int]
+    num_computed: int
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 @dataclass
@@ -117,6 +133,7 @@ class PagedKVCache:
         self._step: _Step | None = None
         self.tokens_computed = 0  # tokens the model has run on through this cache (hits skip theirs)
         self.token_slots = 0  # rows x width of every step: the model's work, padding included
+        self.bytes_swapped = 0  # K/V bytes copied between device and host by swap_out and swap_in
 
     @classmethod
     def for_model(cls, model: Any, num_blocks: int, block_size: int, **options: Any) -> PagedKVCache:
@@ -178,20 +195,69 @@ class PagedKVCache:
         self.manager._get(seq_id)  # KeyError naming an unknown id
         return self._computed[seq_id]
 
+    # --- swapping to host memory ----------------------------------------------------------------------
+
+    def swap_out(self, seq_id: int) -> SwappedSequence:
+        """Copy a sequence's computed K/V to host memory (pinned under CUDA, so the copy back can run
+        asynchronously) and free it; :meth:`swap_in` brings it back. Preemption by swap in vLLM."""
+        table = self.manager._get(seq_id)  # KeyError naming an unknown id, before any change
+        num_computed = self._computed[table.seq_id]
+        slots = torch.tensor(self.manager.slot_mapping(table.seq_id)[:num_computed], device=self.device)
+        keys, values = (
+            [self._to_host(pool, slots) for pool in pools] for pools in (self.k_pools, self.v_pools)
+        )
+        swapped = SwappedSequence(list(table.tokens), num_computed, keys, values)
+        self.bytes_swapped += swapped.nbytes
+        self.free(table.seq_id)
+        return swapped
+
+    def swap_in(self, seq_id: int, swapped: SwappedSequence, pending_token: int | None = None) -> None:
+        """Readmit a swapped sequence with its K/V copied back (nothing recomputed), then append
+        ``pending_token`` if given. Raises :class:`~kvlib.paged.blocks.OutOfBlocks` and changes nothing
+        when the pool cannot hold it all."""
+        if not isinstance(swapped, SwappedSequence):
+            raise TypeError(f"swapped must be what swap_out returned, got {describe(swapped)}")
+        extra = 0 if pending_token is None else int(len(swapped.tokens) % self.block_size == 0)
+        hit, need, pinned = self.manager._plan(swapped.tokens)
+        self.manager._check_available(need + extra, pinned)  # the append below cannot fail then
+        self.add_sequence(seq_id, swapped.tokens)
+        n, bs = swapped.num_computed, self.block_size
+        blocks = self.manager.block_table(seq_id)
+        # only blocks without K/V: a filled prefix hit is shared, and rewriting it (with values that may
+        # differ in the last bit) could change what its other readers compute
+        positions = [p for p in range(n) if not self._filled[blocks[p // bs]]]
+        slots = torch.tensor([blocks[p // bs] * bs + p % bs for p in positions], dtype=torch.long)
+        index = torch.tensor(positions, dtype=torch.long)
+        for pools, saved in ((self.k_pools, swapped.keys), (self.v_pools, swapped.values)):
+            for pool, host in zip(pools, saved):
+                rows = host[index].to(self.device, non_blocking=True)
+                pool.view(-1, self.num_kv_heads, self.head_dim)[slots.to(self.device)] = rows
+        for block_id in blocks[: n // bs]:
+            self._filled[block_id] = True
+        self._computed[seq_id] = max(n, self._computed[seq_id])  # a prefix hit may reach further
+        self.bytes_swapped += swapped.nbytes
+        if pending_token is not None:
+            self.append_token(seq_id, pending_token)
+
     # --- one forward pass -----------------------------------------------------------------------------
 
-    def prepare(self, seq_ids: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def prepare(
+        self, seq_ids: Iterable[int], num_tokens: Iterable[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Lay out the next forward over ``seq_ids``: ``(input_ids [B, T], positions [B, T], lengths [B])``.
 
         Row b holds the tokens of ``seq_ids[b]`` that have no K/V yet, right-padded to the longest
         row; pass all three to the model with ``cache=self`` (or call :meth:`step`). Each sequence
         needs at least one such token (a new prompt, or a token added with :meth:`append_token`).
+        ``num_tokens[b]`` (>= 1) caps row b at its next that many tokens: a prefill chunk (chunked
+        prefill); the row's logits then follow its last computed token.
         """
         ids = self._check_rows(seq_ids)
+        caps = self._check_caps(num_tokens, len(ids))
         tables = [self.manager.seqs[s] for s in ids]
         computed = [self._computed[s] for s in ids]
-        done = self._rewind_unfilled_hits(tables, computed)
-        lengths = [len(t.tokens) - c for t, c in zip(tables, done)]
+        done = self._rewind_unfilled_hits(tables, computed, caps)
+        lengths = [min(len(t.tokens) - c, cap) for t, c, cap in zip(tables, done, caps)]
         for seq_id, n in zip(ids, lengths):
             if n == 0:
                 raise ValueError(
@@ -202,12 +268,15 @@ class PagedKVCache:
         return self._batch_tensors(tables, done, lengths)
 
     @torch.no_grad()
-    def step(self, model: Any, seq_ids: Iterable[int]) -> torch.Tensor:
-        """Run ``model`` on the prepared rows; returns the logits after each row's last token [B, V].
+    def step(
+        self, model: Any, seq_ids: Iterable[int], num_tokens: Iterable[int] | None = None
+    ) -> torch.Tensor:
+        """Run ``model`` on the prepared rows; returns the logits after each row's last token [B, V]
+        (``num_tokens`` as in :meth:`prepare`).
 
         If the forward raises, even after the last layer stored its keys (in the last MLP, say), the
         cache is left as before the step, so the step can be retried."""
-        input_ids, positions, lengths = self.prepare(seq_ids)
+        input_ids, positions, lengths = self.prepare(seq_ids, num_tokens)
         step = self._step
         try:
             logits = model(input_ids, positions=positions, cache=self, lengths=lengths)  # (B, T, V)
@@ -250,6 +319,12 @@ class PagedKVCache:
         return keys, values
 
     # --- internals ----------------------------------------------------------------------------------
+
+    def _to_host(self, pool: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """The K or V rows at ``slots`` as a host tensor (num_slots, num_kv_heads, head_dim), pinned
+        under CUDA: a copy from pinned memory can overlap compute, from pageable memory it cannot."""
+        rows = pool.view(-1, self.num_kv_heads, self.head_dim)[slots]  # indexing copies
+        return rows.to("cpu").pin_memory() if self.device.type == "cuda" else rows
 
     def _pools(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.k_pools[layer], self.v_pools[layer]
@@ -313,13 +388,13 @@ class PagedKVCache:
         bs = self.block_size
         return [b for t, c, n in zip(tables, done, lengths) for b in t.block_ids[c // bs : (c + n) // bs]]
 
-    def _rewind_unfilled_hits(self, tables: list, computed: list[int]) -> list[int]:
+    def _rewind_unfilled_hits(self, tables: list, computed: list[int], caps: list[float]) -> list[int]:
         """Where each row starts computing. A prefix hit may reach blocks that hold no K/V yet: the
         prompt that registered them (at admission) has not run, or was freed or failed before it did.
         Another row of this step filling them is enough (every row writes before any row attends);
         otherwise the row recomputes from the first such block, writing the same K/V into it."""
         bs = self.block_size
-        lengths = [len(t.tokens) - c for t, c in zip(tables, computed)]
+        lengths = [min(len(t.tokens) - c, cap) for t, c, cap in zip(tables, computed, caps)]
         being_filled = set(self._blocks_filled_by(tables, computed, lengths))
         starts = []
         for table, c in zip(tables, computed):
@@ -365,6 +440,18 @@ class PagedKVCache:
         positions = _padded_positions(done, lengths, width)
         lengths_t = torch.tensor(lengths, dtype=torch.long)
         return input_ids.to(self.device), positions.to(self.device), lengths_t.to(self.device)
+
+    def _check_caps(self, num_tokens: Iterable[int] | None, rows: int) -> list[float]:
+        if num_tokens is None:
+            return [math.inf] * rows
+        if isinstance(num_tokens, (str, bytes)) or not isinstance(num_tokens, Iterable):
+            raise TypeError(
+                f"num_tokens must be a list of token counts (one per row), got {describe(num_tokens)}"
+            )
+        caps = [require_int(f"num_tokens[{i}]", n, minimum=1) for i, n in enumerate(num_tokens)]
+        if len(caps) != rows:
+            raise ValueError(f"num_tokens has {len(caps)} entries for {rows} rows: give one per sequence")
+        return caps
 
     def _check_forward(self, layer: int, k: torch.Tensor, q: torch.Tensor | None = None) -> _Step:
         """The forward is the one :meth:`prepare` laid out, its layers in order, k shaped like the pools."""
