@@ -47,21 +47,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "the label of an address-less storage's key only has to differ from every device name, which "
         "'NO ADDRESS' does as well: the sums are the same (meta and empty tensors tested).",
     ),
-    # --- kvlib.paged.simulate
-    "kvlib.paged.simulate.x_simulate_stream__mutmut_42": (
-        "if rid not in running:\n                break",
-        "Preemption victims are always taken from the end of `running` (admission order) and nothing "
-        "joins it during the grow loop, so the requests of the loop's snapshot that are no longer running"
-        " form a suffix of it: stopping at the first one (break) skips exactly the ones `continue` would "
-        "skip. Checked on 400 random paged/contiguous streams (47 with two or more preemptions): "
-        "identical results and traces.",
-    ),
-    "kvlib.paged.simulate.x_simulate_stream__mutmut_82": (
-        "kept.pop(None, None)",
-        "A readmitted request's `kept` entry is only read while it waits again, and it can only wait "
-        "again after a new preemption, which overwrites the entry first; leaving the stale entry in place"
-        " changes no token count. Checked on 400 random streams: identical results and traces.",
-    ),
     # --- kvlib.paged.sharing
     "kvlib.paged.sharing.x_shared_prefix_savings__mutmut_4": (
         "seed: int=1",

@@ -10,7 +10,9 @@ The pieces live one idea per module, and this one runs them (its names re-export
 - here: :func:`simulate_stream`, which serves one stream with one allocator, and
   :func:`compare_allocators`, which runs the same stream through each allocator.
 
-The scheduler is the same for every allocator: first-come-first-served admission while memory allows,
+The scheduler is the same for every allocator, and the same as the serving engine's
+(:class:`kvlib.serve.scheduler.Scheduler`, here with no token budget and whole prompts):
+first-come-first-served admission while memory allows,
 one decode step per running request per step, a finished request frees its memory, and a paged
 request that cannot grow preempts the latest admitted request (possibly itself). Preemption is
 vLLM's *recompute*: the victim frees all its blocks and waits at the head of the queue, keeping
@@ -32,7 +34,6 @@ Metrics (all time-averaged over the steps of the run)
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ from kvlib.paged.sharing import (
     shared_prefix_savings,
 )
 from kvlib.paged.workload import WORKLOADS, Request, _require_requests, chat_workload
+from kvlib.serve.scheduler import Scheduler, SequenceState
 from kvlib.validate import describe, require_int
 
 __all__ = [
@@ -98,6 +100,27 @@ class StreamResult:
         return self.token_share
 
 
+class _SlotMemory:
+    """The scheduler's memory (:class:`~kvlib.serve.scheduler.KVMemory`) over an allocator model.
+
+    A sequence holds ``num_tokens`` tokens after each step, the one the step produced included, so
+    admitting and growing it make room for one more token than it holds: the one its step will produce.
+    Preemption is by recompute only (an allocator model has no host memory to swap to)."""
+
+    def __init__(self, allocator: Allocator, requests: list[Request]) -> None:
+        self.allocator = allocator
+        self.requests = requests
+
+    def admit(self, seq: SequenceState) -> bool:
+        return self.allocator.admit(seq.seq_id, self.requests[seq.seq_id], seq.num_tokens + 1)
+
+    def grow(self, seq: SequenceState) -> bool:
+        return self.allocator.grow(seq.seq_id, seq.num_tokens + 1)
+
+    def release(self, seq: SequenceState) -> None:
+        self.allocator.release(seq.seq_id)
+
+
 def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: bool = False) -> StreamResult:
     """Serve ``requests`` (all waiting at t=0, FCFS) with ``allocator``; see the module docstring."""
     requests = _require_requests(requests)
@@ -113,72 +136,48 @@ def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: b
         )
     for rid, req in enumerate(requests):  # a request that cannot run alone would loop for ever
         allocator.check_fits(rid, req)
-    waiting: deque[int] = deque(range(len(requests)))
-    running: dict[int, int] = {}  # rid -> live tokens, in admission order
-    kept: dict[int, int] = {}  # preempted rid -> tokens (prompt + generated) it will re-prefill
+    scheduler = Scheduler(_SlotMemory(allocator, requests))  # no token budget: every request runs each step
+    for rid, req in enumerate(requests):
+        scheduler.add(SequenceState(rid, req.prompt_len))
     tot_live = tot_reserved = tot_future = tot_never = tot_external = tot_running = 0
     n_seq_steps = 0
-    max_running = preemptions = steps = frag_max = 0
+    max_running = steps = frag_max = 0
     trace: dict[str, list[float]] = {"live": [], "reserved": [], "running": []}
     bs = allocator.block_size
-    while waiting or running:
-        steps += 1
-        # 1) finished requests leave, the others generate one token
-        for rid in [r for r, n in running.items() if n == requests[r].total_len]:
-            allocator.release(rid)
-            del running[rid]
-        for rid in list(running):
-            if rid not in running:
-                continue  # preempted earlier in this loop
-            while not allocator.grow(rid, running[rid] + 1):
-                victim = next(reversed(running))  # the latest admitted request
-                allocator.release(victim)
-                kept[victim] = running.pop(victim)  # recompute preemption keeps generated tokens
-                waiting.appendleft(victim)
-                preemptions += 1
-                if victim == rid:
-                    break
-            else:
-                running[rid] += 1
-        # 2) admit waiting requests first-come-first-served; (re)prefill yields one new token
-        while waiting:
-            rid = waiting[0]
-            num_tokens = kept.get(rid, requests[rid].prompt_len) + 1
-            if not allocator.admit(rid, requests[rid], num_tokens):
-                break
-            waiting.popleft()
-            kept.pop(rid, None)
-            running[rid] = num_tokens
-        if not running and not waiting:
-            steps -= 1  # nothing ran in this step
-            break
+    while scheduler.has_work():
+        plan = scheduler.schedule()  # grow the running (preempting), admit the waiting
         # with nothing running the whole memory is free, and check_fits said the head fits in it;
         # a real exception, not an assert: under python -O this loop would otherwise spin for ever
-        if not running:
-            raise RuntimeError(f"request {waiting[0]} was not admitted into an empty memory")
-        if waiting and isinstance(allocator, ContiguousAllocator):
-            need = allocator.need(requests[waiting[0]])
+        if not scheduler.running:
+            raise RuntimeError(f"request {scheduler.waiting[0].seq_id} was not admitted into an empty memory")
+        steps += 1
+        for seq, _ in plan.rows:  # every running request computes its tokens and produces one more
+            scheduler.commit(seq, seq.num_tokens)
+        if scheduler.waiting and isinstance(allocator, ContiguousAllocator):
+            need = allocator.need(requests[scheduler.waiting[0].seq_id])
             free = allocator.free()
             if free >= need:  # enough memory in total, but no hole is large enough
                 tot_external += free
-        # 3) account this step
-        live = sum(running.values())
+        # account this step: a request's live tokens are the ones it holds after the step
+        live = sum(seq.num_tokens for seq in scheduler.running)
         reserved = allocator.reserved()
-        for rid, n in running.items():
-            future, never = allocator.slack(requests[rid], n)
+        for seq in scheduler.running:
+            future, never = allocator.slack(requests[seq.seq_id], seq.num_tokens)
             tot_future += future
             tot_never += never
             if bs is not None:
                 frag_max = max(frag_max, never)
         tot_live += live
         tot_reserved += reserved
-        tot_running += len(running)
-        n_seq_steps += len(running)
-        max_running = max(max_running, len(running))
+        tot_running += len(scheduler.running)
+        n_seq_steps += len(scheduler.running)
+        max_running = max(max_running, len(scheduler.running))
         if keep_trace:
             trace["live"].append(live)
             trace["reserved"].append(reserved)
-            trace["running"].append(len(running))
+            trace["running"].append(len(scheduler.running))
+        for seq in [s for s in scheduler.running if s.num_tokens == requests[s.seq_id].total_len]:
+            scheduler.finish(seq)  # done: its memory serves the next step
     budget = allocator.budget if isinstance(allocator, ContiguousAllocator) else allocator.num_blocks * bs
     return StreamResult(
         name=allocator.name,
@@ -192,7 +191,7 @@ def simulate_stream(requests: list[Request], allocator: Allocator, keep_trace: b
         external_share=tot_external / (steps * budget),
         mean_running=tot_running / steps,
         max_running=max_running,
-        preemptions=preemptions,
+        preemptions=scheduler.num_preemptions,
         internal_per_seq=tot_never / n_seq_steps if bs is not None else math.nan,
         internal_per_seq_max=frag_max,
         internal_bound=bs - 1 if bs is not None else None,
