@@ -334,9 +334,11 @@ class Engine:
                     item.prompt, SamplingParams(max_tokens=item.max_tokens), start + item.arrival_s
                 )
                 nxt = next(pending, None)
-            if not self.has_unfinished():
+            if not self.has_unfinished():  # idle until the next arrival
                 if isinstance(self.clock, VirtualClock):
                     self.clock.skip_to(start + workload[nxt].arrival_s)
+                else:
+                    time.sleep(max(0.0, start + workload[nxt].arrival_s - self.clock()))
                 continue
             finished += sum(e.finished for e in self.step())
             if progress is not None:
