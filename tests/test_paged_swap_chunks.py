@@ -270,11 +270,6 @@ def test_a_swap_in_reuses_a_cached_prefix(other_ran) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PagedKVCache.swap_in adds bytes_swapped += swapped.nbytes even when a filled prefix hit "
-    "means only the other positions' rows are copied back (here 5 of 21)",
-)
 def test_bytes_swapped_counts_only_rows_copied_back_after_a_prefix_hit() -> None:
     prompt = text_slice(2300, 18)
     cache = _cache(prefix_cache="radix")
@@ -305,11 +300,6 @@ def test_swap_arguments_are_checked_before_any_change() -> None:
     assert cache.tokens(0)[-1] == token
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PagedKVCache.swap_in admits the sequence and copies its K/V before append_token validates "
-    "pending_token: a bad token raises with the sequence already swapped in",
-)
 @pytest.mark.parametrize("pending", [-1, "5"])
 def test_a_bad_pending_token_changes_nothing(pending) -> None:
     cache = _cache()

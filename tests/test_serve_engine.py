@@ -238,11 +238,6 @@ def test_a_tiny_top_p_keeps_only_the_most_likely_token() -> None:
     assert _output(_engine(), prompt, params) == dense_greedy(prompt, 16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.sample divides the logits by temperature in float32: at 1e-38 they overflow to inf, "
-    "softmax gives NaN and torch.multinomial raises inside Engine.step",
-)
 def test_a_tiny_temperature_is_greedy_or_refused() -> None:
     prompt = text_slice(1234, 20)
     try:
@@ -398,29 +393,27 @@ def test_a_malformed_request_is_refused_and_changes_nothing(prompt, params, erro
     assert _state(engine) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scheduler: without chunked prefill a request preempted by recompute must prefill prompt + "
-    "output in one step; once that exceeds token_budget, _chunk returns 0 for the head of the waiting "
-    "queue forever (2 of 3 requests stuck after 300 steps); submit only checks the prompt",
-)
-def test_recompute_preemption_never_strands_a_request_over_the_token_budget() -> None:
-    """Prompts of 14 tokens fit a 20-token budget; once preempted after 7 output tokens, prompt and
-    output (21 tokens) no longer do. Refusing such requests at submission would be correct too."""
+def test_a_request_recompute_could_strand_over_the_token_budget_is_refused() -> None:
+    """Prompts of 14 tokens fit a 20-token budget, but once preempted after 7 output tokens prompt and
+    output (21 tokens) would have to prefill in one step: without chunked prefill that request is
+    refused at submission, and with chunked prefill or swap it runs."""
+    prompt = text_slice(100, 14)
     engine = _engine(num_blocks=12, block_size=4, token_budget=20, preemption="recompute")
-    ids = []
-    for i in range(3):
-        try:
-            ids.append(engine.submit(text_slice(100 * i, 14), SamplingParams(max_tokens=16)))
-        except ValueError:
-            pass
-    for _ in range(300):
-        if not engine.has_unfinished():
-            break
-        engine.step()
-    assert not engine.has_unfinished()
-    for i, rid in enumerate(ids):
-        assert engine.requests[rid].output == dense_greedy(text_slice(100 * i, 14), 16)
+    with pytest.raises(ValueError, match="token_budget=20"):
+        engine.submit(prompt, SamplingParams(max_tokens=16))
+    assert not engine.has_unfinished() and not engine.requests
+    for options in ({"chunk_size": 8}, {"preemption": "swap"}):
+        engine = _engine(
+            num_blocks=12, block_size=4, token_budget=20, **({"preemption": "recompute"} | options)
+        )
+        ids = [engine.submit(text_slice(100 * i, 14), SamplingParams(max_tokens=16)) for i in range(3)]
+        for _ in range(300):
+            if not engine.has_unfinished():
+                break
+            engine.step()
+        assert not engine.has_unfinished() and engine.scheduler.num_preemptions > 0, options
+        for i, rid in enumerate(ids):
+            assert engine.requests[rid].output == dense_greedy(text_slice(100 * i, 14), 16), options
 
 
 def test_engine_arguments_are_checked() -> None:

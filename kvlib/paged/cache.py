@@ -217,6 +217,8 @@ class PagedKVCache:
         when the pool cannot hold it all."""
         if not isinstance(swapped, SwappedSequence):
             raise TypeError(f"swapped must be what swap_out returned, got {describe(swapped)}")
+        if pending_token is not None:  # checked before anything changes (append_token would, too late)
+            pending_token = require_int("pending_token", pending_token, minimum=0)
         extra = 0 if pending_token is None else int(len(swapped.tokens) % self.block_size == 0)
         hit, need, pinned = self.manager._plan(swapped.tokens)
         self.manager._check_available(need + extra, pinned)  # the append below cannot fail then
@@ -235,7 +237,7 @@ class PagedKVCache:
         for block_id in blocks[: n // bs]:
             self._filled[block_id] = True
         self._computed[seq_id] = max(n, self._computed[seq_id])  # a prefix hit may reach further
-        self.bytes_swapped += swapped.nbytes
+        self.bytes_swapped += swapped.nbytes * len(positions) // max(n, 1)  # the rows copied back
         if pending_token is not None:
             self.append_token(seq_id, pending_token)
 

@@ -26,6 +26,7 @@ load tests), and :mod:`kvlib.serve.metrics` turns them into TTFT, TPOT and inter
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,10 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     """One token from next-token ``logits`` [V] (see :class:`SamplingParams`)."""
     if params.temperature == 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    # shift first: the largest logit becomes 0 and the others <= 0, so even a tiny temperature gives
+    # finite (or -inf) values, never inf - inf = NaN
+    scaled = (logits.double() - logits.max()) / params.temperature
+    probs = torch.softmax(scaled, dim=-1)
     if params.top_p < 1:
         sorted_probs, order = probs.sort(descending=True)
         before = sorted_probs.cumsum(0) - sorted_probs  # mass of the tokens ranked above each one
@@ -227,6 +231,7 @@ class Engine:
         if not prompt:
             raise ValueError("prompt must hold at least one token id, got an empty one")
         self._check_fits(len(prompt) + params.max_tokens)
+        self._check_budget(len(prompt) + params.max_tokens)
         request_id = next(self._ids)
         request = EngineRequest(
             request_id,
@@ -249,6 +254,21 @@ class Engine:
             raise ValueError(
                 f"prompt + max_tokens = {total} tokens can never fit the KV pool of {capacity} token slots "
                 f"({self.cache.manager.num_blocks} blocks of {self.cache.block_size})"
+            )
+
+    def _check_budget(self, total: int) -> None:
+        """Without chunked prefill a sequence preempted by recompute prefills prompt and output in one
+        step, so the longest one must fit the token budget (vLLM asks the same of its batch size)."""
+        scheduler = self.scheduler
+        if (
+            scheduler.chunk_size == math.inf
+            and scheduler.preemption == "recompute"
+            and total > scheduler.token_budget
+        ):
+            raise ValueError(
+                f"prompt + max_tokens = {total} tokens exceeds token_budget={scheduler.token_budget}: "
+                "recomputed after a preemption it could never run; raise token_budget, set chunk_size "
+                "or preempt by swap"
             )
 
     def cancel(self, request_id: int) -> None:

@@ -258,6 +258,12 @@ class Scheduler:
             return  # swapped sequences hold host memory and started earlier: they go first
         while self.waiting and budget >= 1 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
+            if self.chunk_size == math.inf and seq.num_uncomputed > self.token_budget:
+                raise RuntimeError(  # it would wait for ever, and everyone behind it too
+                    f"sequence {seq.seq_id} must prefill {seq.num_uncomputed} tokens in one step (readmitted "
+                    f"after a recompute preemption?) but token_budget is {self.token_budget}: the budget "
+                    "must cover the longest sequence when chunked prefill is off"
+                )
             if not self._chunk(seq, budget) or not self.memory.admit(seq):
                 break  # first come, first served: the head waits, and so does everyone behind it
             self.waiting.popleft()
