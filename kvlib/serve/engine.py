@@ -13,11 +13,11 @@ sequences run, with how many tokens, who is admitted or preempted), runs the mod
 computed, and retires finished requests at once, so their blocks serve the waiting ones in the next
 step: batches change at every iteration (Orca's iteration-level scheduling, Yu et al., OSDI 2022).
 
-A plan runs as a few ragged forwards: one for the decode rows (one token each) and one or more for
-the prefill rows (a prompt or a chunk of one), grouped by length so that padding stays under 25% of a
-forward's token slots. Our cache lays a step out as [rows, longest row], so one forward mixing a
-200-token prompt with 30 decodes would run the model on 31 x 200 token slots; vLLM instead packs every
-row into one flat token stream, which our [B, T] model does not take.
+A plan runs as a few ragged forwards: decode rows (one token each) and prefill rows (a prompt or a
+chunk of one) apart, each grouped by length so that padding stays under 25% of a forward's slots.
+Our cache lays a step out as [rows, longest row], so one forward mixing a 200-token prompt with 30
+decodes would run the model on 31 x 200 token slots; vLLM instead packs every row into one flat token
+stream, which our [B, T] model does not take.
 
 Preemption (when a growing sequence finds no free block) is by recompute or by swap, see
 :mod:`kvlib.serve.scheduler`. Timestamps of every token come from ``clock`` (:class:`VirtualClock` in
@@ -139,18 +139,24 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
 MAX_PADDING = 0.25  # share of a prefill forward's token slots that may be padding
 
 
-def _low_padding_groups(rows: list[tuple[SequenceState, int]]) -> list[list[tuple[SequenceState, int]]]:
-    """Prefill rows (sequence, tokens) split into forwards whose padding stays within MAX_PADDING:
-    sorted by length, a new group starts where the next (longer) row would pad the group past it.
-    Each forward costs a little fixed time, padding costs in proportion: measured on this CPU, the
-    split ran the default ``python -m kvlib.bench serve`` workload about 25% faster than one forward."""
+def _low_padding_groups(
+    rows: list[tuple[SequenceState, int]], length: Callable[[tuple[SequenceState, int]], int]
+) -> list[list[tuple[SequenceState, int]]]:
+    """Rows split into forwards whose padding stays within MAX_PADDING of their slots, ``length(row)``
+    being what a row pads to: sorted by length, a new group starts where the next (longer) row would
+    pad the group past it. Each forward costs a little fixed time, padding costs in proportion:
+    measured on this CPU on the default ``python -m kvlib.bench serve`` workload, grouping the prefills
+    made the engine about 25% faster, grouping the decodes too about 10% more (5 interleaved runs)."""
     groups: list[list[tuple[SequenceState, int]]] = []
-    for row in sorted(rows, key=lambda r: r[1]):
-        group = groups[-1] if groups else None
-        if group and sum(n for _, n in group) + row[1] >= (1 - MAX_PADDING) * (len(group) + 1) * row[1]:
-            group.append(row)
+    used = 0  # real slots of the last group
+    for row in sorted(rows, key=length):
+        n = length(row)
+        if groups and used + n >= (1 - MAX_PADDING) * (len(groups[-1]) + 1) * n:
+            groups[-1].append(row)
+            used += n
         else:
             groups.append([row])
+            used = n
     return groups
 
 
@@ -311,7 +317,11 @@ class Engine:
         decodes = [(s, n) for s, n in plan.rows if s.num_uncomputed == 1]
         prefills = [(s, n) for s, n in plan.rows if s.num_uncomputed > 1]
         events: list[TokenEvent] = []
-        for rows in [*_low_padding_groups(prefills), decodes]:
+        # padding is what a [B, T] forward wastes: prefills pad to the longest chunk, decodes attend
+        # over keys padded to the longest sequence, so both are grouped by that length
+        groups = _low_padding_groups(prefills, lambda row: row[1])
+        groups += _low_padding_groups(decodes, lambda row: row[0].num_tokens)
+        for rows in groups:
             if rows:
                 logits = self.cache.step(self.model, [s.seq_id for s, _ in rows], [n for _, n in rows])
                 events += self._sample(rows, logits)
