@@ -462,25 +462,20 @@ def test_finish_refuses_a_sequence_that_is_not_running():
 # --- liveness: a recompute-preempted sequence longer than the budget --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without chunked prefill, a sequence preempted by recompute after growing past token_budget "
-    "must prefill prompt + generated tokens whole, which _chunk never allows: it waits for ever and "
-    "blocks the queue behind it (add only checks the prompt against the budget)",
-)
-def test_a_recompute_preempted_sequence_longer_than_the_budget_is_readmitted():
+def test_a_recompute_preempted_sequence_longer_than_the_budget_is_an_error_not_a_hang():
+    """Without chunked prefill a sequence preempted by recompute must prefill prompt and generated tokens
+    in one step; once they outgrow token_budget it never could. The engine refuses such requests at
+    submission; the scheduler itself raises rather than wait for ever with the queue blocked behind it."""
     scheduler, _ = make(num_blocks=5, block_size=4, token_budget=8)
     a, b = add(scheduler, 4, 4)
     outputs = {0: 8, 1: 8}  # each ends with 12 tokens; together they outgrow the 20-slot pool
-    for _ in range(100):
-        if not scheduler.has_work():
-            break
-        plan = scheduler.schedule()
-        for seq, n in plan.rows:
-            if scheduler.commit(seq, seq.num_computed + n) and seq.num_tokens - 4 == outputs[seq.seq_id]:
-                scheduler.finish(seq)
+    with pytest.raises(RuntimeError, match="token_budget is 8"):
+        for _ in range(100):
+            plan = scheduler.schedule()
+            for seq, n in plan.rows:
+                if scheduler.commit(seq, seq.num_computed + n) and seq.num_tokens - 4 == outputs[seq.seq_id]:
+                    scheduler.finish(seq)
     assert b.num_preemptions >= 1  # preempted holding 9 tokens, over the budget of 8
-    assert not scheduler.has_work(), f"stuck: waiting {[(s.seq_id, s.num_tokens) for s in scheduler.waiting]}"
 
 
 # --- random workloads ---------------------------------------------------------------------------------------
@@ -490,7 +485,7 @@ def test_a_recompute_preempted_sequence_longer_than_the_budget_is_readmitted():
 def workloads(draw) -> dict:
     """A scheduler configuration and requests (arrival step, prompt, output, cancel step, prefix hit)
     that can all finish: each fits the pool alone, and without chunked prefill its prompt fits the
-    budget (with recompute also prompt + output - 1, see the xfail test above)."""
+    budget (with recompute also prompt + output - 1, see the test above)."""
     config = {
         "preemption": draw(st.sampled_from(PREEMPTION_MODES)),
         "block_size": draw(st.integers(1, 4)),
@@ -651,3 +646,14 @@ def test_random_workloads_keep_every_promise_of_the_policy():
     # test_finish_and_cancel_release_memory_exactly_once covers that case)
     for event in ("recompute preemption", "swap preemption", "swap in", "cancel running", "cancel waiting"):
         assert seen[event] >= 30, f"only {seen[event]} {event} events in the random workloads: {seen}"
+
+
+def test_unknown_sequences_and_a_memory_without_its_methods_are_refused_clearly():
+    scheduler, _ = make(num_blocks=4, block_size=4)
+    stranger = SequenceState(99, 3)
+    with pytest.raises(ValueError, match="99 is not running"):
+        scheduler.finish(stranger)
+    with pytest.raises(ValueError, match="99 is not scheduled"):
+        scheduler.cancel(stranger)
+    with pytest.raises(TypeError, match="KVMemory"):
+        Scheduler(None)

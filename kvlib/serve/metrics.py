@@ -11,7 +11,7 @@ For a request that arrived at ``arrival_s`` and received its output tokens at ti
 A run's throughput is output tokens (and requests) per second of the run's duration, from the first
 arrival to the last token. Percentiles interpolate linearly between order statistics (numpy's default,
 which vLLM's benchmark uses too). These functions take timestamps from any clock: the engine and the
-Hugging Face baselines of :mod:`kvlib.bench.serve` record them on the same one.
+Hugging Face baselines of :mod:`kvlib.serve.baselines` record them on the same one.
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ class RequestTimes:
     token_times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.arrival_s = require_number("arrival_s", self.arrival_s)
+        # any clock: times may be negative (relative to a measurement window that starts later)
+        self.arrival_s = require_number("arrival_s", self.arrival_s, minimum=None)
         times = list(self.token_times)
         for i, t in enumerate(times):
-            require_number(f"token_times[{i}]", t)
+            require_number(f"token_times[{i}]", t, minimum=None)
         if times and times[0] < self.arrival_s:
             raise ValueError(f"token_times[0] = {times[0]} is before arrival_s = {self.arrival_s}")
         if any(b < a for a, b in zip(times, times[1:])):

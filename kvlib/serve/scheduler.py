@@ -74,7 +74,8 @@ class KVMemory(Protocol):
     """Where the scheduler's decisions become memory. Each method that answers False changes nothing."""
 
     def admit(self, seq: SequenceState) -> bool:
-        """Room for a waiting sequence's tokens; may set ``seq.num_computed`` (a prefix hit)."""
+        """Room for a waiting sequence's tokens; may set ``seq.num_computed`` (a prefix hit), but below
+        ``seq.num_tokens``: the last token is always computed, or the sequence would produce nothing."""
 
     def grow(self, seq: SequenceState) -> bool:
         """Room for the token a running sequence produced in the last step."""
@@ -124,6 +125,9 @@ class Scheduler:
         chunk_size: int | None = None,
         preemption: str = "recompute",
     ) -> None:
+        missing = [m for m in ("admit", "grow", "release") if not callable(getattr(memory, m, None))]
+        if missing:
+            raise TypeError(f"memory must be a KVMemory (admit, grow, release), got {describe(memory)}")
         self.memory = memory
         self.token_budget = _limit("token_budget", token_budget)
         self.max_num_seqs = _limit("max_num_seqs", max_num_seqs)
@@ -160,6 +164,10 @@ class Scheduler:
 
     def finish(self, seq: SequenceState) -> None:
         """Retire a running sequence (done, or cancelled) and give its memory back."""
+        if seq not in self.running:
+            raise ValueError(
+                f"sequence {getattr(seq, 'seq_id', seq)} is not running: only a running one finishes"
+            )
         self.running.remove(seq)
         self.memory.release(seq)
 
@@ -170,8 +178,10 @@ class Scheduler:
         elif seq in self.swapped:
             self.swapped.remove(seq)
             self.memory.release(seq)
-        else:
+        elif seq in self.waiting:
             self.waiting.remove(seq)
+        else:
+            raise ValueError(f"sequence {getattr(seq, 'seq_id', seq)} is not scheduled here")
 
     # --- one step ---------------------------------------------------------------------------------
 
