@@ -21,16 +21,18 @@ HF's float sums, which may flip a near-tie (the exit status is 1 only for a mism
 ``--rates 1,2,4`` adds a latency-throughput curve (ours and HF static at each Poisson rate: throughput
 vs p99 TTFT and TPOT), saved as a figure with ``--plot``. Every system runs with ``--threads`` torch threads.
 
-Measured on a shared 2-core CPU (other jobs running, so +-30% between runs), defaults (64 chat
-requests, offline, shakespeare-mha, ``--threads 1``), four runs: ours 113-207 output tokens/s, HF static
-(batches of 16) 70-137, HF continuous 210-442 (transformers 5.23 runs it on the CPU with sdpa: no flash
-attention, no CUDA graphs); every greedy output of both baselines equal to ours. Ours is 1.2-1.8x HF
-static (target 2x) and 0.3-0.55x HF continuous (target 1x). cProfile of ``Engine.step``: about 75% of
-the time is attention, the paged cache gathering every row's blocks into a padded [B, KV, S, D] copy per
-layer (advanced indexing) and softmax(q k^T) v in separate float32 ops; prompts padded to the longest
-one of a prefill step add the rest. In one run, swapping in ``F.scaled_dot_product_attention``, an
-``index_select`` gather and prefill rows grouped by length (monkeypatched, not in the engine) took ours
-from 155-179 to 345-467 tokens/s against HF static's 102 and HF continuous' 316-371, outputs unchanged.
+Measured on a shared 2-core CPU (other jobs running, so +-15% between runs), defaults (64 chat
+requests, offline, shakespeare-mha, ``--threads 1``), two runs: ours 423-465 output tokens/s, HF static
+(batches of 16) 99-100, HF continuous 407-428 (transformers 5.23 runs it on the CPU with sdpa: no flash
+attention, no CUDA graphs): ours 4.3-4.7x HF static and 0.99-1.14x HF continuous, with p99 TTFT 0.9-1.0 s
+against 43-45 s and 2.5-2.9 s; every greedy output of both baselines equal to ours. ``--mix
+shared-prefix``: ours 348, HF static 97, HF continuous 275 tokens/s (3.6x, 1.27x). The engine got there
+from 113-207 tokens/s with fused attention (``F.scaled_dot_product_attention`` in
+:func:`kvlib.attention.ragged_attention`), an ``index_select`` gather of blocks, and rows grouped by
+length into forwards with little padding; cProfile then puts the time in the gather and the attention
+kernel, about a third each, the linear layers most of the rest.
+Latency-throughput (``--requests 48 --rates 1,2,4,8``): ours 70/131/219/322 tokens/s at p99 TTFT
+56-126 ms; HF static 50/73/89/91 tokens/s at p99 TTFT 20-24 s (a batch waits for its 16th arrival).
 HF static's ratio depends on ``--batch-size``: 8 and 16 are its best on this workload (32: 0.7x of 16,
 64: 0.3x), since each batch runs for its longest request (72% of its decode work is discarded at 16).
 Example: ``python -m kvlib.bench serve --requests 64 --rates 1,2,4,8 --plot serve.png``.
