@@ -202,6 +202,16 @@ def positive_int_arg(text: str) -> int:
     return _parse_int(text, 1)
 
 
+def auto_or_positive_int_arg(text: str) -> int | str:
+    """argparse type: ``auto`` (the program picks) or an integer >= 1."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+
+
 @_arg_converter
 def nonnegative_int_arg(text: str) -> int:
     """argparse type: an integer >= 0."""

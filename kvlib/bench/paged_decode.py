@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from kvlib.validate import nonnegative_int_arg, positive_int_arg, require_int
+from kvlib.validate import auto_or_positive_int_arg, nonnegative_int_arg, positive_int_arg, require_int
 
 # spec HBM bandwidth in GB/s (1e9 bytes/s), from the vendors' data sheets; matched on device name
 SPEC_BANDWIDTH_GBS: dict[str, float] = {
@@ -61,16 +61,6 @@ def spec_bandwidth_gbs(device_name: str) -> float | None:
     return SPEC_BANDWIDTH_GBS[max(hits, key=len)] if hits else None
 
 
-def splits_arg(text: str) -> int | str:
-    """argparse type for ``--splits``: ``auto`` or an integer >= 1."""
-    if text == "auto":
-        return text
-    try:
-        return positive_int_arg(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
-
-
 # the shape the course's targets are stated for (an H100-class decode step); the same on every machine
 SHAPE_DEFAULTS = {"batch": 64, "seq_len": 4096, "num_heads": 32, "num_kv_heads": 8, "head_dim": 128,
                   "block_size": 16, "dtype": "bf16"}  # fmt: skip
@@ -98,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help=f"default {d['dtype']}")
     parser.add_argument(
-        "--splits", type=splits_arg, default="auto", help="split-K chunks per sequence, or 'auto'"
+        "--splits", type=auto_or_positive_int_arg, default="auto", help="split-K chunks per row, or 'auto'"
     )
     parser.add_argument(
         "--iters", type=positive_int_arg, default=50, help="back-to-back calls per timed round (CUDA only)"

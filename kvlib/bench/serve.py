@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kvlib.validate import nonnegative_int_arg, positive_int_arg
+from kvlib.validate import auto_or_positive_int_arg, nonnegative_int_arg, positive_int_arg
 
 NEAR_TIE = 1e-3  # a top-2 logit gap below this is a tie that float rounding may break either way
 MAX_MISMATCHES_SHOWN = 5
@@ -87,16 +87,6 @@ def rates_arg(text: str) -> list[float]:
     return rates
 
 
-def num_blocks_arg(text: str) -> int | str:
-    """argparse type for ``--num-blocks``: ``auto`` or an integer >= 1."""
-    if text == "auto":
-        return text
-    try:
-        return positive_int_arg(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from kvlib.model import MODEL_NAMES
     from kvlib.serve.scheduler import PREEMPTION_MODES
@@ -115,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int_arg, default=16, help="HF static batch size")
     parser.add_argument("--block-size", type=positive_int_arg, default=16, help="tokens per KV block")
     parser.add_argument(
-        "--num-blocks", type=num_blocks_arg, default="auto",
+        "--num-blocks", type=auto_or_positive_int_arg, default="auto",
         help="KV blocks of the engine and HF continuous ('auto': every request fits at once)",
     )  # fmt: skip
     parser.add_argument(
