@@ -546,3 +546,105 @@ def test_run_serves_timed_arrivals_on_a_virtual_clock() -> None:
     assert served[2].token_times[0] > max(t for r in served[:2] + served[3:] for t in r.token_times)
     assert progress == sorted(progress) and progress[-1] == len(workload)
     assert engine.cache.manager.num_used_blocks == 0
+
+
+# --- found by review: each once a bug ------------------------------------------------------------------
+
+
+def test_prefix_hits_on_blocks_a_prompt_of_the_same_step_fills_are_not_recomputed() -> None:
+    """A long prompt and three short ones sharing its 128-token opening, admitted in one step: the
+    short ones (a different length group) must run after the long one fills the shared blocks, so
+    the shared tokens are computed once and every first token comes in the first step."""
+    system = text_slice(40_000, 128)
+    prompts = [system + text_slice(1000, 200)] + [system + text_slice(9000 * j, 40) for j in range(1, 4)]
+    computed = {}
+    for prefix_cache in ("radix", None):
+        engine = _engine(prefix_cache=prefix_cache)
+        for prompt in prompts:
+            engine.submit(prompt, SamplingParams(max_tokens=1))
+        first = engine.step()
+        assert len(first) == 4 and not engine.has_unfinished()
+        computed[prefix_cache] = engine.cache.tokens_computed
+    assert computed[None] == sum(map(len, prompts))
+    assert computed["radix"] == computed[None] - 3 * 128  # the three hits skip the shared opening
+
+
+def test_a_sampling_error_ends_that_request_only(monkeypatch) -> None:
+    """If sampling raises for one request, that request ends with finish_reason "error" and frees its
+    blocks; the others of the step keep their tokens (delivered by the next step) and finish as if
+    nothing happened; the step raises the error."""
+    import kvlib.serve.engine as engine_module
+
+    prompts = [text_slice(2222, 20), text_slice(3333, 20)]
+    engine = _engine()
+    ids = [engine.submit(p, SamplingParams(max_tokens=6)) for p in prompts]
+    engine.step()
+    real_sample, calls = engine_module.sample, []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("sampling failed")
+        return real_sample(*args)
+
+    monkeypatch.setattr(engine_module, "sample", fails_once)
+    with pytest.raises(RuntimeError, match="sampling failed"):
+        engine.step()
+    failed, other = engine.requests[ids[0]], engine.requests[ids[1]]
+    assert failed.finish_reason == "error" and len(failed.output) == 1
+    assert [e.request_id for e in engine.step()].count(other.request_id) == 2  # delivered late, then next
+    _drain(engine)
+    assert other.output == dense_greedy(prompts[1], 6)
+    assert engine.cache.manager.num_used_blocks == 0
+
+
+def test_tokens_of_a_step_that_later_raised_are_delivered_by_the_next_step(monkeypatch) -> None:
+    engine = _engine()
+    long_id = engine.submit(text_slice(500, 60), SamplingParams(max_tokens=3))
+    short_id = engine.submit(text_slice(900, 4), SamplingParams(max_tokens=3))
+    real_step, calls = engine.cache.step, []
+
+    def second_forward_fails(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("forward failed")
+        return real_step(*args)
+
+    monkeypatch.setattr(engine.cache, "step", second_forward_fails)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        engine.step()  # the first forward (one length group) produced a token, the second raised
+    produced = [rid for rid in (long_id, short_id) if engine.requests[rid].output]
+    assert len(produced) == 1
+    streamed = [event.request_id for event in engine.step()]
+    assert streamed.count(produced[0]) == 2  # the undelivered token, then the next one
+    _drain(engine)
+    for rid, (start, n) in ((long_id, (500, 60)), (short_id, (900, 4))):
+        assert engine.requests[rid].output == dense_greedy(text_slice(start, n), 3)
+
+
+def test_tokens_of_one_step_share_one_timestamp() -> None:
+    engine = _engine(clock=VirtualClock())
+    for start, n in ((100, 70), (300, 5), (700, 20)):
+        engine.submit(text_slice(start, n), SamplingParams(max_tokens=2))
+    engine.step()
+    assert len({r.token_times[0] for r in engine.requests.values()}) == 1
+
+
+def test_submit_checks_arrival_s() -> None:
+    engine = _engine()
+    for bad in ("soon", math.nan, math.inf):
+        with pytest.raises((TypeError, ValueError), match="arrival_s"):
+            engine.submit([1, 2, 3], arrival_s=bad)
+    with pytest.raises(ValueError, match="in the future"):
+        engine.submit([1, 2, 3], arrival_s=engine.clock() + 60)
+    assert not engine.requests and not engine.has_unfinished()
+    assert engine.submit([1, 2, 3]) == 0  # a refused request uses up no id
+
+
+def test_unseeded_sampling_draws_a_fresh_seed_per_request() -> None:
+    engine = _engine()
+    prompt = text_slice(4321, 10)
+    ids = [engine.submit(prompt, SamplingParams(max_tokens=12, temperature=1.0)) for _ in range(3)]
+    _drain(engine)
+    outputs = {tuple(engine.requests[i].output) for i in ids}
+    assert len(outputs) > 1

@@ -657,3 +657,19 @@ def test_unknown_sequences_and_a_memory_without_its_methods_are_refused_clearly(
         scheduler.cancel(stranger)
     with pytest.raises(TypeError, match="KVMemory"):
         Scheduler(None)
+
+
+def test_swap_preemption_needs_a_memory_that_swaps():
+    class NoSwap:
+        def admit(self, seq):
+            return True
+
+        def grow(self, seq):
+            return True
+
+        def release(self, seq):
+            pass
+
+    Scheduler(NoSwap())  # recompute: enough
+    with pytest.raises(TypeError, match="swap_out and swap_in"):
+        Scheduler(NoSwap(), preemption="swap")

@@ -199,7 +199,8 @@ class PagedKVCache:
 
     def swap_out(self, seq_id: int) -> SwappedSequence:
         """Copy a sequence's computed K/V to host memory (pinned under CUDA, so the copy back can run
-        asynchronously) and free it; :meth:`swap_in` brings it back. Preemption by swap in vLLM."""
+        asynchronously) and free it; :meth:`swap_in` brings it back. Preemption by swap, as vLLM v0 did
+        it (v1 only recomputes)."""
         table = self.manager._get(seq_id)  # KeyError naming an unknown id, before any change
         num_computed = self._computed[table.seq_id]
         slots = torch.tensor(self.manager.slot_mapping(table.seq_id)[:num_computed], device=self.device)
@@ -232,7 +233,8 @@ class PagedKVCache:
         index = torch.tensor(positions, dtype=torch.long)
         for pools, saved in ((self.k_pools, swapped.keys), (self.v_pools, swapped.values)):
             for pool, host in zip(pools, saved):
-                rows = host[index].to(self.device, non_blocking=True)
+                rows = host if len(positions) == n else host[index]  # indexing would lose the pinning
+                rows = rows.to(self.device, non_blocking=True)
                 pool.view(-1, self.num_kv_heads, self.head_dim)[slots.to(self.device)] = rows
         for block_id in blocks[: n // bs]:
             self._filled[block_id] = True

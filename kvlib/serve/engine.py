@@ -26,7 +26,6 @@ load tests), and :mod:`kvlib.serve.metrics` turns them into TTFT, TPOT and inter
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,19 +50,20 @@ class SamplingParams:
     ``stop_tokens`` (kept in the output); greedy when ``temperature`` is 0, else sampled from the
     softmax at ``temperature`` restricted to the smallest set of tokens whose probability reaches
     ``top_p`` (nucleus sampling), with a generator seeded by ``seed`` (the same seed, the same output,
-    whatever else is in the batch)."""
+    whatever else is in the batch; None, the default, draws a fresh seed per request, as vLLM does)."""
 
     max_tokens: int = 16
     temperature: float = 0.0
     top_p: float = 1.0
-    seed: int = 0
+    seed: int | None = None
     stop_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         require_int("max_tokens", self.max_tokens, minimum=1)
         require_number("temperature", self.temperature)
         require_number("top_p", self.top_p, minimum=0.0, inclusive=False, maximum=1.0)
-        require_int("seed", self.seed, minimum=0)
+        if self.seed is not None:
+            require_int("seed", self.seed, minimum=0)
         if not isinstance(self.stop_tokens, tuple):
             raise TypeError(f"stop_tokens must be a tuple of token ids, got {describe(self.stop_tokens)}")
         require_token_ids("stop_tokens", self.stop_tokens)
@@ -80,7 +80,7 @@ class EngineRequest:
     state: SequenceState
     output: list[int] = field(default_factory=list)
     token_times: list[float] = field(default_factory=list)
-    finish_reason: str | None = None  # "length", "stop" or "cancelled"
+    finish_reason: str | None = None  # "length", "stop", "cancelled" or "error" (sampling raised)
     generator: torch.Generator | None = None
     swapped: SwappedSequence | None = None
 
@@ -160,6 +160,18 @@ def _low_padding_groups(
     return groups
 
 
+def _generator(params: SamplingParams) -> torch.Generator | None:
+    """The request's own random stream (sampling only): seeded, or from a fresh seed."""
+    if params.temperature == 0:
+        return None
+    generator = torch.Generator()
+    if params.seed is None:
+        generator.seed()  # a nondeterministic seed
+    else:
+        generator.manual_seed(params.seed)
+    return generator
+
+
 class _CacheMemory:
     """The scheduler's :class:`~kvlib.serve.scheduler.KVMemory` over a PagedKVCache."""
 
@@ -197,6 +209,7 @@ class _CacheMemory:
         except OutOfBlocks:
             return False
         request.swapped = None
+        seq.num_computed = self.cache.num_computed(seq.seq_id)  # a prefix hit may have covered more
         return True
 
 
@@ -240,15 +253,19 @@ class Engine:
         )
         self.clock = clock
         self.step_log: list[dict[str, float]] = []  # per step: queue lengths, tokens, blocks in use
-        self._ids = itertools.count()
+        self._next_id = 0
+        self._undelivered: list[TokenEvent] = []  # produced, not yet returned by step()
+        self._errors: list[Exception] = []  # sampling errors of this step, raised at its end
 
     # --- requests -----------------------------------------------------------------------------------
 
     def submit(
         self, prompt: Sequence[int], params: SamplingParams | None = None, arrival_s: float | None = None
     ) -> int:
-        """Queue a request; returns its id. Raises ValueError if it could never run: a prompt plus
-        ``max_tokens`` longer than the model's context or than the whole block pool."""
+        """Queue a request that arrived at ``arrival_s`` on the engine's clock (default: now); returns
+        its id. Raises ValueError if it could never run: a prompt plus ``max_tokens`` longer than the
+        model's context, than the whole block pool or (without chunked prefill, preempting by recompute)
+        than the token budget."""
         params = SamplingParams() if params is None else params
         if not isinstance(params, SamplingParams):
             raise TypeError(f"params must be a SamplingParams, got {describe(params)}")
@@ -257,18 +274,18 @@ class Engine:
             raise ValueError("prompt must hold at least one token id, got an empty one")
         self._check_fits(len(prompt) + params.max_tokens)
         self._check_budget(len(prompt) + params.max_tokens)
-        request_id = next(self._ids)
-        request = EngineRequest(
-            request_id,
-            prompt,
-            params,
-            self.clock() if arrival_s is None else arrival_s,
-            SequenceState(request_id, len(prompt)),
-            generator=torch.Generator().manual_seed(params.seed) if params.temperature > 0 else None,
-        )
-        self.scheduler.add(request.state)  # may refuse (a whole prompt over the token budget)
-        self.requests[request_id] = request
-        return request_id
+        now = self.clock()
+        arrival_s = now if arrival_s is None else require_number("arrival_s", arrival_s, minimum=None)
+        if arrival_s > now:
+            raise ValueError(
+                f"arrival_s = {arrival_s} is in the future (the clock says {now}): submit on arrival"
+            )
+        state = SequenceState(self._next_id, len(prompt))
+        self.scheduler.add(state)  # may refuse (a whole prompt over the token budget)
+        request = EngineRequest(state.seq_id, prompt, params, arrival_s, state, generator=_generator(params))
+        self.requests[request.request_id] = request
+        self._next_id += 1
+        return request.request_id
 
     def _check_fits(self, total: int) -> None:
         context = self.model.config.max_seq_len
@@ -288,11 +305,11 @@ class Engine:
         if (
             scheduler.chunk_size == math.inf
             and scheduler.preemption == "recompute"
-            and total > scheduler.token_budget
+            and total - 1 > scheduler.token_budget  # preempted, it holds at most prompt + max_tokens - 1
         ):
             raise ValueError(
-                f"prompt + max_tokens = {total} tokens exceeds token_budget={scheduler.token_budget}: "
-                "recomputed after a preemption it could never run; raise token_budget, set chunk_size "
+                f"prompt + max_tokens - 1 = {total - 1} tokens exceeds token_budget={scheduler.token_budget}"
+                ": recomputed after a preemption it could never run; raise token_budget, set chunk_size "
                 "or preempt by swap"
             )
 
@@ -312,42 +329,67 @@ class Engine:
 
     @torch.no_grad()
     def step(self) -> list[TokenEvent]:
-        """Schedule, run and sample once; returns the tokens produced, in batch order."""
+        """Schedule, run and sample once; returns the tokens produced, in the order of the forwards
+        (prefill groups, then decode groups). Every token of a step is stamped when the step ends, when
+        a streaming client would see it. If a forward raises, tokens that earlier forwards of the step
+        produced are returned by the next call."""
         plan = self.scheduler.schedule()
         decodes = [(s, n) for s, n in plan.rows if s.num_uncomputed == 1]
         prefills = [(s, n) for s, n in plan.rows if s.num_uncomputed > 1]
-        events: list[TokenEvent] = []
+        # rows that start from scratch run before rows with a prefix hit: a hit may point at blocks that
+        # a prompt admitted in this step registered and has not computed yet (a row in the same forward
+        # fills them in time, a later forward too late, and the hit row would recompute them)
+        fresh = [r for r in prefills if r[0].num_computed == 0]
+        hits = [r for r in prefills if r[0].num_computed > 0]
         # padding is what a [B, T] forward wastes: prefills pad to the longest chunk, decodes attend
-        # over keys padded to the longest sequence, so both are grouped by that length
-        groups = _low_padding_groups(prefills, lambda row: row[1])
+        # over keys padded to the longest sequence, so each is grouped by that length
+        groups = _low_padding_groups(fresh, lambda row: row[1]) + _low_padding_groups(
+            hits, lambda row: row[1]
+        )
         groups += _low_padding_groups(decodes, lambda row: row[0].num_tokens)
+        produced: list[EngineRequest] = []
         for rows in groups:
-            if rows:
-                logits = self.cache.step(self.model, [s.seq_id for s, _ in rows], [n for _, n in rows])
-                events += self._sample(rows, logits)
-        self._log(plan, events)
+            logits = self.cache.step(self.model, [s.seq_id for s, _ in rows], [n for _, n in rows])
+            produced += self._sample(rows, logits)
+        now = self.clock()
+        for request in produced:
+            request.token_times.append(now)
+        events, self._undelivered = self._undelivered, []
+        self._log(plan, len(events))
+        if self._errors:
+            error, self._errors = self._errors[0], []
+            self._undelivered = events  # the caller gets the exception: the tokens come with the next step
+            raise error
         return events
 
-    def _sample(self, rows: list[tuple[SequenceState, int]], logits: torch.Tensor) -> list[TokenEvent]:
-        now = self.clock()
-        events = []
+    def _sample(self, rows: list[tuple[SequenceState, int]], logits: torch.Tensor) -> list[EngineRequest]:
+        """Sample the next token of every row whose tokens now all have K/V; returns their requests.
+        A row whose sampling raises ends its request (``finish_reason="error"``, blocks freed) and the
+        others carry on; the error is raised once the step's bookkeeping is done."""
+        produced = []
         for (seq, _), row_logits in zip(rows, logits):
+            request = self.requests[seq.seq_id]
             if not self.scheduler.commit(seq, self.cache.num_computed(seq.seq_id)):
                 continue  # a prefill chunk short of the prompt's end: no token yet
-            request = self.requests[seq.seq_id]
-            token = sample(row_logits, request.params, request.generator)
+            try:
+                token = sample(row_logits, request.params, request.generator)
+            except Exception as error:  # its K/V is written: without a token it could never go on
+                request.finish_reason = "error"
+                self.scheduler.finish(seq)
+                self._errors.append(error)
+                continue
             request.output.append(token)
-            request.token_times.append(now)
             if token in request.params.stop_tokens:
                 request.finish_reason = "stop"
             elif len(request.output) == request.params.max_tokens:
                 request.finish_reason = "length"
             if request.finished:
                 self.scheduler.finish(seq)  # its blocks serve the next step's admissions
-            events.append(TokenEvent(request.request_id, token, request.finished))
-        return events
+            self._undelivered.append(TokenEvent(request.request_id, token, request.finished))
+            produced.append(request)
+        return produced
 
-    def _log(self, plan: Any, events: list[TokenEvent]) -> None:
+    def _log(self, plan: Any, tokens_out: int) -> None:
         manager = self.cache.manager
         self.step_log.append(
             {
@@ -358,7 +400,7 @@ class Engine:
                 "tokens": plan.num_tokens,
                 "preempted": len(plan.preempted),
                 "blocks_used": manager.num_used_blocks,
-                "tokens_out": len(events),
+                "tokens_out": tokens_out,
             }
         )
 

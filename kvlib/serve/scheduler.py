@@ -134,6 +134,12 @@ class Scheduler:
         self.chunk_size = _limit("chunk_size", chunk_size)
         if preemption not in PREEMPTION_MODES:
             raise ValueError(f"preemption must be one of {PREEMPTION_MODES}, got {describe(preemption)}")
+        if preemption == "swap" and not all(
+            callable(getattr(memory, m, None)) for m in ("swap_out", "swap_in")
+        ):
+            raise TypeError(
+                f"preemption='swap' needs a memory with swap_out and swap_in, got {describe(memory)}"
+            )
         self.preemption = preemption
         self.waiting: deque[SequenceState] = deque()
         self.running: list[SequenceState] = []  # in admission order: the last one is preempted first
