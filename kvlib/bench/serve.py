@@ -26,7 +26,7 @@ requests, offline, shakespeare-mha, ``--threads 1``), two runs: ours 423-465 out
 (batches of 16) 99-100, HF continuous 407-428 (transformers 5.23 runs it on the CPU with sdpa: no flash
 attention, no CUDA graphs): ours 4.3-4.7x HF static and 0.99-1.14x HF continuous, with p99 TTFT 0.9-1.0 s
 against 43-45 s and 2.5-2.9 s; every greedy output of both baselines equal to ours. ``--mix
-shared-prefix``: ours 348, HF static 97, HF continuous 275 tokens/s (3.6x, 1.27x). The engine got there
+shared-prefix``: ours 374, HF static 95, HF continuous 225 tokens/s (3.95x, 1.67x). The engine got there
 from 113-207 tokens/s with fused attention (``F.scaled_dot_product_attention`` in
 :func:`kvlib.attention.ragged_attention`), an ``index_select`` gather of blocks, and rows grouped by
 length into forwards with little padding; cProfile then puts the time in the gather and the attention
