@@ -6,9 +6,10 @@ own continuous batching, on the same checkpoint and workload as :class:`kvlib.se
 ``model.generate`` (greedy, left padding) for the largest ``max_tokens`` of its members. Each request
 keeps only its own ``max_tokens`` tokens: the rest are steps static batching computes for nothing, while
 the requests that arrived meanwhile wait for the whole batch to end. Every token of step ``i`` is
-stamped when the step's logits are ready (a LogitsProcessor that reads the clock and changes nothing),
-which is when the engine stamps its tokens too. With :class:`~kvlib.serve.engine.VirtualClock`, idle
-time before a batch's last arrival is skipped, as the engine skips it.
+stamped when the step's logits are ready (a LogitsProcessor that reads the clock and changes nothing):
+the end of the step, when the engine stamps its tokens too. With
+:class:`~kvlib.serve.engine.VirtualClock`, idle time before a batch's last arrival is skipped, as the
+engine skips it.
 
 **Continuous batching** (:func:`continuous_batching`): transformers' ``ContinuousBatchingManager``
 (``model.init_continuous_batching``), a paged cache with a scheduler in a background thread. Requests are
