@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kvlib.validate import auto_or_positive_int_arg, nonnegative_int_arg, positive_int_arg
+from kvlib.validate import auto_or_positive_int_arg, nonnegative_int_arg, positive_float_arg, positive_int_arg
 
 NEAR_TIE = 1e-3  # a top-2 logit gap below this is a tie that float rounding may break either way
 MAX_MISMATCHES_SHOWN = 5
@@ -62,29 +62,19 @@ def rate_arg(text: str) -> float:
     if text.strip().lower() in ("inf", "infinity"):
         return math.inf
     try:
-        rate = float(text)
-    except ValueError:
-        rate = math.nan
-    if not (math.isfinite(rate) and rate > 0):
-        raise argparse.ArgumentTypeError(f"expected requests per second > 0 or 'inf', got {text!r}")
-    return rate
+        return positive_float_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected requests per second > 0 or 'inf', got {text!r}") from None
 
 
 def rates_arg(text: str) -> list[float]:
     """argparse type for ``--rates``: comma-separated finite rates > 0, e.g. ``1,2,4.5``."""
-    items = [item.strip() for item in text.split(",")]
-    rates = []
-    for item in items:
-        try:
-            rate = float(item)
-        except ValueError:
-            rate = math.nan
-        if not (math.isfinite(rate) and rate > 0):
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated finite requests per second > 0 like 1,2,4, got {text!r}"
-            )
-        rates.append(rate)
-    return rates
+    try:
+        return [positive_float_arg(item.strip()) for item in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite requests per second > 0 like 1,2,4, got {text!r}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -225,17 +225,16 @@ class PagedKVCache:
         self.manager._check_available(need + extra, pinned)  # the append below cannot fail then
         self.add_sequence(seq_id, swapped.tokens)
         n, bs = swapped.num_computed, self.block_size
-        blocks = self.manager.block_table(seq_id)
+        blocks, mapping = self.manager.block_table(seq_id), self.manager.slot_mapping(seq_id)
         # only blocks without K/V: a filled prefix hit is shared, and rewriting it (with values that may
         # differ in the last bit) could change what its other readers compute
         positions = [p for p in range(n) if not self._filled[blocks[p // bs]]]
-        slots = torch.tensor([blocks[p // bs] * bs + p % bs for p in positions], dtype=torch.long)
+        slots = torch.tensor([mapping[p] for p in positions], dtype=torch.long, device=self.device)
         index = torch.tensor(positions, dtype=torch.long)
         for pools, saved in ((self.k_pools, swapped.keys), (self.v_pools, swapped.values)):
             for pool, host in zip(pools, saved):
                 rows = host if len(positions) == n else host[index]  # indexing would lose the pinning
-                rows = rows.to(self.device, non_blocking=True)
-                pool.view(-1, self.num_kv_heads, self.head_dim)[slots.to(self.device)] = rows
+                self._slot_rows(pool)[slots] = rows.to(self.device, non_blocking=True)
         for block_id in blocks[: n // bs]:
             self._filled[block_id] = True
         self._computed[seq_id] = max(n, self._computed[seq_id])  # a prefix hit may reach further
@@ -327,8 +326,12 @@ class PagedKVCache:
     def _to_host(self, pool: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """The K or V rows at ``slots`` as a host tensor (num_slots, num_kv_heads, head_dim), pinned
         under CUDA: a copy from pinned memory can overlap compute, from pageable memory it cannot."""
-        rows = pool.view(-1, self.num_kv_heads, self.head_dim)[slots]  # indexing copies
+        rows = self._slot_rows(pool)[slots]  # indexing copies
         return rows.to("cpu").pin_memory() if self.device.type == "cuda" else rows
+
+    def _slot_rows(self, pool: torch.Tensor) -> torch.Tensor:
+        """A pool viewed as one row per token slot: (num_blocks * block_size, num_kv_heads, head_dim)."""
+        return pool.view(-1, self.num_kv_heads, self.head_dim)
 
     def _pools(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.k_pools[layer], self.v_pools[layer]
@@ -339,8 +342,7 @@ class PagedKVCache:
         with torch.no_grad():  # the pools are inference state, never part of an autograd graph
             for pool, new in zip(self._pools(layer), (k, v)):
                 real = new.transpose(1, 2).reshape(rows * width, self.num_kv_heads, self.head_dim)
-                slots = pool.view(-1, self.num_kv_heads, self.head_dim)
-                slots.index_copy_(0, step.slots, real[step.token_index].to(pool.dtype))
+                self._slot_rows(pool).index_copy_(0, step.slots, real[step.token_index].to(pool.dtype))
 
     def _layer_done(self, step: _Step) -> None:
         step.next_layer += 1
@@ -354,9 +356,8 @@ class PagedKVCache:
         flat = pool.view(pool.shape[0], -1)  # (num_blocks, block_size * KV * D): one row per block
         # index_select on whole rows copies block by block, about 3x faster than advanced indexing here
         blocks = flat.index_select(0, step.block_ids.flatten())  # (B * max_blocks, block_size * KV * D)
-        return blocks.view(rows, max_blocks * self.block_size, *pool.shape[2:]).transpose(
-            1, 2
-        )  # (B, KV, S, D)
+        tokens = blocks.view(rows, max_blocks * self.block_size, *pool.shape[2:])  # (B, S, KV, D)
+        return tokens.transpose(1, 2)  # (B, KV, S, D)
 
     def _commit(self, step: _Step) -> None:
         """The last layer has stored the step: its tokens now have K/V in every layer."""

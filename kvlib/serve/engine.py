@@ -136,7 +136,7 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
-MAX_PADDING = 0.25  # share of a prefill forward's token slots that may be padding
+MAX_PADDING = 0.25  # share of a forward's token slots (prefill) or key slots (decode) that may be padding
 
 
 def _low_padding_groups(

@@ -46,6 +46,10 @@ def _limit(name: str, value: int | None) -> float:
     return math.inf if value is None else require_int(name, value, minimum=1)
 
 
+def _has_methods(obj: object, names: tuple[str, ...]) -> bool:
+    return all(callable(getattr(obj, name, None)) for name in names)
+
+
 @dataclass(eq=False)
 class SequenceState:
     """What the scheduler knows of one sequence.
@@ -125,8 +129,7 @@ class Scheduler:
         chunk_size: int | None = None,
         preemption: str = "recompute",
     ) -> None:
-        missing = [m for m in ("admit", "grow", "release") if not callable(getattr(memory, m, None))]
-        if missing:
+        if not _has_methods(memory, ("admit", "grow", "release")):
             raise TypeError(f"memory must be a KVMemory (admit, grow, release), got {describe(memory)}")
         self.memory = memory
         self.token_budget = _limit("token_budget", token_budget)
@@ -134,9 +137,7 @@ class Scheduler:
         self.chunk_size = _limit("chunk_size", chunk_size)
         if preemption not in PREEMPTION_MODES:
             raise ValueError(f"preemption must be one of {PREEMPTION_MODES}, got {describe(preemption)}")
-        if preemption == "swap" and not all(
-            callable(getattr(memory, m, None)) for m in ("swap_out", "swap_in")
-        ):
+        if preemption == "swap" and not _has_methods(memory, ("swap_out", "swap_in")):
             raise TypeError(
                 f"preemption='swap' needs a memory with swap_out and swap_in, got {describe(memory)}"
             )
