@@ -285,6 +285,38 @@ def model_shape(name: str) -> ModelShape:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}") from None
 
 
+def kv_heads_per_gpu(shape: ModelShape, tp: int) -> int:
+    """KV heads each GPU holds when tensor parallelism splits ``shape``'s attention over ``tp`` GPUs.
+
+    Query heads are split evenly, so ``tp`` must divide ``num_heads``. KV heads are split too while
+    there are at least ``tp`` of them (``tp`` must divide them); with fewer KV heads than GPUs each GPU
+    keeps a copy of the one KV head its query heads read (``tp`` must be a multiple of ``num_kv_heads``),
+    so the KV cache stops shrinking per GPU past ``tp = num_kv_heads``. vLLM enforces the same rules.
+    """
+    if not isinstance(shape, ModelShape):
+        raise TypeError(f"shape must be a ModelShape (see MODEL_CONFIGS), got {describe(shape)}")
+    tp = require_int("tp", tp, minimum=1)
+    if shape.num_heads % tp:
+        raise ValueError(f"{shape.name}: tp={tp} does not divide its {shape.num_heads} query heads")
+    kv = shape.num_kv_heads
+    if kv >= tp and kv % tp:
+        raise ValueError(f"{shape.name}: tp={tp} does not divide its {kv} KV heads")
+    if kv < tp and tp % kv:
+        raise ValueError(
+            f"{shape.name}: tp={tp} is not a multiple of its {kv} KV heads, so KV heads cannot be replicated evenly"
+        )
+    return max(1, kv // tp)
+
+
+def kv_bytes_per_gpu(
+    shape: ModelShape, tp: int, seq_len: int, batch: int = 1, dtype: torch.dtype | str = torch.float16
+) -> int:
+    """KV-cache bytes on each of ``tp`` GPUs for ``batch`` sequences of ``seq_len`` tokens: every layer,
+    :func:`kv_heads_per_gpu` heads (see :func:`kv_cache_bytes` for the formula)."""
+    heads = kv_heads_per_gpu(shape, tp)
+    return kv_cache_bytes(shape.num_layers, heads, shape.head_dim, seq_len, batch, dtype)
+
+
 def format_bytes(n: float) -> str:
     """Human-readable binary size: 2147483648 -> '2.00 GiB'; negative sizes (a memory delta) keep the sign.
 

@@ -1,9 +1,6 @@
-"""The serving scheduler's policy (kvlib.serve.scheduler) against a fake memory: no model, no cache.
-
-:class:`FakeMemory` is a pool of ``num_blocks`` blocks of ``block_size`` token slots; a sequence holds
-ceil(slots / block_size) blocks. It records every call and asserts the :class:`KVMemory` contract the
-scheduler must keep: admit only a sequence that holds nothing (with nothing computed), grow only a
-resident sequence that produced a token, release only what is held, swap in only what was swapped out.
+"""The serving scheduler's policy (kvlib.serve.scheduler) against a memory that only counts blocks
+(:class:`~kvlib.serve.block_count.BlockCountMemory`, which also refuses calls that break the memory
+contract): no model, no cache.
 
 Each test checks one sentence of the module docstring; the hypothesis test at the end drives random
 workloads through both preemption modes and checks the whole step plan against the policy.
@@ -18,83 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
+from kvlib.serve.block_count import BlockCountMemory
 from kvlib.serve.scheduler import PREEMPTION_MODES, Scheduler, SequenceState, StepPlan
 
 pytestmark = pytest.mark.ch08
 
 
-class FakeMemory:
-    """A :class:`~kvlib.serve.scheduler.KVMemory` counting blocks, with a log of every call.
-
-    ``prefix_hits`` maps a seq_id to the ``num_computed`` its admission sets (a prefix-cache hit)."""
-
-    def __init__(self, num_blocks: int, block_size: int = 4, prefix_hits: dict[int, int] | None = None):
-        self.num_blocks = num_blocks
-        self.block_size = block_size
-        self.prefix_hits = dict(prefix_hits or {})
-        self.device: dict[int, int] = {}  # seq_id -> token slots held in device blocks
-        self.host: dict[int, int] = {}  # seq_id -> tokens swapped out to host memory
-        self.calls: list[tuple[str, int, bool | None]] = []  # (method, seq_id, answer)
-
-    def blocks(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
-
-    @property
-    def free_blocks(self) -> int:
-        return self.num_blocks - sum(self.blocks(n) for n in self.device.values())
-
-    def count(self, method: str, seq_id: int) -> int:
-        return sum(1 for name, sid, _ in self.calls if name == method and sid == seq_id)
-
-    def _log(self, method: str, seq: SequenceState, answer: bool | None = None) -> bool | None:
-        self.calls.append((method, seq.seq_id, answer))
-        return answer
-
-    def admit(self, seq: SequenceState) -> bool:
-        assert seq.seq_id not in self.device and seq.seq_id not in self.host, f"{seq.seq_id} admitted twice"
-        assert seq.num_computed == 0 and not seq.needs_slot, f"{seq.seq_id} admitted with stale state {seq}"
-        fits = self.blocks(seq.num_tokens) <= self.free_blocks
-        if fits:
-            self.device[seq.seq_id] = seq.num_tokens
-            seq.num_computed = self.prefix_hits.get(seq.seq_id, 0)
-        return self._log("admit", seq, fits)
-
-    def grow(self, seq: SequenceState) -> bool:
-        held = self.device.get(seq.seq_id)
-        assert seq.needs_slot and held == seq.num_tokens - 1, f"grow of {seq} holding {held} slots"
-        fits = self.blocks(held + 1) - self.blocks(held) <= self.free_blocks
-        if fits:
-            self.device[seq.seq_id] = held + 1
-        return self._log("grow", seq, fits)
-
-    def release(self, seq: SequenceState) -> None:
-        assert seq.seq_id in self.device or seq.seq_id in self.host, (
-            f"release of {seq.seq_id}, which holds nothing"
-        )
-        self.device.pop(seq.seq_id, None)
-        self.host.pop(seq.seq_id, None)
-        self._log("release", seq)
-
-    def swap_out(self, seq: SequenceState) -> None:
-        assert seq.seq_id in self.device, f"swap_out of {seq.seq_id}, which holds no device memory"
-        self.host[seq.seq_id] = self.device.pop(seq.seq_id)
-        self._log("swap_out", seq)
-
-    def swap_in(self, seq: SequenceState) -> bool:
-        assert seq.seq_id in self.host, f"swap_in of {seq.seq_id}, which was not swapped out"
-        tokens = self.host[seq.seq_id] + seq.needs_slot  # room for the pending token too
-        assert tokens == seq.num_tokens, f"swap_in of {seq}: host holds {self.host[seq.seq_id]} tokens"
-        fits = self.blocks(tokens) <= self.free_blocks
-        if fits:
-            self.device[seq.seq_id] = tokens
-            del self.host[seq.seq_id]
-        return self._log("swap_in", seq, fits)
-
-
 def make(
     num_blocks: int = 64, block_size: int = 4, prefix_hits=None, **kwargs
-) -> tuple[Scheduler, FakeMemory]:
-    memory = FakeMemory(num_blocks, block_size, prefix_hits)
+) -> tuple[Scheduler, BlockCountMemory]:
+    memory = BlockCountMemory(num_blocks, block_size, prefix_hits)
     return Scheduler(memory, **kwargs), memory
 
 
@@ -284,7 +214,7 @@ def test_no_limits_run_everything_at_once():
 
 def _three_grow_into_a_full_pool(
     preemption: str,
-) -> tuple[Scheduler, FakeMemory, list[SequenceState], StepPlan]:
+) -> tuple[Scheduler, BlockCountMemory, list[SequenceState], StepPlan]:
     """Seqs 0, 1, 2 fill a 3-block pool with 4 tokens each and each produce a token; seq 3 arrives.
     In the next step seq 0's grow preempts seq 2 (the newest), then seq 1 cannot grow and, now the
     newest, preempts itself."""
@@ -410,7 +340,7 @@ def test_commit_refuses_a_count_outside_the_sequence(bad, error):
     assert (a.num_computed, a.num_tokens) == (0, 6)
 
 
-def _sequence_in(queue: str, preemption: str) -> tuple[Scheduler, FakeMemory, SequenceState]:
+def _sequence_in(queue: str, preemption: str) -> tuple[Scheduler, BlockCountMemory, SequenceState]:
     """A scheduler whose seq 1 sits in ``queue`` (``waiting-preempted``: back in waiting after a
     recompute preemption)."""
     scheduler, memory = make(num_blocks=2, block_size=4, preemption=preemption)
@@ -513,7 +443,7 @@ def workloads(draw) -> dict:
     return {"config": config, "requests": requests}
 
 
-def _check_queues(scheduler: Scheduler, memory: FakeMemory, live: set[int]) -> None:
+def _check_queues(scheduler: Scheduler, memory: BlockCountMemory, live: set[int]) -> None:
     every = ids(scheduler.all_sequences())
     assert len(every) == len(set(every)) == len(live) and set(every) == live, (
         "a sequence in two queues, or lost"
@@ -524,7 +454,7 @@ def _check_queues(scheduler: Scheduler, memory: FakeMemory, live: set[int]) -> N
         assert not scheduler.swapped and all(s.num_computed == 0 for s in scheduler.waiting)
 
 
-def _check_plan(scheduler: Scheduler, memory: FakeMemory, plan: StepPlan, before: dict) -> None:
+def _check_plan(scheduler: Scheduler, memory: BlockCountMemory, plan: StepPlan, before: dict) -> None:
     budget, chunk = scheduler.token_budget, scheduler.chunk_size
     planned = {seq.seq_id: n for seq, n in plan.rows}
     assert len(planned) == len(plan.rows), "a sequence has two rows"
@@ -572,7 +502,7 @@ def _check_plan(scheduler: Scheduler, memory: FakeMemory, plan: StepPlan, before
 def drive(case: dict, max_steps: int = 3000) -> Counter:
     """Run ``case`` to the end like an engine, checking every step; returns what happened."""
     config, requests = case["config"], case["requests"]
-    memory = FakeMemory(
+    memory = BlockCountMemory(
         config["num_blocks"], config["block_size"], {i: r["hit"] for i, r in enumerate(requests)}
     )
     scheduler = Scheduler(

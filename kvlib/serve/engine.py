@@ -223,6 +223,8 @@ class Engine:
         chunk_size: prompt tokens per sequence and step (None: whole prompts); preemption:
             ``"recompute"`` or ``"swap"`` (see :class:`~kvlib.serve.scheduler.Scheduler`).
         clock: returns the time in seconds (token timestamps, arrivals); ``time.perf_counter`` by default.
+        scheduler_cls: the :class:`~kvlib.serve.scheduler.Scheduler` (sub)class to plan steps with; a
+            subclass overriding ``schedule`` or ``preempt`` runs another policy on the same engine.
     """
 
     def __init__(
@@ -238,13 +240,16 @@ class Engine:
         chunk_size: int | None = None,
         preemption: str = "recompute",
         clock: Callable[[], float] = time.perf_counter,
+        scheduler_cls: type[Scheduler] = Scheduler,
     ) -> None:
+        if not (isinstance(scheduler_cls, type) and issubclass(scheduler_cls, Scheduler)):
+            raise TypeError(f"scheduler_cls must be Scheduler or a subclass, got {describe(scheduler_cls)}")
         self.model = model
         self.cache = PagedKVCache.for_model(
             model, num_blocks, block_size, prefix_cache=prefix_cache, backend=backend
         )
         self.requests: dict[int, EngineRequest] = {}
-        self.scheduler = Scheduler(
+        self.scheduler = scheduler_cls(
             _CacheMemory(self.cache, self.requests),
             token_budget=token_budget,
             max_num_seqs=max_num_seqs,

@@ -28,6 +28,7 @@ __all__ = [
     "tpot",
     "latency",
     "inter_token_latencies",
+    "request_metrics",
     "percentile",
     "ServeReport",
     "summarize",
@@ -90,6 +91,18 @@ def inter_token_latencies(times: RequestTimes) -> list[float]:
     """Gaps between consecutive output tokens (tokens - 1 of them)."""
     t = _require_times(times).token_times
     return [b - a for a, b in zip(t, t[1:])]
+
+
+def request_metrics(arrival_s: float, token_times: Sequence[float]) -> dict[str, float | list[float]]:
+    """All four metrics of one request: ``{"ttft", "tpot", "e2e"}`` in seconds and ``"itl"``, the list of
+    gaps (see the module docstring; TPOT is NaN for a one-token output)."""
+    times = RequestTimes(arrival_s, list(token_times))
+    return {
+        "ttft": ttft(times),
+        "tpot": tpot(times),
+        "e2e": latency(times),
+        "itl": inter_token_latencies(times),
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from kvlib.validate import describe, require_int
 
-__all__ = ["SequenceState", "KVMemory", "StepPlan", "Scheduler", "PREEMPTION_MODES"]
+__all__ = ["SequenceState", "KVMemory", "StepPlan", "Scheduler", "schedule_step", "preempt", "PREEMPTION_MODES"]
 
 PREEMPTION_MODES = ("recompute", "swap")
 
@@ -194,16 +194,11 @@ class Scheduler:
 
     def schedule(self) -> StepPlan:
         """Plan the next step (see the module docstring); memory follows the plan as it is made."""
-        plan = StepPlan()
-        self._grow_running(plan)
-        budget = self.token_budget
-        decodes = [s for s in self.running if s.num_uncomputed == 1]  # what users are waiting on: first
-        prefills = [s for s in self.running if s.num_uncomputed > 1]
-        for seq in decodes + prefills:
-            budget -= self._add_row(plan, seq, budget)
-        budget = self._admit_swapped(plan, budget)
-        self._admit_waiting(plan, budget)
-        return plan
+        return schedule_step(self)
+
+    def preempt(self, seq: SequenceState, plan: StepPlan) -> None:
+        """Take a running sequence off the device, by this scheduler's preemption mode."""
+        preempt(self, seq, plan)
 
     def commit(self, seq: SequenceState, num_computed: int) -> bool:
         """Record that ``seq`` has K/V for its first ``num_computed`` tokens after the step; returns
@@ -216,74 +211,100 @@ class Scheduler:
         seq.needs_slot = True
         return True
 
-    # --- internals --------------------------------------------------------------------------------
 
-    def _grow_running(self, plan: StepPlan) -> None:
-        for seq in list(self.running):
-            if seq not in self.running or not seq.needs_slot:
-                continue  # preempted earlier in this loop, or still prefilling
-            while not self.memory.grow(seq):
-                victim = self.running[-1]
-                self._preempt(victim, plan)
-                if victim is seq:
-                    break
-            else:
-                seq.needs_slot = False
+# The policy lives in functions of the scheduler's state, so that a different policy (chapter 08 asks
+# learners to write one) plugs in by overriding Scheduler.schedule and Scheduler.preempt.
 
-    def _preempt(self, seq: SequenceState, plan: StepPlan) -> None:
-        self.running.remove(seq)
-        seq.num_preemptions += 1
-        self.num_preemptions += 1
-        plan.preempted.append(seq)
-        if self.preemption == "swap":
-            self.memory.swap_out(seq)
-            self.swapped.appendleft(seq)
-        else:
-            self.memory.release(seq)
-            seq.num_computed = 0
-            seq.needs_slot = False  # readmission makes room for every token it holds, the last one too
-            self.waiting.appendleft(seq)  # the oldest of the preempted ends up first
 
-    def _chunk(self, seq: SequenceState, budget: float) -> int:
-        """Tokens ``seq`` computes in this step with ``budget`` left: its next chunk, or 0 when a whole
-        prompt (chunked prefill off) does not fit what is left."""
-        chunk = min(seq.num_uncomputed, self.chunk_size, budget)
-        if chunk < seq.num_uncomputed and self.chunk_size == math.inf:
-            return 0
-        return int(chunk)
+def schedule_step(sched: Scheduler) -> StepPlan:
+    """Plan ``sched``'s next step (see the module docstring): grow, then decodes, prefill chunks,
+    swapped-in and waiting sequences within the token budget. Changes the queues and the memory."""
+    plan = StepPlan()
+    _grow_running(sched, plan)
+    budget = sched.token_budget
+    decodes = [s for s in sched.running if s.num_uncomputed == 1]  # what users are waiting on: first
+    prefills = [s for s in sched.running if s.num_uncomputed > 1]
+    for seq in decodes + prefills:
+        budget -= _add_row(sched, plan, seq, budget)
+    budget = _admit_swapped(sched, plan, budget)
+    _admit_waiting(sched, plan, budget)
+    return plan
 
-    def _add_row(self, plan: StepPlan, seq: SequenceState, budget: float) -> int:
-        chunk = self._chunk(seq, budget)
-        if chunk:
-            plan.rows.append((seq, chunk))
-        return chunk
 
-    def _admit_swapped(self, plan: StepPlan, budget: float) -> float:
-        while self.swapped and budget >= 1 and len(self.running) < self.max_num_seqs:
-            seq = self.swapped[0]
-            if not self.memory.swap_in(seq):  # room for its KV (and its pending token, if it has one)
+def preempt(sched: Scheduler, seq: SequenceState, plan: StepPlan) -> None:
+    """Take running ``seq`` off the device: by recompute (memory released, back at the head of the
+    waiting queue with nothing computed and its generated tokens kept) or by swap (KV to host memory,
+    at the head of the swapped queue)."""
+    sched.running.remove(seq)
+    seq.num_preemptions += 1
+    sched.num_preemptions += 1
+    plan.preempted.append(seq)
+    if sched.preemption == "swap":
+        sched.memory.swap_out(seq)
+        sched.swapped.appendleft(seq)
+    else:
+        sched.memory.release(seq)
+        seq.num_computed = 0
+        seq.needs_slot = False  # readmission makes room for every token it holds, the last one too
+        sched.waiting.appendleft(seq)  # the oldest of the preempted ends up first
+
+
+def _grow_running(sched: Scheduler, plan: StepPlan) -> None:
+    for seq in list(sched.running):
+        if seq not in sched.running or not seq.needs_slot:
+            continue  # preempted earlier in this loop, or still prefilling
+        while not sched.memory.grow(seq):
+            victim = sched.running[-1]  # the newest
+            sched.preempt(victim, plan)
+            if victim is seq:
                 break
-            self.swapped.popleft()
+        else:
             seq.needs_slot = False
-            self.running.append(seq)
-            plan.swapped_in.append(seq)
-            budget -= self._add_row(plan, seq, budget)
-        return budget
 
-    def _admit_waiting(self, plan: StepPlan, budget: float) -> None:
-        if self.swapped:
-            return  # swapped sequences hold host memory and started earlier: they go first
-        while self.waiting and budget >= 1 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
-            if self.chunk_size == math.inf and seq.num_uncomputed > self.token_budget:
-                raise RuntimeError(  # it would wait for ever, and everyone behind it too
-                    f"sequence {seq.seq_id} must prefill {seq.num_uncomputed} tokens in one step (readmitted "
-                    f"after a recompute preemption?) but token_budget is {self.token_budget}: the budget "
-                    "must cover the longest sequence when chunked prefill is off"
-                )
-            if not self._chunk(seq, budget) or not self.memory.admit(seq):
-                break  # first come, first served: the head waits, and so does everyone behind it
-            self.waiting.popleft()
-            self.running.append(seq)
-            plan.admitted.append(seq)
-            budget -= self._add_row(plan, seq, budget)  # after admit: a prefix hit shortens the prompt
+
+def _chunk(sched: Scheduler, seq: SequenceState, budget: float) -> int:
+    """Tokens ``seq`` computes in this step with ``budget`` left: its next chunk, or 0 when a whole
+    prompt (chunked prefill off) does not fit what is left."""
+    chunk = min(seq.num_uncomputed, sched.chunk_size, budget)
+    if chunk < seq.num_uncomputed and sched.chunk_size == math.inf:
+        return 0
+    return int(chunk)
+
+
+def _add_row(sched: Scheduler, plan: StepPlan, seq: SequenceState, budget: float) -> int:
+    chunk = _chunk(sched, seq, budget)
+    if chunk:
+        plan.rows.append((seq, chunk))
+    return chunk
+
+
+def _admit_swapped(sched: Scheduler, plan: StepPlan, budget: float) -> float:
+    while sched.swapped and budget >= 1 and len(sched.running) < sched.max_num_seqs:
+        seq = sched.swapped[0]
+        if not sched.memory.swap_in(seq):  # room for its KV (and its pending token, if it has one)
+            break
+        sched.swapped.popleft()
+        seq.needs_slot = False
+        sched.running.append(seq)
+        plan.swapped_in.append(seq)
+        budget -= _add_row(sched, plan, seq, budget)
+    return budget
+
+
+def _admit_waiting(sched: Scheduler, plan: StepPlan, budget: float) -> None:
+    if sched.swapped:
+        return  # swapped sequences hold host memory and started earlier: they go first
+    while sched.waiting and budget >= 1 and len(sched.running) < sched.max_num_seqs:
+        seq = sched.waiting[0]
+        if sched.chunk_size == math.inf and seq.num_uncomputed > sched.token_budget:
+            raise RuntimeError(  # it would wait for ever, and everyone behind it too
+                f"sequence {seq.seq_id} must prefill {seq.num_uncomputed} tokens in one step (readmitted "
+                f"after a recompute preemption?) but token_budget is {sched.token_budget}: the budget "
+                "must cover the longest sequence when chunked prefill is off"
+            )
+        if not _chunk(sched, seq, budget) or not sched.memory.admit(seq):
+            break  # first come, first served: the head waits, and so does everyone behind it
+        sched.waiting.popleft()
+        sched.running.append(seq)
+        plan.admitted.append(seq)
+        budget -= _add_row(sched, plan, seq, budget)  # after admit: a prefix hit shortens the prompt
