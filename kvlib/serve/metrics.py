@@ -44,10 +44,8 @@ class RequestTimes:
 
     def __post_init__(self) -> None:
         # any clock: times may be negative (relative to a measurement window that starts later)
-        self.arrival_s = require_number("arrival_s", self.arrival_s, minimum=None)
-        times = list(self.token_times)
-        for i, t in enumerate(times):
-            require_number(f"token_times[{i}]", t, minimum=None)
+        self.arrival_s = require_number("arrival_s", self.arrival_s, minimum=None)  # a float
+        times = [require_number(f"token_times[{i}]", t, minimum=None) for i, t in enumerate(self.token_times)]
         if times and times[0] < self.arrival_s:
             raise ValueError(f"token_times[0] = {times[0]} is before arrival_s = {self.arrival_s}")
         if any(b < a for a, b in zip(times, times[1:])):
@@ -108,7 +106,7 @@ def request_metrics(arrival_s: float, token_times: Sequence[float]) -> dict[str,
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; NaN values are left out, NaN if none remain."""
     q = require_number("q", q, minimum=0.0, maximum=100.0)
-    data = sorted(v for v in values if not math.isnan(v))
+    data = sorted(float(v) for v in values if not math.isnan(v))
     if not data:
         return math.nan
     rank = (len(data) - 1) * q / 100
