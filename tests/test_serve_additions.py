@@ -103,7 +103,6 @@ def test_request_metrics_on_a_negative_clock_and_simultaneous_tokens() -> None:
         (np.array([10, 20, 30]), 25, 15.0),
         (np.array([10, 20, 30], dtype=np.int32), 50, 20.0),
         ((4, 2), 50.0, 3.0),
-        ([True, False], 50, 0.5),
     ],
 )
 def test_percentile_returns_python_floats_even_for_integers(values, q, want) -> None:
@@ -491,6 +490,24 @@ def test_engine_refuses_what_is_not_a_scheduler_class(bad) -> None:
 
 CASES = [
     Case("request-metrics-empty", lambda: request_metrics(0.0, []), ValueError, ("no output token",)),
+    Case("request-metrics-not-a-list", lambda: request_metrics(0.0, 5), TypeError, ("token_times", "list")),
+    Case("request-metrics-str", lambda: request_metrics(0.0, "12"), TypeError, ("token_times", "'12'")),
+    Case("percentile-not-a-list", lambda: percentile(5, 50), TypeError, ("values", "list")),
+    Case("percentile-str-item", lambda: percentile(["a"], 50), TypeError, ("values[0]", "'a'")),
+    Case("percentile-bool-item", lambda: percentile([True, False], 50), TypeError, ("values[0]", "bool")),
+    Case("schedule-step-not-a-scheduler", lambda: schedule_step("x"), TypeError, ("sched", "Scheduler")),
+    Case(
+        "block-count-negative-hit",
+        lambda: BlockCountMemory(4, prefix_hits={0: -3}),
+        ValueError,
+        ("prefix_hits[0]", "-3"),
+    ),
+    Case(
+        "block-count-hits-not-dict",
+        lambda: BlockCountMemory(4, prefix_hits="ab"),
+        TypeError,
+        ("prefix_hits",),
+    ),
     Case(
         "request-metrics-arrival-none", lambda: request_metrics(None, [1.0]), TypeError, ("arrival_s", "None")
     ),

@@ -11,9 +11,20 @@ step, the grader replays learners' schedulers on it, and the scheduler's tests u
 from __future__ import annotations
 
 from kvlib.serve.scheduler import SequenceState
-from kvlib.validate import require_int
+from kvlib.validate import describe, require_int
 
 __all__ = ["BlockCountMemory"]
+
+
+def _prefix_hits(hits: object) -> dict[int, int]:
+    if hits is None:
+        return {}
+    if not isinstance(hits, dict):
+        raise TypeError(f"prefix_hits must be a dict of seq_id -> tokens reused, got {describe(hits)}")
+    return {
+        require_int("prefix_hits key", k): require_int(f"prefix_hits[{k}]", v, minimum=0)
+        for k, v in hits.items()
+    }
 
 
 class BlockCountMemory:
@@ -26,7 +37,7 @@ class BlockCountMemory:
     def __init__(self, num_blocks: int, block_size: int = 4, prefix_hits: dict[int, int] | None = None):
         self.num_blocks = require_int("num_blocks", num_blocks, minimum=1)
         self.block_size = require_int("block_size", block_size, minimum=1)
-        self.prefix_hits = dict(prefix_hits or {})
+        self.prefix_hits = _prefix_hits(prefix_hits)
         self.device: dict[int, int] = {}  # seq_id -> token slots held in device blocks
         self.host: dict[int, int] = {}  # seq_id -> tokens swapped out to host memory
         self.calls: list[tuple[str, int, bool | None]] = []
@@ -65,7 +76,9 @@ class BlockCountMemory:
         fits = self.blocks(seq.num_tokens) <= self.free_blocks
         if fits:
             self.device[sid] = seq.num_tokens
-            seq.num_computed = self.prefix_hits.get(sid, 0)
+            seq.num_computed = min(
+                self.prefix_hits.get(sid, 0), seq.num_tokens - 1
+            )  # the last token always runs
         return self._log("admit", seq, fits)
 
     def grow(self, seq: SequenceState) -> bool:

@@ -17,6 +17,7 @@ Hugging Face baselines of :mod:`kvlib.serve.baselines` record them on the same o
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,18 @@ __all__ = [
 ]
 
 
+def _numbers(values: object, name: str) -> list:
+    """``values`` as a list: any iterable of items (a list, tuple, NumPy array, generator) but a str or dict,
+    whose items would be characters or keys."""
+    if isinstance(values, (str, bytes, dict, set)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list, tuple or NumPy array of numbers, got {describe(values)}")
+    return list(values)
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, numbers.Real) and math.isnan(value)
+
+
 @dataclass
 class RequestTimes:
     """When one request arrived and when each of its output tokens was produced (seconds)."""
@@ -45,7 +58,10 @@ class RequestTimes:
     def __post_init__(self) -> None:
         # any clock: times may be negative (relative to a measurement window that starts later)
         self.arrival_s = require_number("arrival_s", self.arrival_s, minimum=None)  # a float
-        times = [require_number(f"token_times[{i}]", t, minimum=None) for i, t in enumerate(self.token_times)]
+        times = [
+            require_number(f"token_times[{i}]", t, minimum=None)
+            for i, t in enumerate(_numbers(self.token_times, "token_times"))
+        ]
         if times and times[0] < self.arrival_s:
             raise ValueError(f"token_times[0] = {times[0]} is before arrival_s = {self.arrival_s}")
         if any(b < a for a, b in zip(times, times[1:])):
@@ -94,7 +110,7 @@ def inter_token_latencies(times: RequestTimes) -> list[float]:
 def request_metrics(arrival_s: float, token_times: Sequence[float]) -> dict[str, float | list[float]]:
     """All four metrics of one request: ``{"ttft", "tpot", "e2e"}`` in seconds and ``"itl"``, the list of
     gaps (see the module docstring; TPOT is NaN for a one-token output)."""
-    times = RequestTimes(arrival_s, list(token_times))
+    times = RequestTimes(arrival_s, token_times)
     return {
         "ttft": ttft(times),
         "tpot": tpot(times),
@@ -106,7 +122,11 @@ def request_metrics(arrival_s: float, token_times: Sequence[float]) -> dict[str,
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; NaN values are left out, NaN if none remain."""
     q = require_number("q", q, minimum=0.0, maximum=100.0)
-    data = sorted(float(v) for v in values if not math.isnan(v))
+    numbers = [
+        require_number(f"values[{i}]", v, minimum=None) if not _is_nan(v) else math.nan
+        for i, v in enumerate(_numbers(values, "values"))
+    ]
+    data = sorted(v for v in numbers if not math.isnan(v))
     if not data:
         return math.nan
     rank = (len(data) - 1) * q / 100

@@ -36,7 +36,15 @@ from typing import Protocol
 
 from kvlib.validate import describe, require_int
 
-__all__ = ["SequenceState", "KVMemory", "StepPlan", "Scheduler", "schedule_step", "preempt", "PREEMPTION_MODES"]
+__all__ = [
+    "SequenceState",
+    "KVMemory",
+    "StepPlan",
+    "Scheduler",
+    "schedule_step",
+    "preempt",
+    "PREEMPTION_MODES",
+]
 
 PREEMPTION_MODES = ("recompute", "swap")
 
@@ -219,6 +227,8 @@ class Scheduler:
 def schedule_step(sched: Scheduler) -> StepPlan:
     """Plan ``sched``'s next step (see the module docstring): grow, then decodes, prefill chunks,
     swapped-in and waiting sequences within the token budget. Changes the queues and the memory."""
+    if not isinstance(sched, Scheduler):
+        raise TypeError(f"sched must be a Scheduler, got {describe(sched)}")
     plan = StepPlan()
     _grow_running(sched, plan)
     budget = sched.token_budget
@@ -235,6 +245,14 @@ def preempt(sched: Scheduler, seq: SequenceState, plan: StepPlan) -> None:
     """Take running ``seq`` off the device: by recompute (memory released, back at the head of the
     waiting queue with nothing computed and its generated tokens kept) or by swap (KV to host memory,
     at the head of the swapped queue)."""
+    if not isinstance(sched, Scheduler):
+        raise TypeError(f"sched must be a Scheduler, got {describe(sched)}")
+    if not isinstance(plan, StepPlan):
+        raise TypeError(f"plan must be a StepPlan, got {describe(plan)}")
+    if seq not in sched.running:
+        raise ValueError(
+            f"sequence {getattr(seq, 'seq_id', seq)} is not running: only a running one is preempted"
+        )
     sched.running.remove(seq)
     seq.num_preemptions += 1
     sched.num_preemptions += 1
