@@ -153,7 +153,7 @@ def test_visible_checks_are_quick_and_cover_gqa_and_batch(capsys) -> None:
             id="unnamed_wrong_value",
         ),
         pytest.param(
-            [("dtype=torch.float16\n", "dtype=torch.float32\n")],
+            [("dtype=torch.float16) -> int:", "dtype=torch.float32) -> int:")],
             "left to their defaults",
             id="default_dtype",
         ),
