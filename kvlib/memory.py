@@ -303,7 +303,7 @@ def kv_heads_per_gpu(shape: ModelShape, tp: int) -> int:
         raise ValueError(f"{shape.name}: tp={tp} does not divide its {kv} KV heads")
     if kv < tp and tp % kv:
         raise ValueError(
-            f"{shape.name}: tp={tp} is not a multiple of its {kv} KV heads, so KV heads cannot be replicated evenly"
+            f"{shape.name}: tp={tp} is not a multiple of its {kv} KV heads, so they cannot be copied evenly"
         )
     return max(1, kv // tp)
 
