@@ -192,6 +192,17 @@ def test_step_log_agrees_with_the_steps() -> None:
     assert max(e["swapped"] for e in log) > 0
     assert all(a["time"] <= b["time"] for a, b in zip(log, log[1:]))
     assert sum(e["tokens_out"] for e in log) == sum(m for _, m in requests)
+    calls = []  # model calls, counted by a hook (the model is shared: the hook goes at the end)
+    hook = engine.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        engine.submit(requests[0][0], SamplingParams(max_tokens=3))
+        engine.submit(requests[1][0][:5], SamplingParams(max_tokens=3))
+        while engine.has_unfinished():
+            before = len(calls)
+            engine.step()
+            assert engine.step_log[-1]["forwards"] == len(calls) - before >= 1
+    finally:
+        hook.remove()
 
 
 # --- sampling -------------------------------------------------------------------------------------

@@ -257,7 +257,7 @@ class Engine:
             preemption=preemption,
         )
         self.clock = clock
-        self.step_log: list[dict[str, float]] = []  # per step: queue lengths, tokens, blocks in use
+        self.step_log: list[dict[str, float]] = []  # per step: queues, tokens, blocks in use, forwards
         self._next_id = 0
         self._undelivered: list[TokenEvent] = []  # produced, not yet returned by step()
         self._errors: list[Exception] = []  # sampling errors of this step, raised at its end
@@ -360,7 +360,7 @@ class Engine:
         for request in produced:
             request.token_times.append(now)
         events, self._undelivered = self._undelivered, []
-        self._log(plan, len(events))
+        self._log(plan, len(events), len(groups))
         if self._errors:
             error, self._errors = self._errors[0], []
             self._undelivered = events  # the caller gets the exception: the tokens come with the next step
@@ -394,7 +394,7 @@ class Engine:
             produced.append(request)
         return produced
 
-    def _log(self, plan: Any, tokens_out: int) -> None:
+    def _log(self, plan: Any, tokens_out: int, forwards: int) -> None:
         manager = self.cache.manager
         self.step_log.append(
             {
@@ -406,6 +406,7 @@ class Engine:
                 "preempted": len(plan.preempted),
                 "blocks_used": manager.num_used_blocks,
                 "tokens_out": tokens_out,
+                "forwards": forwards,  # model calls: each fixed-cost, so fewer is cheaper at equal tokens
             }
         )
 

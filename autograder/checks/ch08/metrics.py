@@ -560,7 +560,7 @@ def _pct_out_of_range(fn: Callable[..., Any], values: Any, q: Any) -> None:
 @graded("percentile", *PERCENTILE_REFERENCES)
 def percentile_visible(fn: Callable[..., Any]) -> None:
     values = [40.0, 15.0, 50.0, 35.0, 20.0]  # unsorted
-    for q in (30, 40, 50, 0, 100, 90):
+    for q in (30, 40, 50, 0, 100, 90, 0.5):  # 0.5 is the 0.5th percentile, not the median
         _pct(fn, values, q)
     _pct(fn, [3.0, float("nan"), 1.0, 2.0], 50)  # NaN left out
     _pct(fn, [], 50)  # nothing: NaN

@@ -630,6 +630,8 @@ VISIBLE_WALKS = (
      [Request(4, 3), Request(4, 2), Request(4, 2), Request(1, 2, arrival=1)]),
     ("walk 'chunked prefill within a budget, max_num_seqs=2'", Config(16, 2, token_budget=6, chunk_size=4,
      max_num_seqs=2), [Request(9, 2), Request(3, 3), Request(5, 2, arrival=1)]),
+    ("walk 'a prefix hit shortens an admitted prompt'", Config(12, 2, token_budget=8),
+     [Request(8, 2, hit=6), Request(5, 2)]),
 )  # fmt: skip
 
 # Hidden scripted walks: edges the docstring names that random workloads reach only by luck.

@@ -179,7 +179,10 @@ def _value(
     except ValueError as exc:
         raise CheckFailed(f"{label} raised ValueError ({exc}), but the split is valid: {why}") from None
     except Exception as exc:  # noqa: BLE001 - any learner error becomes feedback
-        raise CheckFailed(f"{label} raised {type(exc).__name__}: {exc}{_dtype_hint(dtype)}") from None
+        hint = _dtype_hint(dtype)
+        if isinstance(exc, TypeError) and "float" in str(exc):
+            hint += ": the KV heads per GPU are a whole number (integer division, //)"
+        raise CheckFailed(f"{label} raised {type(exc).__name__}: {exc}{hint}") from None
     want = _bytes(shape, heads, seq_len, batch, dtype)
     value = as_number(got, f"{label}'s result")
     if isinstance(got, numbers.Integral):
@@ -247,6 +250,8 @@ def kv_bytes_per_gpu_visible(fn: Callable[..., Any]) -> None:
     _value(fn, MODEL_CONFIGS["Llama-2-70B"], 8, 4096, 4, torch.float16)
     _value(fn, MODEL_CONFIGS["Llama-2-70B"], 16, 4096, 4, torch.float16)
     _error(fn, MODEL_CONFIGS["GPT-2 XL 1.5B"], 2)  # 25 query heads
+    _error(fn, _hand_made(12, 4), 8)  # a multiple of the KV heads, but not dividing the query heads
+    _error(fn, MODEL_CONFIGS["Llama-2-70B"], 0)  # tp < 1
     print("visible tests passed")
 
 
