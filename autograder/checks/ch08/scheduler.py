@@ -503,6 +503,25 @@ def expect_seq(seq: Any, known: set[int], where: str, what: str) -> None:
         )
 
 
+_QUEUES = ("running", "waiting", "swapped")
+
+
+def _queues(sched: Any) -> dict[str, Any]:
+    return {name: getattr(sched, name) for name in _QUEUES}
+
+
+def _queues_kept(sched: Any, queues: dict[str, Any], where: str) -> None:
+    """The queues are changed in place: the engine (and every caller) holds these very objects."""
+    for name, queue in queues.items():
+        now = getattr(sched, name)
+        if now is not queue:
+            raise CheckFailed(
+                f"{where}: sched.{name} was replaced by a new {type(now).__name__}; change the queue in "
+                f"place (append, appendleft, popleft, remove on the same {type(queue).__name__}): the "
+                "scheduler's owner keeps the original object and would never see the change"
+            )
+
+
 class Walk:
     """A workload driven step by step: the learner plans each step on a copy of kvlib's scheduler."""
 
@@ -570,6 +589,7 @@ class Walk:
         plan = _lib().schedule_step(ref)
         where = f"schedule_step, {self.where()}"
         state = f". Before the step: {describe(before)}"
+        queues = _queues(mine)
         try:
             got = self.fn(mine)
         except NotImplementedError:
@@ -586,6 +606,7 @@ class Walk:
                 + state
             ) from None
         self.check_new_plan(got, where)
+        _queues_kept(mine, queues, where)
         lists = _read_plan(got, mine, where)
         have = _outcome(mine, lists, start)
         want = _outcome(ref, _plan_lists(plan), start)
@@ -636,6 +657,8 @@ VISIBLE_WALKS = (
 
 # Hidden scripted walks: edges the docstring names that random workloads reach only by luck.
 HIDDEN_WALKS = (
+    ("walk 'a 5000-token prompt, no token budget'", Config(1300, 4), [Request(5000, 2), Request(3, 2)], 4),
+    ("walk '300 sequences, no max_num_seqs'", Config(700, 4), [Request(2, 2) for _ in range(300)], 3),
     ("walk 'a sequence alone that cannot grow preempts itself'", Config(1, 4), [Request(4, 3)], 4),
     ("walk 'a swapped sequence alone that cannot grow'", Config(1, 4, preemption="swap"), [Request(4, 3)], 4),
     ("walk 'prefix hits, whole prompts'", Config(12, 2, token_budget=8),
@@ -731,6 +754,7 @@ class PreemptPair:
         before = twin_of(self.ref)
         old = {n: list(getattr(self.mine_plan, n)) for n in _PLAN_LISTS}
         _lib().preempt(self.ref, ref_seq, self.ref_plan)
+        queues = _queues(self.mine)
         try:
             self.fn(self.mine, mine_seq, self.mine_plan)
         except NotImplementedError:
@@ -739,6 +763,7 @@ class PreemptPair:
             raise
         except Exception as exc:  # noqa: BLE001 - any learner error becomes feedback
             raise CheckFailed(f"{where}: your preempt raised {type(exc).__name__}: {exc}{state}") from None
+        _queues_kept(self.mine, queues, where)
         problem = self.compare(mine_seq, old, start, before)
         if problem:
             raise CheckFailed(f"{where}: {problem}{state}")
