@@ -76,9 +76,8 @@ class BlockCountMemory:
         fits = self.blocks(seq.num_tokens) <= self.free_blocks
         if fits:
             self.device[sid] = seq.num_tokens
-            seq.num_computed = min(
-                self.prefix_hits.get(sid, 0), seq.num_tokens - 1
-            )  # the last token always runs
+            # a hit never covers the last token: it must run to produce the next one
+            seq.num_computed = min(self.prefix_hits.get(sid, 0), seq.num_tokens - 1)
         return self._log("admit", seq, fits)
 
     def grow(self, seq: SequenceState) -> bool:

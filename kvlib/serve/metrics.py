@@ -122,11 +122,11 @@ def request_metrics(arrival_s: float, token_times: Sequence[float]) -> dict[str,
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; NaN values are left out, NaN if none remain."""
     q = require_number("q", q, minimum=0.0, maximum=100.0)
-    numbers = [
+    checked = [
         require_number(f"values[{i}]", v, minimum=None) if not _is_nan(v) else math.nan
         for i, v in enumerate(_numbers(values, "values"))
     ]
-    data = sorted(v for v in numbers if not math.isnan(v))
+    data = sorted(v for v in checked if not math.isnan(v))
     if not data:
         return math.nan
     rank = (len(data) - 1) * q / 100
