@@ -178,7 +178,9 @@ def test_stream_nll_through_sinks_renumbers_past_the_context():
         kept = sorted(set(range(min(start, S))) | set(range(max(S, start - W), start)))
         idx = kept + list(range(start, i + 1))
         want[:, i] = _nll_of_last(model, tokens[:, idx], tokens[:, i + 1], torch.arange(len(idx)))
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    # NLLs of a random one-layer model reach ~150 nats; fp32 sums in another order (the cached path, or
+    # another CPU's vector width) differ by ~1e-5 of that, while a wrong renumbering moves them by far more
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 # --- attention_to_first ---------------------------------------------------------------------------------
