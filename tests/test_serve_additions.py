@@ -159,7 +159,7 @@ def test_the_cache_per_gpu_stops_shrinking_at_tp_equal_to_the_kv_heads() -> None
         (MODEL_CONFIGS["GPT-2 XL 1.5B"], 2, "tp=2 does not divide its 25 query heads"),
         (_shape(12, 4), 8, "tp=8 does not divide its 12 query heads"),  # a multiple of the KV heads
         (_shape(12, 6), 4, "tp=4 does not divide its 6 KV heads"),
-        (MODEL_CONFIGS["Qwen2-7B"], 7, "tp=7 is not a multiple of its 4 KV heads, so they cannot be copied evenly"),
+        (MODEL_CONFIGS["Qwen2-7B"], 7, "tp=7 is not a multiple of its 4 KV heads, so they cannot be copied"),
         (_shape(12, 3), 4, "tp=4 is not a multiple of its 3 KV heads"),
         (MODEL_CONFIGS["Llama-2-70B"], 0, "tp must be an integer >= 1, got 0"),
         (MODEL_CONFIGS["Llama-2-70B"], -8, "tp must be an integer >= 1, got -8"),
