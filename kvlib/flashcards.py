@@ -76,8 +76,18 @@ class Card:
         return float(self.compute())
 
     def answer_text(self) -> str:
-        """The answer as shown on reveal: the number with its unit, or the model answer."""
-        return f"{format_number(self.expected())} {self.unit}" if self.numeric else self.model_answer
+        """The answer as shown on reveal: the number with its unit ('2 GiB', '8x', '15 (position)'), or
+        the model answer."""
+        if not self.numeric:
+            return self.model_answer
+        number = format_number(self.expected())
+        if self.unit == "x":
+            return f"{number}x"
+        return f"{number} {self.unit}" if self.unit in _SYMBOL_UNITS else f"{number} ({self.unit})"
+
+
+# Units written after a number as they are; any other unit names what the number counts, in brackets.
+_SYMBOL_UNITS = frozenset({"GiB", "GB", "MiB", "KiB", "%", "ms", "s", "bits", "FLOP/byte"})
 
 
 def format_number(value: float) -> str:

@@ -115,7 +115,8 @@ def test_every_numeric_answer_is_its_kvlib_computation(card):
     expected = EXPECTED[card.key]()
     assert card.expected() == pytest.approx(expected, rel=1e-9)
     assert isinstance(card.expected(), float) and math.isfinite(card.expected())
-    assert card.question.endswith(f"[{card.unit}]") and card.unit in card.answer_text()
+    assert card.question.endswith(f"[{card.unit}]") and card.answer_text().startswith(format_number(expected))
+    assert card.answer_text().endswith({"x": "x", "GiB": " GiB", "rows": " (rows)"}.get(card.unit, ""))
 
 
 def test_the_bank_covers_chapters_01_to_08_and_the_course_topics():
