@@ -1082,10 +1082,10 @@ class FlashCards:
         counted = self._score(correct)
         said = f"you said {format_number(value)}"
         if correct:
-            message = f"Right: {card.answer_text()} ({said}). {card.explanation}"
+            message = f"Right: {card.answer_text()}; {said}. {card.explanation}"
         else:
             off = f", off by {100 * (value - expected) / expected:+.0f}%" if expected else ""
-            message = f"Not quite: {card.answer_text()} ({said}{off}). {card.explanation}"
+            message = f"Not quite: {card.answer_text()}; {said}{off}. {card.explanation}"
         if not counted:
             message += " (Not scored again: each card counts once.)"
         return Result(card, correct, counted, message)
