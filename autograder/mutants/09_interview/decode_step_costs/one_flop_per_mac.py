@@ -1,0 +1,12 @@
+# MISTAKE: counts 1 FLOP per multiply-add
+# EXPECT: 1 FLOP per multiply-add
+def decode_step_costs(shape: ModelShape, batch: int, context_len: int, dtype="bf16") -> dict:
+    b = bytes_per_element(dtype)
+    params = shape.params_b * 1e9
+    head_work = shape.num_layers * shape.head_dim * context_len * batch
+    return {
+        "matmul_flops": 1.0 * params * batch,
+        "matmul_bytes": float(params * b),
+        "attention_flops": 2.0 * shape.num_heads * head_work,
+        "attention_bytes": 2.0 * shape.num_kv_heads * head_work * b,
+    }

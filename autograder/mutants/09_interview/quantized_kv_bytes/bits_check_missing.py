@@ -1,0 +1,11 @@
+# MISTAKE: accepts any bit width
+# EXPECT: bits=3 is not 8, 4 or 2
+def quantized_kv_bytes(
+    shape: ModelShape, seq_len: int, bits: int, group_size: int = 64, batch: int = 1, scale_dtype="fp16"
+) -> int:
+    if group_size < 1 or shape.head_dim % group_size:
+        raise ValueError(f"group_size={group_size} does not divide head_dim={shape.head_dim}")
+    codes = math.ceil(shape.head_dim * bits / 8)
+    scales = 2 * (shape.head_dim // group_size) * bytes_per_element(scale_dtype)
+    vectors = 2 * shape.num_layers * shape.num_kv_heads * seq_len * batch
+    return int(vectors * (codes + scales))

@@ -1,0 +1,13 @@
+# MISTAKE: reads the scale size from torch, so a dtype name such as 'fp16' fails
+# EXPECT: bytes_per_element(dtype) accepts both
+def quantized_kv_bytes(
+    shape: ModelShape, seq_len: int, bits: int, group_size: int = 64, batch: int = 1, scale_dtype=torch.float16
+) -> int:
+    if bits not in (2, 4, 8):
+        raise ValueError(f"bits must be 2, 4 or 8, got {bits}")
+    if group_size < 1 or shape.head_dim % group_size:
+        raise ValueError(f"group_size={group_size} does not divide head_dim={shape.head_dim}")
+    codes = math.ceil(shape.head_dim * bits / 8)
+    scales = 2 * (shape.head_dim // group_size) * torch.empty((), dtype=scale_dtype).element_size()
+    vectors = 2 * shape.num_layers * shape.num_kv_heads * seq_len * batch
+    return int(vectors * (codes + scales))
