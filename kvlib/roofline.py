@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kvlib.memory import ModelShape, bytes_per_element, kv_cache_bytes
+from kvlib.memory import ModelShape, bytes_per_element
 from kvlib.validate import describe, require_int
 
 
@@ -46,6 +46,8 @@ class GpuSpec:
 
     def attainable_flops(self, intensity: float) -> float:
         """The roofline: min(peak, intensity * bandwidth) FLOP/s at ``intensity`` FLOPs per byte."""
+        if not intensity >= 0:  # also refuses NaN
+            raise ValueError(f"intensity must be a number of FLOPs per byte >= 0, got {intensity!r}")
         return min(self.peak_flops, intensity * self.bandwidth)
 
 
@@ -77,14 +79,16 @@ def decode_step_costs(
     batch = require_int("batch", batch, minimum=1)
     context_len = require_int("context_len", context_len, minimum=0)
     params = shape.params_b * 1e9
+    b = bytes_per_element(dtype)
     heads_x_dim = shape.num_layers * shape.num_heads * shape.head_dim
+    kv_x_dim = shape.num_layers * shape.num_kv_heads * shape.head_dim
     return {
         "matmul_flops": 2.0 * params * batch,
-        "matmul_bytes": params * bytes_per_element(dtype),
+        "matmul_bytes": params * b,
         "attention_flops": 4.0 * heads_x_dim * context_len * batch,
-        "attention_bytes": float(
-            kv_cache_bytes(shape.num_layers, shape.num_kv_heads, shape.head_dim, context_len, batch, dtype)
-        ),
+        # Not kv_cache_bytes: it rounds a packed int2/int4 cache up to whole bytes; a bound wants the exact
+        # count.
+        "attention_bytes": 2.0 * kv_x_dim * context_len * batch * b,
     }
 
 
@@ -97,9 +101,16 @@ def step_time_floor(costs: dict[str, float], gpu: GpuSpec) -> float:
 
 
 def intensities(costs: dict[str, float]) -> dict[str, float]:
-    """FLOPs per byte of the weight matmuls, of attention, and of the whole step."""
-    whole = (costs["matmul_flops"] + costs["attention_flops"]) / (
-        costs["matmul_bytes"] + costs["attention_bytes"]
-    )
-    attention = costs["attention_flops"] / costs["attention_bytes"] if costs["attention_bytes"] else 0.0
-    return {"matmul": costs["matmul_flops"] / costs["matmul_bytes"], "attention": attention, "step": whole}
+    """FLOPs per byte of the weight matmuls, of attention, and of the whole step (0 for a part that reads
+    nothing: a shape with no parameters, an empty cache)."""
+
+    def ratio(flops: float, moved: float) -> float:
+        return flops / moved if moved else 0.0
+
+    return {
+        "matmul": ratio(costs["matmul_flops"], costs["matmul_bytes"]),
+        "attention": ratio(costs["attention_flops"], costs["attention_bytes"]),
+        "step": ratio(
+            costs["matmul_flops"] + costs["attention_flops"], costs["matmul_bytes"] + costs["attention_bytes"]
+        ),
+    }
