@@ -242,23 +242,24 @@ def _case_label(ex: Exercise, case: Case) -> str:
 
 
 def _diagnose(fn: Callable[..., Any], ex: Exercise, case: Case, value: float) -> list[str]:
-    """Messages of the slips that explain `value` on `case` and, where several do, the probes too."""
+    """Messages of the slips that explain `value` on `case` and the learner's answers to every probe.
+
+    A slip that matches here but not on a probe is not what the learner did (a count of GPUs is small, so
+    another formula often lands on the same number by chance): then no slip is named, only the formula.
+    """
     slips = ex.slips(case)
     keys = [k for k, (_, v) in slips.items() if ex.same(value, v)]
-    for probe in ex.probes if len(keys) > 1 else ():
+    for probe in ex.probes if keys else ():
         try:
             got = as_number(_invoke(fn, ex, probe), "probe")
-        except BaseException:  # noqa: BLE001 - a probe the learner cannot answer says nothing here
+        except Exception:  # noqa: BLE001 - a probe the learner cannot answer says nothing here
             continue
         probe_slips = ex.slips(probe)
-        keep = [
+        keys = [
             k
             for k in keys
             if (ex.same(got, probe_slips[k][1]) if k in probe_slips else ex.accepts(probe, got))
         ]
-        keys = keep or keys  # never narrow to nothing: the case itself matched these
-        if len(keys) == 1:
-            break
     return [slips[k][0] for k in keys[:2]]
 
 
@@ -284,6 +285,11 @@ def _check(fn: Callable[..., Any], ex: Exercise, case: Case) -> None:
         raise CheckFailed(
             f"{label} returned {shown(raw)}, expected {ex.shown_expected(case)}: "
             + ("; or ".join(causes) if causes else ex.formula)
+            + (
+                "; the arguments left out take the defaults of the signature: are yours the same?"
+                if case.how == "defaults" and not causes
+                else ""
+            )
         )
     if ex.returns == "float":
         _as_float(raw, label)
@@ -327,7 +333,7 @@ def _same_name(fn: Callable[..., Any], ex: Exercise, make: Callable[[ModelShape]
     _check(fn, ex, make(first))
     try:
         got = as_number(_invoke(fn, ex, make(second)), "twin")
-    except BaseException:  # noqa: BLE001 - _check below reports it
+    except Exception:  # noqa: BLE001 - _check below reports it
         got = None
     if got is not None and ex.accepts(make(first), got) and not ex.accepts(make(second), got):
         raise CheckFailed(
@@ -692,7 +698,8 @@ def gpus_needed_hidden(fn: Callable[..., Any]) -> None:
         cases.append(_gpus_case(shape, 1 + 13 * i, shape.max_seq_len, gpu_gib, utilization))
         cases.append(_gpus_case(shape, 1000 + i, 2000 + i, 8.0, 0.85, "int8", "fp16"))
     cases += [
-        _gpus_case(MODEL_CONFIGS["Llama-3.1-405B"], 1000, 131072),  # 128k tokens, 1000 requests
+        # 128k tokens, 1000 requests, the defaults: 886 GPUs, so a default off by 0.2% changes the count
+        _gpus_case(MODEL_CONFIGS["Llama-3.1-405B"], 1000, 131072, how="defaults"),
         _gpus_case(MODEL_CONFIGS["Llama-3.1-405B"], 1, 131072, 141.0, 0.9, "fp8", "fp8"),
         _gpus_case(MODEL_CONFIGS["Llama-3-70B"], 4096, 8192, 80.0, 0.9, "bf16", "int4"),
         _gpus_case(MODEL_CONFIGS["GPT-2 124M"], 1, 1, 80.0, 0.9, "fp32", "fp32"),
