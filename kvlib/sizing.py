@@ -105,6 +105,7 @@ def prefix_cached_bytes(
     suffix_len = require_int("suffix_len", suffix_len, minimum=0)
     n_users = require_int("n_users", n_users, minimum=0)
     block_size = require_int("block_size", block_size, minimum=1)
+    bytes_per_element(dtype)  # refuses an unknown dtype even when nothing is held
     if n_users == 0:
         return 0
     shared_blocks = prefix_len // block_size
