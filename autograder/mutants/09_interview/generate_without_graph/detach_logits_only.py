@@ -1,0 +1,13 @@
+# MISTAKE: detaches the logits of every step instead of turning autograd off: the cached keys and values still carry the graph
+# EXPECT: detaching the logits is not enough
+def generate_without_graph(model, input_ids: torch.Tensor, n_new: int) -> torch.Tensor:
+    cache = NaiveKVCache(model.config.num_layers)
+    new = input_ids.new_zeros((input_ids.shape[0], n_new))
+    next_input, position = input_ids, 0
+    for step in range(n_new):
+        positions = torch.arange(position, position + next_input.shape[1])
+        logits = model(next_input, positions=positions, cache=cache).detach()  # no graph kept, I hope
+        position += next_input.shape[1]
+        new[:, step] = logits[:, -1].argmax(dim=-1)
+        next_input = new[:, step : step + 1]
+    return new.detach()
