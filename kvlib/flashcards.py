@@ -571,12 +571,13 @@ def _chapter_05() -> list[Card]:
             "ch05-sink-position",
             5,
             "positions after eviction",
-            f"A StreamingLLM cache keeps {sinks} sinks and {recent} recent tokens and rotates keys at their "
-            f"index inside the cache. After {seen} tokens one more arrives. At which RoPE position is its "
-            "query rotated?",
+            f"A StreamingLLM cache keeps {sinks} sinks and the {recent} most recent earlier tokens, and "
+            f"rotates keys at their index inside the cache. After {seen} tokens one more arrives (it attends "
+            "to the cache and to itself). At which RoPE position is its query rotated?",
             lambda: int(sink_positions(seen, 1, sinks, recent)[1][-1]),
             "position",
-            "Sinks take 0..3, the window 4..255, the new token 256: angles never grow past the budget.",
+            "Sinks take 0..3, the window 4..255, the new token 256: the position never grows past the "
+            "cache's size, whatever the stream's length.",
             rel_tol=0.0,
         ),
         _numeric(
@@ -667,7 +668,8 @@ def _chapter_06() -> list[Card]:
             6,
             "prefix caching",
             f"{users} users share a {system}-token system prompt and add {question}-token questions; blocks "
-            f"of {block}, prefix caching on. What share of the prompts' KV memory is saved?",
+            f"of {block}, prefix caching on. What share of the KV memory of all the prompts (system prompt "
+            "plus question, counted per token) is saved?",
             lambda: 100 * analytic_prefix_saving(users, system, question, block),
             "%",
             "Only the 62 full blocks (992 tokens) of the prompt are shared; the partial block is per "

@@ -514,7 +514,8 @@ def _preemption(seed: int) -> Report:
         f"{PREEMPTION_REQUESTS} chat requests arriving at {ARRIVAL_RATE} per second (Poisson), prompts of "
         f"median 50 tokens, answers of median 600; continuous batching with up to {MAX_NUM_SEQS} sequences "
         f"running and {TOKEN_BUDGET:,} tokens per step; a sequence that cannot grow preempts the newest, "
-        f"whose KV goes to host memory until there is room again. {MODEL.name} fp16 on an {GPU}, KV memory "
+        f"whose KV goes to host memory until there is room again (swap mode, as vLLM V0 offered; V1 "
+        f"recomputes instead). {MODEL.name} fp16 on an {GPU}, KV memory "
         f"{KV_POOL_GIB} GiB = {POOL_BLOCKS} blocks of {BLOCK_SIZE}. Times are modelled from the A10's data "
         f"sheet and {PCIE_BYTES_PER_S / 1e9:.0f} GB/s for host copies (see kvlib.serve.diagnosis)."
     )
@@ -685,8 +686,10 @@ def _explain_contiguous(r: Report) -> str:
         f"to one partial block per request: the healthy reference holds a token in {_pct(h['token_share'])} "
         f"of its reserved slots, runs {_one(h['mean_running'])} requests at once instead of "
         f"{_one(m['mean_running'])}, and serves the queue in {_int(h['steps'])} steps instead of "
-        f"{_int(m['steps'])}. The scheduler already admits at every step and nothing is padded, so batching "
-        "is not what to change."
+        f"{_int(m['steps'])}. It preempts {_int(h['preemptions'])} times where the contiguous server never "
+        "does: paging admits requests while blocks are free, betting that not all will grow at once, and "
+        "preempts one when the bet fails, a cost far smaller than reserving max_tokens for everyone. The "
+        "scheduler already admits at every step and nothing is padded, so batching is not what to change."
     )
 
 
