@@ -128,9 +128,9 @@ def test_row_zeros_token_for_every_row() -> None:
 
 @pytest.mark.parametrize(("shift", "words"), [("+ 1", "one too high"), ("- 1", "one too low")])
 def test_positions_off_by_one(shift: str, words: str) -> None:
-    old = "positions = torch.arange(position, position + next_input.shape[1])"
+    old = "positions = torch.arange(position, position + next_input.shape[1]"
     start = f"(position {shift} if step else 0)"
-    message = _message((old, f"positions = torch.arange({start}, {start} + next_input.shape[1])"))
+    message = _message((old, f"positions = torch.arange({start}, {start} + next_input.shape[1]"))
     assert words in message
 
 
@@ -209,8 +209,8 @@ def test_visible_tests_catch_the_commonest_slips() -> None:
 
 
 def test_prefill_positions_not_from_zero() -> None:
-    old = "positions = torch.arange(position, position + next_input.shape[1])"
-    message = _message((old, "positions = torch.arange(position + 1, position + 1 + next_input.shape[1])"))
+    old = "positions = torch.arange(position, position + next_input.shape[1]"
+    message = _message((old, "positions = torch.arange(position + 1, position + 1 + next_input.shape[1]"))
     assert "the prefill must use positions 0..4" in message
 
 

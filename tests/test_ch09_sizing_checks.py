@@ -323,10 +323,10 @@ PREFIX_RETURN = "return int((shared + n_users * own) * block_size * per_token)"
             [(PREFIX_RETURN, "return (shared + n_users * own) * block_size * per_token / 2**30")],
             "GiB, not bytes",
         ),
-        ("prefix_cached_bytes", [("* bytes_per_element(dtype)", "* 2")], "dtype is ignored"),
+        ("prefix_cached_bytes", [(KV, KV.replace("bytes_per_element(dtype)", "2"))], "dtype is ignored"),
         (
             "prefix_cached_bytes",
-            [("* bytes_per_element(dtype)", "* max(1, bytes_per_element(dtype))")],
+            [(KV, KV.replace("bytes_per_element(dtype)", "max(1, bytes_per_element(dtype))"))],
             "counted as a whole byte",
         ),
         ("prefix_cached_bytes", [("shape.num_kv_heads", "shape.num_heads")], "instead of num_kv_heads"),
