@@ -82,7 +82,7 @@ def _quantized_spy() -> tuple[list[dict], object]:
     calls: list[dict] = []
 
     def quantized_kv_bytes(shape, seq_len, bits, group_size=64, batch=1, scale_dtype="fp16", **kw):
-        ok = bits in (2, 4, 8) and shape.head_dim % group_size == 0
+        ok = bits in (2, 4, 8) and group_size >= 1 and shape.head_dim % group_size == 0
         calls.append(
             dict(
                 shape=shape, seq_len=seq_len, bits=bits, group=group_size, batch=batch, sd=scale_dtype, ok=ok
@@ -104,7 +104,7 @@ def _requests_spy() -> tuple[list[dict], object]:
         shape, seq_len, tp, gpu_gib=80.0, utilization=0.9, weight_dtype="bf16", kv_dtype="bf16"
     ):
         kv = shape.num_kv_heads
-        ok = shape.num_heads % tp == 0 and (kv % tp == 0 if tp <= kv else tp % kv == 0)
+        ok = tp >= 1 and shape.num_heads % tp == 0 and (kv % tp == 0 if tp <= kv else tp % kv == 0)
         calls.append(dict(shape=shape, seq_len=seq_len, tp=tp, gpu=gpu_gib, util=utilization, wd=weight_dtype,
                           kd=kv_dtype, ok=ok))  # fmt: skip
         if not ok:
@@ -160,6 +160,7 @@ def test_quantized_hidden_inputs_reach_every_sentence(capsys) -> None:
     assert {c["bits"] for c in calls if not c["ok"]} >= {0, 1, 3, 16}  # ValueError: bits
     assert any(c["bits"] in (2, 4, 8) and not c["ok"] for c in calls)  # ValueError: group_size
     assert any(c["bits"] in (2, 4, 8) and c["group"] > c["shape"].head_dim and not c["ok"] for c in calls)
+    assert {c["group"] for c in calls if c["bits"] in (2, 4, 8)} >= {0, -1}  # ValueError: not positive
 
 
 def test_requests_hidden_inputs_reach_every_sentence(capsys) -> None:
@@ -169,7 +170,8 @@ def test_requests_hidden_inputs_reach_every_sentence(capsys) -> None:
     for shape in MODEL_CONFIGS.values():
         tps = {c["tp"] for c in calls if c["shape"] is shape}
         assert set(range(1, 17)) <= tps and max(tps) > 16, shape.name
-    splits = [(c["shape"].num_heads, c["shape"].num_kv_heads, c["tp"]) for c in calls]
+    assert {c["tp"] for c in calls if not c["ok"]} >= {0, -1}  # ValueError: tp < 1
+    splits = [(c["shape"].num_heads, c["shape"].num_kv_heads, c["tp"]) for c in calls if c["tp"] >= 1]
     rules = {
         "query heads": any(h % tp for h, kv, tp in splits),
         "KV heads not divided": any(not h % tp and tp < kv and kv % tp for h, kv, tp in splits),
@@ -195,6 +197,8 @@ def test_requests_hidden_inputs_reach_every_sentence(capsys) -> None:
         assert any(c["wd"] == dtype and type(c["wd"]) is type(dtype) for c in valid), dtype
     for dtype in capacity.KV_DTYPES:
         assert any(c["kd"] == dtype and type(c["kd"]) is type(dtype) for c in valid), dtype
+    for name in capacity.MORE_DTYPE_NAMES:
+        assert any(c["wd"] == name for c in valid) and any(c["kd"] == name for c in valid), name
     assert len({c["util"] for c in valid}) >= 4 and len({c["gpu"] for c in valid}) >= 4
     assert any(c["seq_len"] > 131072 for c in valid)
 

@@ -49,9 +49,12 @@ R_REFERENCES = (
 
 GiB = 2**30
 # Every spelling of a dtype the chapter shows (bytes_per_element accepts names and torch dtypes).
-SCALE_DTYPES = ("fp16", torch.float16, "float16", "bf16", torch.bfloat16, "fp8", "fp32", torch.float32)
+SCALE_DTYPES = ("fp16", torch.float16, "float16", "bf16", torch.bfloat16, "fp8", "fp32", torch.float32,
+                "bfloat16", "float32", "half")  # fmt: skip
 WEIGHT_DTYPES = ("bf16", torch.bfloat16, "fp16", torch.float16, "fp8", "int8", torch.int8, "int4", "fp32")
 KV_DTYPES = ("bf16", torch.bfloat16, "fp16", torch.float16, "fp8", "int8", torch.int8, "int4", torch.float32)
+# The other names bytes_per_element accepts, each tried for the weights and for the cache apart.
+MORE_DTYPE_NAMES = ("float16", "bfloat16", "float32", "half", "int2", "float8_e4m3fn")
 # tp values past 16: some split a model of MODEL_CONFIGS (25, 28, 40, 64, 128 query heads), some none.
 LARGE_TPS = (20, 24, 25, 28, 32, 40, 48, 64, 96, 128, 256)
 NEAR_TIE = 1e-9
@@ -172,24 +175,32 @@ def _again(first: Callable[[], Any], what: str) -> None:
         ) from None
 
 
+# Shapes named alike: TWINS[1] differs from TWINS[0] in its layers, KV heads and parameters, TWINS[2] in its
+# KV heads and head_dim only (a memo keyed by the name and the layer count shows too).
 TWINS = (
     ModelShape("twin", 2, 8, 8, 64, 512, 256, 0.1, "grader"),
     ModelShape("twin", 3, 8, 2, 64, 512, 256, 0.2, "grader"),
+    ModelShape("twin", 2, 8, 2, 32, 512, 256, 0.1, "grader"),
+)
+TWIN_IS = (
+    "2 layers, 8 KV heads of 64, 0.1B parameters",
+    "3 layers, 2 KV heads of 64, 0.2B parameters",
+    "2 layers, 2 KV heads of 32, 0.1B parameters",
 )
 
 
-def _same_name(name: str, second: Callable[[], Any], first_answer: int) -> None:
-    """Call `second` (TWINS[1]'s case) and fail if it returns TWINS[0]'s answer: a memo keyed by the name."""
+def _same_name(name: str, second: Callable[[], Any], first_answer: int, which: int = 1) -> None:
+    """Call `second` (TWINS[which]'s case) and fail if it returns TWINS[0]'s answer: a memo keyed by the name
+    (or by the name and some of the sizes)."""
     try:
         got = second()
     except Exception:  # noqa: BLE001 - the value check that follows reports it
         return
     if got == first_answer:
         raise CheckFailed(
-            f"{name} returned for a second shape named 'twin' (3 layers, 2 KV heads, 0.2B parameters) the "
-            "answer of an earlier call with another shape of that name (2 layers, 8 KV heads, 0.1B "
-            "parameters): the result must come from this call's shape, not from a memo keyed by the model's "
-            "name"
+            f"{name} returned for another shape named 'twin' ({TWIN_IS[which]}) the answer of an earlier "
+            f"call with a shape of that name ({TWIN_IS[0]}): the result must come from this call's shape, "
+            "not from a memo keyed by the model's name (or by its name and some of its sizes)"
         )
 
 
@@ -364,6 +375,8 @@ def _q_error(fn: Callable[..., Any], shape: ModelShape, bits: Any, group: Any, s
     """bits not in {2, 4, 8} or a group_size that does not divide head_dim: ValueError."""
     if bits not in (2, 4, 8):
         why = f"bits={bits} is not 8, 4 or 2"
+    elif group < 1:
+        why = f"group_size={group} is not positive: a group holds at least one channel"
     else:
         assert shape.head_dim % group, (shape.head_dim, group)
         why = f"group_size={group} does not divide head_dim={shape.head_dim}"
@@ -432,9 +445,10 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
     _q_value(fn, MODEL_CONFIGS["Llama-2-70B"], 131073, 8, 1, 1000, torch.bfloat16)
     _q_value(fn, MODEL_CONFIGS["GPT-2 124M"], 1, 2, 64, 1, "fp16")
     # The ValueErrors: bits not in {2, 4, 8}; a group_size that does not divide head_dim.
-    for bits in (0, 1, 3, 5, 6, 7, 16, 32, -4):
+    for bits in (0, 1, 3, 5, 6, 7, 16, 24, 32, -4):
         _q_error(fn, llama3, bits, 64)
-    for shape, group in ((llama3, 48), (llama3, 3), (llama3, 256), (llama3, 96), (llama3, 129)):
+    for shape, group in ((llama3, 48), (llama3, 3), (llama3, 256), (llama3, 96), (llama3, 129), (llama3, 0),
+                         (llama3, -64), (llama3, -1)):  # fmt: skip
         _q_error(fn, shape, 4, group)
     for group in (4, 5, 12):
         _q_error(fn, _hand_made(4, 2, 6, 2), 2, group)
@@ -442,8 +456,9 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
     _q_error(fn, MODEL_CONFIGS["Gemma-7B"], 2, 96)
     # Two shapes with one name: the answer comes from this call's shape, never from a memo keyed by its name.
     twin = _q_value(fn, TWINS[0], 100, 4, 32)
-    _same_name(Q_NAME, lambda: fn(TWINS[1], 100, 4, 32, 1, "fp16"), twin)
-    _q_value(fn, TWINS[1], 100, 4, 32)
+    for which in (1, 2):
+        _same_name(Q_NAME, lambda which=which: fn(TWINS[which], 100, 4, 32, 1, "fp16"), twin, which)
+        _q_value(fn, TWINS[which], 100, 4, 32)
     _again(lambda: _q_value(fn, *first), Q_NAME)
     print("hidden tests passed")
 
@@ -452,8 +467,10 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
 
 
 def split(shape: ModelShape, tp: int) -> tuple[int | None, str]:
-    """(KV heads per GPU, why) for a split the docstring allows; (None, why not) otherwise (tp >= 1)."""
+    """(KV heads per GPU, why) for a split the docstring allows; (None, why not) otherwise."""
     h, kv = shape.num_heads, shape.num_kv_heads
+    if tp < 1:
+        return None, f"tp={tp} is not a number of GPUs (tp >= 1)"
     if h % tp:
         return None, f"tp={tp} does not divide the {h} query heads"
     if (kv % tp) if tp <= kv else (tp % kv):
@@ -537,6 +554,12 @@ class Load:
                 f"the whole KV cache divided by tp: past tp = num_kv_heads ({kv}) each GPU keeps a copy of "
                 "one KV head, so a request's cache per GPU stops shrinking",
                 floor0(self.quotient(heads=kv, kv_over=tp)),
+            )
+        if 0 < math.ceil(q) - q < 1e-3:
+            add(
+                f"a margin for float noise added before rounding down: the quotient is {q:.10f}, just under "
+                f"{math.ceil(q)}, so {max(0, math.floor(q))} whole requests fit",
+                max(0, math.ceil(q)),
             )
         add("rounded up (ceil): only whole requests that fit count, round down", max(0, math.ceil(q)))
         add("rounded to the nearest: only whole requests that fit count, round down", max(0, round(q)))
@@ -719,6 +742,8 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
     _r_error(fn, MODEL_CONFIGS["GPT-2 XL 1.5B"], 2)  # 25 query heads
     _r_error(fn, MODEL_CONFIGS["Qwen2-7B"], 7)  # 7 divides the 28 query heads, not the 4 KV heads
     _r_error(fn, MODEL_CONFIGS["Llama-2-13B"], 16)
+    for tp in (0, -1, -8):  # no GPUs, or a negative count: every divisibility test passes for -1 and -8
+        _r_error(fn, MODEL_CONFIGS["Llama-3-70B"], tp)
     # Every model, tp 1..16 and beyond, on two GPU sizes.
     for i, shape in enumerate(MODEL_CONFIGS.values()):
         _r_sweep(fn, shape, range(1, 17), 4096 + i)
@@ -736,12 +761,18 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
     _r_value(fn, Load(llama70, 1024, 2, 80.0, 0.9, "fp32", "fp16"))
     _r_value(fn, Load(_hand_made(8, 8, 64, 2, 77.0), 1000, 1, 80.0, 0.5, "int8", "int8"))
     _r_value(fn, Load(MODEL_CONFIGS["Llama-2-70B"], 131072, 2, 80.0, 0.9))
+    # No weights, 1 GiB and requests of 2**30 + 4 bytes: 0.9999999963 of a request, every quantity exact in
+    # floating point, so a margin against float noise before the floor shows.
+    _r_value(fn, Load(_hand_made(1, 1, 1, 1, 0.0), 2**28 + 1, 1, 1.0, 1.0, "fp16", "fp16"))
     # GPU sizes and utilizations, every dtype spelling for weights and cache.
     for gpu_gib, utilization in ((24.0, 0.9), (40.0, 0.85), (94.5, 0.92), (141.0, 1.0), (192.0, 0.5)):
         _r_value(fn, Load(MODEL_CONFIGS["Mistral-7B"], 8192, 2, gpu_gib, utilization))
     for weight_dtype in WEIGHT_DTYPES:
         for kv_dtype in KV_DTYPES:
             _r_value(fn, Load(MODEL_CONFIGS["Llama-3-8B"], 8192, 4, 48.0, 0.9, weight_dtype, kv_dtype))
+    for name in MORE_DTYPE_NAMES:
+        _r_value(fn, Load(MODEL_CONFIGS["Llama-3-8B"], 8192, 4, 48.0, 0.9, name, "bf16"))
+        _r_value(fn, Load(MODEL_CONFIGS["Llama-3-8B"], 8192, 4, 48.0, 0.9, "bf16", name))
     # The defaults, keywords, and loads far past the visible ones (contexts past 128k, batches past 1,000).
     _r_value(fn, Load(MODEL_CONFIGS["Llama-3-8B"], 8192, 1), how="defaults")
     _r_value(fn, Load(llama70, 8192, 32), how="defaults")
@@ -752,7 +783,9 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
     _r_value(fn, Load(MODEL_CONFIGS["GPT-2 124M"], 1, 1))
     # Two shapes with one name: the answer comes from this call's shape, never from a memo keyed by its name.
     twin = _r_value(fn, Load(TWINS[0], 100, 4))
-    _same_name(R_NAME, lambda: fn(TWINS[1], 100, 4, 80.0, 0.9, "bf16", "bf16"), twin)
-    _r_value(fn, Load(TWINS[1], 100, 4))
+    for which in (1, 2):
+        second = TWINS[which]
+        _same_name(R_NAME, lambda: fn(second, 100, 4, 80.0, 0.9, "bf16", "bf16"), twin, which)  # noqa: B023
+        _r_value(fn, Load(TWINS[which], 100, 4))
     _again(lambda: _r_value(fn, first), R_NAME)
     print("hidden tests passed")

@@ -99,6 +99,10 @@ WRONG_FIX_NOTES = {
         "the documents fill more than twice the pool's blocks (see the setup), so twice the tokens still "
         "leaves most of them out when their next question comes"
     ),
+    ("preemption", "paged KV: fixed-size blocks allocated on demand"): (
+        "this server already allocates its KV in blocks of 16 (see its setup), and 'KV blocks in use' is "
+        "near full while requests sit in host memory: what is short is how many tokens the pool holds"
+    ),
     ("preemption", "overlap host-device copies with compute"): (
         "the copies are a small share of the time ('time copying KV host<->device (modelled)'): hiding them "
         "would not stop the streams from freezing"

@@ -151,11 +151,14 @@ class _Case:
     seed: int
     grad: bool = True  # the caller's grad mode
     training: bool = False  # the model's mode
+    frozen: bool = False  # the caller froze some parameters (the embedding and the norms) before the call
 
     @property
     def what(self) -> str:
         mode = "grad enabled" if self.grad else "grad disabled (inside torch.no_grad())"
         train = ", model in training mode" if self.training else ""
+        if self.frozen:
+            train += ", the embedding and norm weights frozen by the caller (requires_grad False)"
         return f"{NAME}(model, a [{self.B}, {self.T}] prompt, n_new={self.N}) called with {mode}{train}"
 
 
@@ -192,6 +195,14 @@ def _check_model_state(case: _Case, requires_before: list[bool]) -> None:
     changed = [
         i for i, (p, was) in enumerate(zip(model.parameters(), requires_before)) if p.requires_grad != was
     ]
+    thawed = [i for i in changed if not requires_before[i]]
+    if thawed:
+        raise CheckFailed(
+            f"{what}: it switched requires_grad on for {len(thawed)} parameter(s) the caller had frozen: "
+            "restoring every parameter to requires_grad=True is not restoring it; remember each parameter's "
+            "own requires_grad before changing it and put that back (or leave requires_grad alone and use "
+            "torch.no_grad())"
+        )
     if changed:
         raise CheckFailed(
             f"{what}: it changed requires_grad of {len(changed)} parameter(s) and left them so: freezing the "
@@ -350,6 +361,11 @@ def _run(fn: Callable[..., Any], case: _Case) -> torch.Tensor:
     prompt = _prompt(model, case.B, case.T, case.seed)
     want = _reference(model, prompt, case.N)
     model.train(case.training)
+    original = [p.requires_grad for p in model.parameters()]
+    if case.frozen:
+        for name, p in model.named_parameters():
+            if "embed" in name or "norm" in name:
+                p.requires_grad_(False)
     requires = [p.requires_grad for p in model.parameters()]
     inference_before = torch.is_inference_mode_enabled()
     watch = _Watch(model)
@@ -366,7 +382,7 @@ def _run(fn: Callable[..., Any], case: _Case) -> torch.Tensor:
         _check_tokens(case, out, want)
     finally:
         model.eval()
-        for p, was in zip(model.parameters(), requires):
+        for p, was in zip(model.parameters(), original):
             p.requires_grad_(was)
     return out
 
@@ -402,6 +418,17 @@ def _check_error_path(fn: Callable[..., Any]) -> None:
     what = f"{NAME}(model, a [2, 28] prompt, n_new=10) on a model whose context is 32 positions"
     requires = [p.requires_grad for p in model.parameters()]
     raised = None
+    model_errors: list[BaseException] = []  # what the model itself raised (model(...) and model.forward(...))
+    inner = model.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except Exception as exc:
+            model_errors.append(exc)
+            raise
+
+    model.forward = forward
     try:
         with _modes(True):
             try:
@@ -419,6 +446,13 @@ def _check_error_path(fn: Callable[..., Any]) -> None:
         f"{what} returned, but the model raises once a position reaches the context: let the model's "
         "error propagate (do not catch it)",
     )
+    if model_errors and not isinstance(raised, type(model_errors[-1])):
+        mine = model_errors[-1]
+        raise CheckFailed(
+            f"{what}: the model raised {type(mine).__name__} ({str(mine)[:80]}...), and the call raised "
+            f"{type(raised).__name__} instead: let the model's error propagate as it is (a try/finally or a "
+            "`with` block restores the modes without catching it; if you catch it, re-raise it with `raise`)"
+        )
     expect(
         grad_after,
         f"{what}: the model raised midway ({type(raised).__name__}) and grad mode was left disabled: the "
@@ -454,6 +488,7 @@ def _hidden_cases() -> list[_Case]:
         _Case(model, B=4, T=7, N=0, seed=16, grad=False),
         _Case(gqa, B=5, T=3, N=9, seed=17, grad=False, training=True),
         _Case(model, B=2, T=100, N=20, seed=18),
+        _Case(model, B=2, T=5, N=4, seed=19, frozen=True),  # requires_grad put back as found, not to True
     ]
 
 

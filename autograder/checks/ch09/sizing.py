@@ -47,7 +47,7 @@ GPUS_REFERENCES = ("kvlib.sizing.gpus_needed", "kvlib.sizing")
 PREFIX_REFERENCES = ("kvlib.sizing.prefix_cached_bytes", "kvlib.sizing")
 
 # Every spelling the docstrings allow ("a name such as 'fp16', 'int8', 'int4' or a torch.dtype"; what
-# bytes_per_element accepts), 1/2, 1, 2, 4 and 8 bytes per element.
+# bytes_per_element accepts, 'half' and 'int2' too), 1/4, 1/2, 1, 2, 4 and 8 bytes per element.
 DTYPES = (
     "fp16",
     "bf16",
@@ -65,6 +65,9 @@ DTYPES = (
     "float16",
     "bfloat16",
     "float32",
+    "half",  # more names bytes_per_element accepts: "anything bytes_per_element accepts" (kv_gib)
+    "double",
+    "int2",
 )
 
 
@@ -326,22 +329,32 @@ def _run(fn: Callable[..., Any], ex: Exercise, cases: Iterable[Case]) -> None:
         _check(fn, ex, case)
 
 
+# Shapes named alike: the second differs from the first in its layers, KV heads and parameters, the third in
+# its KV heads and head_dim only (same name and layer count: a memo keyed by (name, num_layers) shows too).
+TWINS = (
+    (ModelShape("twin", 2, 8, 8, 64, 512, 256, 1.0, "grader"), "2 layers, 8 KV heads of 64, 1B parameters"),
+    (ModelShape("twin", 3, 8, 2, 64, 512, 256, 3.0, "grader"), "3 layers, 2 KV heads of 64, 3B parameters"),
+    (ModelShape("twin", 2, 8, 2, 32, 512, 256, 1.0, "grader"), "2 layers, 2 KV heads of 32, 1B parameters"),
+)
+
+
 def _same_name(fn: Callable[..., Any], ex: Exercise, make: Callable[[ModelShape], Case]) -> None:
-    """Two shapes with one name: the answer comes from this call's numbers, never from a memo by name."""
-    first = ModelShape("twin", 2, 8, 8, 64, 512, 256, 1.0, "grader")
-    second = ModelShape("twin", 3, 8, 2, 64, 512, 256, 3.0, "grader")
+    """Shapes with one name: the answer comes from this call's numbers, never from a memo by name."""
+    (first, first_is), *others = TWINS
     _check(fn, ex, make(first))
-    try:
-        got = as_number(_invoke(fn, ex, make(second)), "twin")
-    except Exception:  # noqa: BLE001 - _check below reports it
-        got = None
-    if got is not None and ex.accepts(make(first), got) and not ex.accepts(make(second), got):
-        raise CheckFailed(
-            f"{ex.name} answered for a second shape named 'twin' (3 layers, 2 KV heads, 3B parameters) the "
-            "answer of an earlier call with another shape of that name (2 layers, 8 KV heads, 1B): the "
-            "result must come from this call's shape, not from a memo or a variable kept between calls"
-        )
-    _check(fn, ex, make(second))
+    for other, other_is in others:
+        try:
+            got = as_number(_invoke(fn, ex, make(other)), "twin")
+        except Exception:  # noqa: BLE001 - _check below reports it
+            got = None
+        if got is not None and ex.accepts(make(first), got) and not ex.accepts(make(other), got):
+            raise CheckFailed(
+                f"{ex.name} answered for another shape named 'twin' ({other_is}) the answer of an earlier "
+                f"call with a shape of that name ({first_is}): the result must come from this call's shape, "
+                "not from a memo or a variable kept between calls (keyed by the name, or by the name and "
+                "some of the sizes)"
+            )
+        _check(fn, ex, make(other))
 
 
 def _again(fn: Callable[..., Any], ex: Exercise, case: Case) -> None:
@@ -624,6 +637,17 @@ def _gpus_slips(case: Case) -> dict[str, tuple[str, int]]:
         "0 GPUs for a load of no bytes: the docstring promises an int >= 1 (max(1, ...))",
         math.ceil(r),
     )
+    out["round_half"] = (
+        "round(x + 0.5) as a ceiling: round() sends halves to the even neighbour, so a load that fills an "
+        "odd number of GPUs exactly gets one too many; use math.ceil",
+        max(1, round(r + Fraction(1, 2))),
+    )
+    if 0 < r - math.floor(r) < Fraction(1, 100):
+        out["margin"] = (
+            f"the ratio rounded (or a margin for float noise subtracted) before the ceiling: the load needs "
+            f"{float(r):.7f} GPUs, and even one token past {math.floor(r)} full GPUs needs one more",
+            max(1, math.floor(r)),
+        )
     want = _gpus_expected(case)
     return {k: v for k, v in out.items() if v[1] not in want}
 
@@ -683,6 +707,11 @@ def gpus_needed_hidden(fn: Callable[..., Any]) -> None:
         _gpus_case(NO_WEIGHTS, 1024, 4096, 1.0, 1.0, "fp16", "fp16", strict=True),  # exactly 8 GPUs, full
         _gpus_case(NO_WEIGHTS, 2048, 4096, 2.0, 0.5, "fp16", "fp16", strict=True),  # exactly 16
         _gpus_case(NO_WEIGHTS, 1025, 4096, 1.0, 1.0, "fp16", "fp16", strict=True),  # 8 and a bit: 9
+        _gpus_case(NO_WEIGHTS, 1152, 4096, 1.0, 1.0, "fp16", "fp16", strict=True),  # exactly 9 (odd)
+        _gpus_case(NO_WEIGHTS, 384, 4096, 1.0, 1.0, "fp16", "fp16", strict=True),  # exactly 3
+        # 8 GiB and one token (2 KiB): 9 GPUs, so a ratio rounded to a few decimals or a "float noise"
+        # margin before the ceiling shows
+        _gpus_case(NO_WEIGHTS, 1, 4 * 2**20 + 1, 1.0, 1.0, "fp16", "fp16", strict=True),
         _gpus_case(ODD, 1000, 4096, 0.25, 0.9, "int8", "fp16"),
         _gpus_case(MODEL_CONFIGS["Gemma-7B"], 0, 2048, 1.0, 0.5, "bf16", "fp32"),
         _gpus_case(MODEL_CONFIGS["Qwen2-7B"], 3, 100_000, 2.0, 0.95, "int4", "fp8"),
@@ -915,6 +944,7 @@ def prefix_cached_bytes_hidden(fn: Callable[..., Any]) -> None:
         _prefix_case(ODD, 5, 3, 3, 16, "int4"),  # the prompt is shorter than a block: nothing shared
         _prefix_case(ODD, 64, 48, 5, 16, "int8"),  # a prompt of whole blocks
         _prefix_case(ODD, 64, 0, 5, 16, "int8"),  # ... and no suffix: users hold nothing of their own
+        _prefix_case(ODD, 40, 0, 6, 16, "fp16"),  # no suffix, a partial block: still each user's own
         _prefix_case(ODD, 0, 33, 5, 16, "fp16"),  # no prompt
         _prefix_case(ODD, 0, 0, 5, 16, "fp16"),  # nothing at all
         _prefix_case(ODD, 77, 50, 0, 32, "bf16"),  # no users, no bytes

@@ -1,0 +1,16 @@
+# MISTAKE: rounds the ratio to 2 decimals before the ceiling, against float noise: a load just past k full GPUs gets k
+# EXPECT: rounded (or a margin for float noise subtracted) before the ceiling
+def gpus_needed(
+    shape, n_requests, seq_len, gpu_gib=80.0, utilization=0.9, weight_dtype="bf16", kv_dtype="bf16"
+) -> int:
+    weights = shape.params_b * 1e9 * bytes_per_element(weight_dtype)
+    kv = (
+        2
+        * shape.num_layers
+        * shape.num_kv_heads
+        * shape.head_dim
+        * seq_len
+        * n_requests
+        * bytes_per_element(kv_dtype)
+    )
+    return max(1, math.ceil(round((weights + kv) / (utilization * gpu_gib * 2**30), 2)))
