@@ -19,6 +19,7 @@ import torch
 from exercise_edits import edited_solution, failure_message
 
 from autograder.checks.ch09 import capacity, roofline
+from autograder.checks.ch09.shapes import hand_made
 from autograder.harness import run_exercise
 from kvlib.memory import MODEL_CONFIGS, ModelShape, bytes_per_element, kv_heads_per_gpu
 from kvlib.roofline import decode_step_costs
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.ch09, pytest.mark.autograder]
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "solutions" / "09_interview.ipynb"
-SHAPES = [*MODEL_CONFIGS.values(), capacity._hand_made(12, 3, 5), capacity._hand_made(30, 5, 96, 5, 9.0)]
+SHAPES = [*MODEL_CONFIGS.values(), hand_made(12, 3, 5), hand_made(30, 5, 96, 5, 9.0)]
 
 
 # --- the grader's arithmetic is kvlib's ------------------------------------------------------------------

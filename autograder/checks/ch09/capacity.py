@@ -36,6 +36,7 @@ from kvlib.memory import MODEL_CONFIGS, ModelShape, bytes_per_element
 
 from ..common import CheckFailed, as_int, as_number
 from ..delegation import graded
+from .shapes import hand_made, shape_label
 
 Q_NAME = "quantized_kv_bytes"
 R_NAME = "max_requests_per_gpu"
@@ -58,32 +59,6 @@ MORE_DTYPE_NAMES = ("float16", "bfloat16", "float32", "half", "int2", "float8_e4
 # tp values past 16: some split a model of MODEL_CONFIGS (25, 28, 40, 64, 128 query heads), some none.
 LARGE_TPS = (20, 24, 25, 28, 32, 40, 48, 64, 96, 128, 256)
 NEAR_TIE = 1e-9
-
-
-def _hand_made(
-    num_heads: int, num_kv_heads: int, head_dim: int, num_layers: int = 4, params_b: float = 1.5
-) -> ModelShape:
-    return ModelShape(
-        f"a hand-made shape ({num_layers} layers, {num_heads} query heads, {num_kv_heads} KV heads of "
-        f"head_dim {head_dim}, {params_b:g}B parameters)",
-        num_layers,
-        num_heads,
-        num_kv_heads,
-        head_dim,
-        num_heads * head_dim,
-        4096,
-        params_b,
-        "grader",
-    )
-
-
-def _model(shape: ModelShape) -> str:
-    if shape.name.startswith("a hand-made"):
-        return shape.name
-    return (
-        f"{shape.name} ({shape.num_layers} layers, {shape.num_heads} query heads, {shape.num_kv_heads} KV "
-        f"heads of {shape.head_dim}, {shape.params_b:g}B parameters)"
-    )
 
 
 def _bytes(dtype: Any) -> Fraction:
@@ -209,7 +184,7 @@ def _same_name(name: str, second: Callable[[], Any], first_answer: int, which: i
 
 def _q_label(shape: ModelShape, seq_len: int, bits: Any, group: Any, batch: int, scale_dtype: Any) -> str:
     return (
-        f"{Q_NAME}({_model(shape)}, seq_len={seq_len}, bits={bits}, group_size={group}, batch={batch}, "
+        f"{Q_NAME}({shape_label(shape)}, seq_len={seq_len}, bits={bits}, group_size={group}, batch={batch}, "
         f"scale_dtype={scale_dtype!r})"
     )
 
@@ -339,8 +314,8 @@ def _q_value(
         assert (group, batch, scale_dtype) == (64, 1, "fp16")
         args, kwargs = (shape, seq_len, bits), {}
         label = (
-            f"{Q_NAME}({_model(shape)}, seq_len={seq_len}, bits={bits}) (group_size, batch and scale_dtype "
-            "left to their defaults, 64, 1 and 'fp16')"
+            f"{Q_NAME}({shape_label(shape)}, seq_len={seq_len}, bits={bits}) (group_size, batch and "
+            "scale_dtype left to their defaults, 64, 1 and 'fp16')"
         )
     elif how == "keywords":
         args = (shape,)
@@ -396,7 +371,7 @@ def quantized_kv_bytes_visible(fn: Callable[..., Any]) -> None:
     _q_value(fn, llama3, 131072, 4, 32)
     _q_value(fn, llama3, 1024, 8, 64, 3)
     _q_value(fn, MODEL_CONFIGS["Llama-2-70B"], 4096, 2, 128, 2, "bf16")
-    _q_value(fn, _hand_made(4, 2, 6, 2), 10, 2, 3, 2)  # 6 codes of 2 bits: 12 bits fill 2 bytes, not 1.5
+    _q_value(fn, hand_made(4, 2, 6, 2), 10, 2, 3, 2)  # 6 codes of 2 bits: 12 bits fill 2 bytes, not 1.5
     _q_error(fn, llama3, 3, 64)
     _q_error(fn, llama3, 4, 48)
     print("visible tests passed")
@@ -425,7 +400,7 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
         (2, 1, 3, 5),
         (4, 4, 100, 2),
     ):
-        shape = _hand_made(heads, kv, d, layers)
+        shape = hand_made(heads, kv, d, layers)
         for bits in (2, 4, 8):
             for group in _divisors(d):
                 _q_value(fn, shape, 7, bits, group, 2)
@@ -433,9 +408,9 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
     for scale_dtype in SCALE_DTYPES:
         _q_value(fn, llama3, 2048, 4, 64, 2, scale_dtype)
         _q_value(fn, MODEL_CONFIGS["Qwen2-7B"], 1000, 2, 32, 3, scale_dtype)
-        _q_value(fn, _hand_made(3, 1, 5, 3), 11, 4, 5, 1, scale_dtype)
-    _q_value(fn, _hand_made(12, 4, 80, 3), 1001, 4, 16, 1, torch.float32)
-    _q_value(fn, _hand_made(12, 4, 96, 3), 333, 2, 96, 9)
+        _q_value(fn, hand_made(3, 1, 5, 3), 11, 4, 5, 1, scale_dtype)
+    _q_value(fn, hand_made(12, 4, 80, 3), 1001, 4, 16, 1, torch.float32)
+    _q_value(fn, hand_made(12, 4, 96, 3), 333, 2, 96, 9)
     # The defaults (group_size 64, batch 1, fp16 scales), keywords, and loads far past the visible ones.
     _q_value(fn, llama3, 8192, 4, how="defaults")
     _q_value(fn, MODEL_CONFIGS["Gemma-7B"], 8192, 2, how="defaults")
@@ -451,8 +426,8 @@ def quantized_kv_bytes_hidden(fn: Callable[..., Any]) -> None:
                          (llama3, -64), (llama3, -1)):  # fmt: skip
         _q_error(fn, shape, 4, group)
     for group in (4, 5, 12):
-        _q_error(fn, _hand_made(4, 2, 6, 2), 2, group)
-    _q_error(fn, _hand_made(3, 1, 5, 3), 8, 2)
+        _q_error(fn, hand_made(4, 2, 6, 2), 2, group)
+    _q_error(fn, hand_made(3, 1, 5, 3), 8, 2)
     _q_error(fn, MODEL_CONFIGS["Gemma-7B"], 2, 96)
     # Two shapes with one name: the answer comes from this call's shape, never from a memo keyed by its name.
     twin = _q_value(fn, TWINS[0], 100, 4, 32)
@@ -494,8 +469,9 @@ class Load:
 
     def label(self) -> str:
         return (
-            f"{R_NAME}({_model(self.shape)}, seq_len={self.seq_len}, tp={self.tp}, gpu_gib={self.gpu_gib}, "
-            f"utilization={self.utilization}, weight_dtype={self.weight_dtype!r}, kv_dtype={self.kv_dtype!r})"
+            f"{R_NAME}({shape_label(self.shape)}, seq_len={self.seq_len}, tp={self.tp}, "
+            f"gpu_gib={self.gpu_gib}, utilization={self.utilization}, weight_dtype={self.weight_dtype!r}, "
+            f"kv_dtype={self.kv_dtype!r})"
         )
 
     def quotient(self, heads: int | None = None, **slip: Any) -> float:
@@ -653,8 +629,8 @@ def _r_value(fn: Callable[..., Any], load: Load, how: str = "positional") -> int
         )
         args, kwargs = (load.shape, load.seq_len, load.tp), {}
         label = (
-            f"{R_NAME}({_model(load.shape)}, seq_len={load.seq_len}, tp={load.tp}) (the rest left to their "
-            "defaults: gpu_gib=80.0, utilization=0.9, weight_dtype='bf16', kv_dtype='bf16')"
+            f"{R_NAME}({shape_label(load.shape)}, seq_len={load.seq_len}, tp={load.tp}) (the rest left to "
+            "their defaults: gpu_gib=80.0, utilization=0.9, weight_dtype='bf16', kv_dtype='bf16')"
         )
     elif how == "keywords":
         names = ("seq_len", "tp", "gpu_gib", "utilization", "weight_dtype", "kv_dtype")
@@ -722,7 +698,7 @@ def max_requests_per_gpu_visible(fn: Callable[..., Any]) -> None:
     _r_value(fn, Load(MODEL_CONFIGS["Llama-3.1-405B"], 8192, 8))
     _r_value(fn, Load(MODEL_CONFIGS["Llama-3-8B"], 32768, 4, 40.0, 0.95, "bf16", "fp8"))
     _r_error(fn, MODEL_CONFIGS["Qwen2-7B"], 8)  # 28 query heads
-    _r_error(fn, _hand_made(12, 3, 64), 4)  # more GPUs than KV heads, not a multiple of them
+    _r_error(fn, hand_made(12, 3, 64), 4)  # more GPUs than KV heads, not a multiple of them
     print("visible tests passed")
 
 
@@ -734,10 +710,10 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
     first = Load(llama70, 8192, 16, 141.0, 0.95, "fp8", "bf16")
     _r_value(fn, first)
     # The split rules one at a time, on shapes whose KV heads do not split evenly.
-    three = _hand_made(12, 3, 64, 8, 20.0)
+    three = hand_made(12, 3, 64, 8, 20.0)
     for tp in (1, 3, 6, 12):
         _r_value(fn, Load(three, 5000, tp))
-    for shape, tp in ((three, 2), (three, 4), (_hand_made(12, 4, 64), 8), (_hand_made(12, 6, 64), 4)):
+    for shape, tp in ((three, 2), (three, 4), (hand_made(12, 4, 64), 8), (hand_made(12, 6, 64), 4)):
         _r_error(fn, shape, tp)
     _r_error(fn, MODEL_CONFIGS["GPT-2 XL 1.5B"], 2)  # 25 query heads
     _r_error(fn, MODEL_CONFIGS["Qwen2-7B"], 7)  # 7 divides the 28 query heads, not the 4 KV heads
@@ -749,9 +725,9 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
         _r_sweep(fn, shape, range(1, 17), 4096 + i)
         _r_sweep(fn, shape, LARGE_TPS, shape.max_seq_len + 1, gpu_gib=141.0, utilization=0.95)
     for shape in (
-        _hand_made(24, 6, 80, 3, 2.5),
-        _hand_made(16, 1, 128, 2, 1.0),
-        _hand_made(30, 5, 96, 5, 9.0),
+        hand_made(24, 6, 80, 3, 2.5),
+        hand_made(16, 1, 128, 2, 1.0),
+        hand_made(30, 5, 96, 5, 9.0),
     ):
         _r_sweep(fn, shape, range(1, 33), 2049)
     # Weights that do not fit (0, never negative), far and barely; weights that fit, no room for a request.
@@ -759,11 +735,11 @@ def max_requests_per_gpu_hidden(fn: Callable[..., Any]) -> None:
         _r_value(fn, Load(MODEL_CONFIGS["Llama-3.1-405B"], 4096, tp))
     _r_value(fn, Load(llama70, 1024, 1, 80.0, 0.9, "fp16", "fp16"))
     _r_value(fn, Load(llama70, 1024, 2, 80.0, 0.9, "fp32", "fp16"))
-    _r_value(fn, Load(_hand_made(8, 8, 64, 2, 77.0), 1000, 1, 80.0, 0.5, "int8", "int8"))
+    _r_value(fn, Load(hand_made(8, 8, 64, 2, 77.0), 1000, 1, 80.0, 0.5, "int8", "int8"))
     _r_value(fn, Load(MODEL_CONFIGS["Llama-2-70B"], 131072, 2, 80.0, 0.9))
     # No weights, 1 GiB and requests of 2**30 + 4 bytes: 0.9999999963 of a request, every quantity exact in
     # floating point, so a margin against float noise before the floor shows.
-    _r_value(fn, Load(_hand_made(1, 1, 1, 1, 0.0), 2**28 + 1, 1, 1.0, 1.0, "fp16", "fp16"))
+    _r_value(fn, Load(hand_made(1, 1, 1, 1, 0.0), 2**28 + 1, 1, 1.0, 1.0, "fp16", "fp16"))
     # GPU sizes and utilizations, every dtype spelling for weights and cache.
     for gpu_gib, utilization in ((24.0, 0.9), (40.0, 0.85), (94.5, 0.92), (141.0, 1.0), (192.0, 0.5)):
         _r_value(fn, Load(MODEL_CONFIGS["Mistral-7B"], 8192, 2, gpu_gib, utilization))

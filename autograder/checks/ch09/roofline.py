@@ -27,6 +27,7 @@ from kvlib.memory import MODEL_CONFIGS, ModelShape, bytes_per_element
 
 from ..common import CheckFailed
 from ..delegation import graded
+from .shapes import hand_made, shape_label
 
 NAME = "decode_step_costs"
 REFERENCES = ("kvlib.roofline.decode_step_costs",)
@@ -34,32 +35,6 @@ KEYS = ("matmul_flops", "matmul_bytes", "attention_flops", "attention_bytes")
 REL_TOL = 1e-9
 DTYPES = ("bf16", torch.bfloat16, "bfloat16", "fp16", torch.float16, "float16", "fp32", torch.float32, "fp8",
           "int8", torch.int8, "int4", "float32", "half", "int2", "float8_e4m3fn")  # fmt: skip
-
-
-def _hand_made(
-    num_heads: int, num_kv_heads: int, head_dim: int, num_layers: int = 4, params_b: float = 1.5
-) -> ModelShape:
-    return ModelShape(
-        f"a hand-made shape ({num_layers} layers, {num_heads} query heads, {num_kv_heads} KV heads of "
-        f"head_dim {head_dim}, {params_b:g}B parameters)",
-        num_layers,
-        num_heads,
-        num_kv_heads,
-        head_dim,
-        num_heads * head_dim,
-        4096,
-        params_b,
-        "grader",
-    )
-
-
-def _model(shape: ModelShape) -> str:
-    if shape.name.startswith("a hand-made"):
-        return shape.name
-    return (
-        f"{shape.name} ({shape.num_layers} layers, {shape.num_heads} query heads, {shape.num_kv_heads} KV "
-        f"heads of {shape.head_dim}, {shape.params_b:g}B parameters)"
-    )
 
 
 def costs(
@@ -160,7 +135,7 @@ def _close(a: float, b: float) -> bool:
 
 
 def _label(shape: ModelShape, batch: int, context_len: int, dtype: Any) -> str:
-    return f"{NAME}({_model(shape)}, batch={batch}, context_len={context_len}, dtype={dtype!r})"
+    return f"{NAME}({shape_label(shape)}, batch={batch}, context_len={context_len}, dtype={dtype!r})"
 
 
 def _formula(key: str) -> str:
@@ -204,7 +179,9 @@ def _check(
     if how == "default":
         assert dtype == "bf16"
         args, kwargs = (shape, batch, context_len), {}
-        label = f"{NAME}({_model(shape)}, batch={batch}, context_len={context_len}) (dtype left to 'bf16')"
+        label = (
+            f"{NAME}({shape_label(shape)}, batch={batch}, context_len={context_len}) (dtype left to 'bf16')"
+        )
     elif how == "keywords":
         args, kwargs = (shape,), {"batch": batch, "context_len": context_len, "dtype": dtype}
         label += " (every argument after shape by keyword)"
@@ -321,8 +298,8 @@ def decode_step_costs_hidden(fn: Callable[..., Any]) -> None:
         for batch in (1, 7, 256):
             _check(fn, shape, batch, 1000 + i, "bf16")
         _check(fn, shape, 1000, shape.max_seq_len + 1, "fp16")
-    for shape in (_hand_made(12, 4, 64), _hand_made(21, 3, 80, 3, 0.7), _hand_made(16, 1, 96, 2, 2.25),
-                  _hand_made(7, 7, 5, 6, 0.05), _hand_made(24, 3, 6, 5, 13.0)):  # fmt: skip
+    for shape in (hand_made(12, 4, 64), hand_made(21, 3, 80, 3, 0.7), hand_made(16, 1, 96, 2, 2.25),
+                  hand_made(7, 7, 5, 6, 0.05), hand_made(24, 3, 6, 5, 13.0)):  # fmt: skip
         for batch, context_len in ((1, 1), (5, 999), (33, 4097)):
             _check(fn, shape, batch, context_len, "fp16")
     for dtype in DTYPES:
