@@ -56,6 +56,7 @@ GPU_SPECS: dict[str, GpuSpec] = {
     "H200 SXM": GpuSpec("H200 SXM", 989.4e12, 4.8e12, "NVIDIA H200 Tensor Core GPU datasheet"),
     "A100 80GB SXM": GpuSpec("A100 80GB SXM", 312e12, 2.039e12, "NVIDIA A100 Tensor Core GPU datasheet"),
     "L40S": GpuSpec("L40S", 362.05e12, 0.864e12, "NVIDIA L40S datasheet"),
+    "A10": GpuSpec("A10", 125e12, 0.6e12, "NVIDIA A10 Tensor Core GPU datasheet"),
 }
 
 

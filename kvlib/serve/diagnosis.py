@@ -56,6 +56,7 @@ from kvlib.paged.allocators import ContiguousAllocator, PagedAllocator
 from kvlib.paged.manager import BlockManager
 from kvlib.paged.simulate import StreamResult, simulate_stream
 from kvlib.paged.workload import Request, chat_workload
+from kvlib.roofline import GPU_SPECS
 from kvlib.serve.block_count import BlockCountMemory
 from kvlib.serve.scheduler import Scheduler, SequenceState
 from kvlib.serve.workload import poisson_arrivals
@@ -76,8 +77,8 @@ __all__ = [
 
 MODEL = MODEL_CONFIGS["Llama-2-7B"]
 GPU = "NVIDIA A10 (24 GB)"
-HBM_BYTES_PER_S = 600e9  # A10 data sheet: 600 GB/s GDDR6
-PEAK_FLOPS = 125e12  # A10 data sheet: 125 TFLOPS dense fp16 tensor math (250 with sparsity)
+HBM_BYTES_PER_S = GPU_SPECS["A10"].bandwidth  # 600 GB/s of GDDR6
+PEAK_FLOPS = GPU_SPECS["A10"].peak_flops  # 125 TFLOPS of dense 16-bit tensor math (250 with sparsity)
 PCIE_BYTES_PER_S = 25e9  # assumed: ~80% of PCIe 4.0 x16's 31.5 GB/s per direction (see module docstring)
 WEIGHT_BYTES = MODEL.params_b * 1e9 * 2  # fp16
 KV_BYTES_PER_TOKEN = MODEL.kv_bytes_per_token("fp16")  # 524,288: 2 * 32 layers * 32 heads * 128 * 2 bytes
