@@ -20,19 +20,14 @@ Example: ``python -m kvlib.bench prefix-eviction --requests 256 --repeats 3``.
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from collections import deque
 from dataclasses import dataclass
 
+from kvlib.paged.workload import Trace, shared_prefix_trace
 from kvlib.validate import nonnegative_int_arg, positive_int_arg
 
 CACHES = ("hash", "radix")
-# token ids above any vocabulary: a group's prefix and each question start with one of their own,
-# so groups never share a block and questions never share one with each other
-PREFIX_TOKEN, QUESTION_TOKEN, VOCAB = 100_000, 200_000, 32_000
-
-Trace = list[tuple[list[int], list[int]]]  # (prompt, output tokens) per request, in arrival order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,24 +64,6 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             f"{_blocks_per_request(args)} blocks each, >= {minimum} blocks (the replay does not preempt), "
             f"got {args.small_pool}"
         )
-
-
-def shared_prefix_trace(
-    requests: int, groups: int, prefix_len: int, question_len: int, output_len: int, seed: int = 0
-) -> Trace:
-    """``requests`` ``(prompt, output)`` pairs; each prompt is one of ``groups`` shared prefixes (drawn
-    at random per request) followed by a question of its own."""
-    rng = random.Random(seed)
-
-    def tokens(first: int, n: int) -> list[int]:
-        return [first] + [rng.randrange(VOCAB) for _ in range(n - 1)]
-
-    prefixes = [tokens(PREFIX_TOKEN + g, prefix_len) for g in range(groups)]
-    trace = []
-    for i in range(requests):
-        prompt = prefixes[rng.randrange(groups)] + tokens(QUESTION_TOKEN + i, question_len)
-        trace.append((prompt, [rng.randrange(VOCAB) for _ in range(output_len)]))
-    return trace
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ show (prompts of a few hundred tokens, outputs of a few hundred tokens), not fit
 
 :data:`WORKLOADS` holds that preset and two more, with the mean lengths of the vLLM paper's
 sharing data sets (ShareGPT, Alpaca), for :mod:`kvlib.paged.sharing`.
+
+*Shared-prefix trace* (:func:`shared_prefix_trace`): prompts that start with one of a few shared
+prefixes, for the prefix-eviction benchmark and chapter 09's prefix-cache diagnosis.
 """
 
 from __future__ import annotations
@@ -93,3 +96,28 @@ def chat_workload(
         o = min(max(1, round(rng.lognormvariate(math.log(output_median), output_sigma))), max_len - p)
         out.append(Request(p, o))
     return out
+
+
+# token ids above any vocabulary: a group's prefix and each question start with one of their own,
+# so groups never share a block and questions never share one with each other
+PREFIX_TOKEN, QUESTION_TOKEN, VOCAB = 100_000, 200_000, 32_000
+
+Trace = list[tuple[list[int], list[int]]]  # (prompt, output tokens) per request, in arrival order
+
+
+def shared_prefix_trace(
+    requests: int, groups: int, prefix_len: int, question_len: int, output_len: int, seed: int = 0
+) -> Trace:
+    """``requests`` ``(prompt, output)`` pairs; each prompt is one of ``groups`` shared prefixes (drawn
+    at random per request) followed by a question of its own."""
+    rng = random.Random(seed)
+
+    def tokens(first: int, n: int) -> list[int]:
+        return [first] + [rng.randrange(VOCAB) for _ in range(n - 1)]
+
+    prefixes = [tokens(PREFIX_TOKEN + g, prefix_len) for g in range(groups)]
+    trace = []
+    for i in range(requests):
+        prompt = prefixes[rng.randrange(groups)] + tokens(QUESTION_TOKEN + i, question_len)
+        trace.append((prompt, [rng.randrange(VOCAB) for _ in range(output_len)]))
+    return trace

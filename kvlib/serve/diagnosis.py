@@ -50,12 +50,11 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kvlib.bench.prefix_eviction import PREFIX_TOKEN, shared_prefix_trace
 from kvlib.memory import MODEL_CONFIGS, GiB
 from kvlib.paged.allocators import ContiguousAllocator, PagedAllocator
 from kvlib.paged.manager import BlockManager
 from kvlib.paged.simulate import StreamResult, simulate_stream
-from kvlib.paged.workload import Request, chat_workload
+from kvlib.paged.workload import PREFIX_TOKEN, Request, chat_workload, shared_prefix_trace
 from kvlib.roofline import GPU_SPECS
 from kvlib.serve.block_count import BlockCountMemory
 from kvlib.serve.scheduler import Scheduler, SequenceState
