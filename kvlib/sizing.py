@@ -53,6 +53,12 @@ def kv_gib(shape: ModelShape, seq_len: int, batch: int = 1, dtype: torch.dtype |
     return shape.kv_bytes(seq_len, batch, dtype) / GiB
 
 
+def usable_bytes(gpu_gib: float, utilization: float) -> float:
+    """Bytes of one GPU an engine lets itself use: ``utilization * gpu_gib * 2**30`` (vLLM's
+    ``gpu_memory_utilization``; an "80GB" card holds 80 GiB)."""
+    return _require_positive("utilization", utilization, 1.0) * _require_positive("gpu_gib", gpu_gib) * GiB
+
+
 def weight_bytes(shape: ModelShape, dtype: torch.dtype | str = "bf16") -> float:
     """Bytes of the weights: ``params_b * 10**9`` parameters of ``bytes_per_element(dtype)`` each."""
     _require_shape(shape)
@@ -78,7 +84,7 @@ def gpus_needed(
     """
     n_requests = require_int("n_requests", n_requests, minimum=0)
     seq_len = require_int("seq_len", seq_len, minimum=0)
-    usable = _require_positive("utilization", utilization, 1.0) * _require_positive("gpu_gib", gpu_gib) * GiB
+    usable = usable_bytes(gpu_gib, utilization)
     total = weight_bytes(shape, weight_dtype) + shape.kv_bytes(seq_len, n_requests, kv_dtype)
     return max(1, math.ceil(total / usable))
 
@@ -172,7 +178,7 @@ def max_requests_per_gpu(
     _require_shape(shape)
     seq_len = require_int("seq_len", seq_len, minimum=1)
     heads = kv_heads_per_gpu(shape, tp)
-    usable = _require_positive("utilization", utilization, 1.0) * _require_positive("gpu_gib", gpu_gib) * GiB
+    usable = usable_bytes(gpu_gib, utilization)
     free = usable - weight_bytes(shape, weight_dtype) / tp
     per_request = kv_cache_bytes(shape.num_layers, heads, shape.head_dim, seq_len, 1, kv_dtype)
     return max(0, math.floor(free / per_request))
