@@ -125,3 +125,21 @@ def shown(value: Any) -> str:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return f"{value.item()!r} (a one-element tensor)"
     return f"{value!r:.80}"
+
+
+def expect_value_error(
+    fn: Callable[..., Any], name: str, label: str, args: tuple, why: str, hint: str = ""
+) -> None:
+    """``fn(*args)`` must raise ValueError (``why`` says which docstring rule); ``label`` names the call and
+    ``hint`` is added when another exception comes instead."""
+    try:
+        got = fn(*args)
+    except ValueError:
+        return
+    except NotImplementedError:
+        raise CheckFailed(f"{name} is not implemented yet (it raised NotImplementedError)") from None
+    except Exception as exc:  # noqa: BLE001 - the promised error is ValueError, not another one
+        raise CheckFailed(
+            f"{label} must raise ValueError ({why}), got {type(exc).__name__}: {exc}{hint}"
+        ) from None
+    raise CheckFailed(f"{label} must raise ValueError ({why}), but it returned {got!r}")

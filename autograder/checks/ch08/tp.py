@@ -19,7 +19,7 @@ import torch
 
 from kvlib.memory import MODEL_CONFIGS, ModelShape, bytes_per_element, kv_cache_bytes
 
-from ..common import CheckFailed, as_int, as_number
+from ..common import CheckFailed, as_int, as_number, expect_value_error
 from ..delegation import graded
 
 REFERENCES = ("kvlib.memory.kv_bytes_per_gpu", "kvlib.memory.kv_heads_per_gpu")
@@ -204,18 +204,8 @@ def _error(fn: Callable[..., Any], shape: ModelShape, tp: int, seq_len: int = 10
     heads, why = _split(shape, tp)
     assert heads is None, why
     label = _label(shape, tp, seq_len, batch, torch.float16)
-    try:
-        got = fn(shape, tp, seq_len, batch, torch.float16)
-    except ValueError:
-        return
-    except NotImplementedError:
-        raise CheckFailed(f"{NAME} is not implemented yet (it raised NotImplementedError)") from None
-    except Exception as exc:  # noqa: BLE001 - the promised error is ValueError, not another one
-        raise CheckFailed(
-            f"{label} must raise ValueError ({why}), got {type(exc).__name__}: {exc}"
-            + (": check tp < 1 before dividing by it" if tp == 0 else "")
-        ) from None
-    raise CheckFailed(f"{label} must raise ValueError ({why}), but it returned {got!r}")
+    hint = ": check tp < 1 before dividing by it" if tp == 0 else ""
+    expect_value_error(fn, NAME, label, (shape, tp, seq_len, batch, torch.float16), why, hint)
 
 
 def _sweep(fn: Callable[..., Any], shape: ModelShape, tps: Any, seq_len: int, batch: int, dtype: Any) -> None:

@@ -34,7 +34,7 @@ import torch
 
 from kvlib.memory import MODEL_CONFIGS, ModelShape, bytes_per_element
 
-from ..common import CheckFailed, as_int, as_number
+from ..common import CheckFailed, as_int, as_number, expect_value_error
 from ..delegation import graded
 from .shapes import hand_made, shape_label
 
@@ -125,18 +125,6 @@ def _compare(
     if mistakes:  # two slips may give one number: name the likeliest two
         raise CheckFailed(f"{label} returned {got!r}, expected {want}: " + "; or ".join(mistakes[:2]))
     raise CheckFailed(f"{label} returned {got!r}, expected {want} = {otherwise}")
-
-
-def _expect_value_error(fn: Callable[..., Any], name: str, label: str, args: tuple, why: str) -> None:
-    try:
-        got = fn(*args)
-    except ValueError:
-        return
-    except NotImplementedError:
-        raise CheckFailed(f"{name} is not implemented yet (it raised NotImplementedError)") from None
-    except Exception as exc:  # noqa: BLE001 - the promised error is ValueError, not another one
-        raise CheckFailed(f"{label} must raise ValueError ({why}), got {type(exc).__name__}: {exc}") from None
-    raise CheckFailed(f"{label} must raise ValueError ({why}), but it returned {got!r}")
 
 
 def _again(first: Callable[[], Any], what: str) -> None:
@@ -356,7 +344,7 @@ def _q_error(fn: Callable[..., Any], shape: ModelShape, bits: Any, group: Any, s
         assert shape.head_dim % group, (shape.head_dim, group)
         why = f"group_size={group} does not divide head_dim={shape.head_dim}"
     label = _q_label(shape, seq_len, bits, group, 1, "fp16")
-    _expect_value_error(fn, Q_NAME, label, (shape, seq_len, bits, group, 1, "fp16"), why)
+    expect_value_error(fn, Q_NAME, label, (shape, seq_len, bits, group, 1, "fp16"), why)
 
 
 def _divisors(n: int) -> list[int]:
@@ -677,7 +665,7 @@ def _r_value(fn: Callable[..., Any], load: Load, how: str = "positional") -> int
 def _r_error(fn: Callable[..., Any], shape: ModelShape, tp: int, seq_len: int = 4096) -> None:
     heads, why = split(shape, tp)
     assert heads is None, why
-    _expect_value_error(fn, R_NAME, Load(shape, seq_len, tp).label(), (shape, seq_len, tp), why)
+    expect_value_error(fn, R_NAME, Load(shape, seq_len, tp).label(), (shape, seq_len, tp), why)
 
 
 def _r_sweep(fn: Callable[..., Any], shape: ModelShape, tps: Any, seq_len: int, **kw: Any) -> None:
